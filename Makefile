@@ -1,0 +1,45 @@
+# capkit — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+RUN ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (capkit)" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install capkit with its dev tools
+
+plan: $(STAMP) ## Measure the reference service and publish a capacity report (PROFILE=smoke|quick|full)
+	$(BIN)/capkit plan --profile $(PROFILE)
+
+plan-pg: $(STAMP) ## `make plan` with the service on PostgreSQL + Redis (see README)
+	ops/plan-postgres.sh --profile $(PROFILE)
+
+test: $(STAMP) ## Run the whole test suite (unit, service, end-to-end, notebooks under nbmake)
+	$(BIN)/pytest
+
+report: $(STAMP) ## Re-publish the report of RUN (default: the latest run)
+	$(BIN)/capkit report $(RUN)
+
+lab: $(STAMP) ## Open JupyterLab on notebooks/ with the venv's kernel
+	$(BIN)/jupyter lab notebooks/
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+clean: ## Remove runs/ and reports/ output (keeps .venv)
+	rm -rf runs reports/*/
+
+.PHONY: help install plan plan-pg test report lab lint clean

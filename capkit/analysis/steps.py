@@ -1,0 +1,159 @@
+"""Per-step summaries with warm-up trimmed, quality flags, and per-second resource samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from capkit.load.recorder import merge_histograms
+
+SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "threads", "fds")
+
+# quality gates (DESIGN, measurement rules)
+GENERATOR_SATURATED_CORES = 0.90
+USERS_REACHED_SHARE = 0.95
+FAILURE_ERROR_RATE = 0.05
+
+
+def _window(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+    w = steps.copy()
+    end = w["ended_at"].fillna(w["started_at"] + w["planned_s"])
+    w["from_ts"] = w["started_at"] + warmup_s
+    w["to_ts"] = end
+    return w
+
+
+def assign_steps(frame: pd.DataFrame, steps: pd.DataFrame, warmup_s: float, ts_col: str = "ts") -> pd.DataFrame:
+    """Rows of ``frame`` inside a step's trimmed window, with ``step`` and ``users`` added."""
+    if frame.empty or steps.empty:
+        return frame.assign(step=pd.Series(dtype="int64"), users=pd.Series(dtype="int64")).iloc[0:0]
+    w = _window(steps, warmup_s).sort_values("from_ts")
+    frame = frame.drop(columns=[c for c in ("step", "users") if c in frame.columns]).sort_values(ts_col)
+    merged = pd.merge_asof(frame, w[["step", "users", "from_ts", "to_ts"]], left_on=ts_col, right_on="from_ts",
+                           direction="backward")
+    keep = merged["step"].notna() & (merged[ts_col] <= merged["to_ts"])
+    out = merged[keep].drop(columns=["from_ts", "to_ts"])
+    out["step"] = out["step"].astype("int64")
+    out["users"] = out["users"].astype("int64")
+    return out
+
+
+def per_second_resources(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float,
+                         source: str = "service") -> pd.DataFrame:
+    """Wide table: one row per sample second inside a trimmed step, a column per metric."""
+    s = samples[samples["source"] == source]
+    if s.empty:
+        return pd.DataFrame(columns=["ts", "step", "users"])
+    wide = s.pivot_table(index="ts", columns="metric", values="value", aggfunc="mean").reset_index()
+    wide.columns.name = None
+    return assign_steps(wide, steps, warmup_s)
+
+
+def _whole_seconds(st, warmup_s: float, trimmed: bool = False) -> float:
+    """Whole seconds of a step's trimmed window: the denominator of its rates."""
+    if trimmed:
+        lo, hi = st["from_ts"], st["to_ts"]
+    else:
+        if pd.isna(st["ended_at"]):
+            return 0.0
+        lo, hi = st["started_at"] + warmup_s, st["ended_at"]
+    return float(max(np.floor(hi) - np.ceil(lo), 0))
+
+
+def _percentiles(hdrs: list[str]) -> dict:
+    if not hdrs:
+        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan}
+    h = merge_histograms(hdrs)
+    return {f"p{q}_ms": h.get_value_at_percentile(q) / 1000 for q in (50, 95, 99)}
+
+
+def _request_window(requests: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+    """Request rows inside each step's trimmed window (a second counts when it starts there)."""
+    if requests.empty:
+        return requests
+    r = requests.copy()
+    w = _window(steps, warmup_s).set_index("step")
+    # a row's second [ts, ts+1) must lie wholly inside [from_ts, to_ts]
+    lo = r["step"].map(w["from_ts"])
+    hi = r["step"].map(w["to_ts"])
+    return r[(r["ts"] >= np.ceil(lo)) & (r["ts"] + 1 <= np.floor(hi))]
+
+
+def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.DataFrame, *,
+                    warmup_s: float) -> pd.DataFrame:
+    """One row per step: load, throughput, latency percentiles (exact, merged HDR), resources,
+    quality flags and ``clean`` (used by the fits)."""
+    if steps.empty:
+        return pd.DataFrame()
+    req = _request_window(requests, steps, warmup_s)
+    res = per_second_resources(samples, steps, warmup_s)
+    gen = per_second_resources(samples, steps, warmup_s, source="generator")
+    rows = []
+    for _, st in steps.sort_values("step").iterrows():
+        r = req[req["step"] == st["step"]] if not req.empty else req
+        count = int(r["count"].sum()) if not r.empty else 0
+        failures = int(r["failures"].sum()) if not r.empty else 0
+        limited = int(r["rate_limited"].sum()) if not r.empty else 0
+        window = _whole_seconds(st, warmup_s)
+        row = {
+            "step": int(st["step"]), "users": int(st["users"]), "complete": bool(st["complete"]),
+            "seconds": window, "requests": count,
+            "rps": count / window if window > 0 else np.nan,
+            "failures": failures, "rate_limited": limited,
+            "error_rate": failures / count if count else 0.0,
+            "rate_limited_share": limited / count if count else 0.0,
+            "mean_ms": float(r["latency_sum_ms"].sum() / count) if count else np.nan,
+            **_percentiles(r["hdr"].tolist() if count else []),
+            "bytes_per_s": float(r["bytes"].sum() / window) if count and window > 0 else 0.0,
+        }
+        sr = res[res["step"] == st["step"]] if not res.empty else res
+        for metric in SERVICE_METRICS:
+            row[metric] = float(sr[metric].mean()) if metric in sr and sr[metric].notna().any() else np.nan
+        gr = gen[gen["step"] == st["step"]] if not gen.empty else gen
+        row["generator_cpu"] = float(gr["cpu_cores"].max()) if "cpu_cores" in gr and len(gr) else np.nan
+        row["users_reached"] = _users_reached(requests, st, warmup_s) if st["users"] > 0 else True
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["flags"] = out.apply(_flags, axis=1)
+    out["clean"] = out["flags"] == ""
+    return out
+
+
+def _users_reached(requests: pd.DataFrame, st, warmup_s: float) -> bool:
+    r = requests[(requests["step"] == st["step"]) & (requests["ts"] >= st["started_at"] + warmup_s)]
+    if r.empty:
+        return False
+    return bool(r["users"].max() >= USERS_REACHED_SHARE * st["users"])
+
+
+def _flags(row) -> str:
+    flags = []
+    if not row["complete"]:
+        flags.append("incomplete")
+    if row["users"] > 0 and row["requests"] == 0:
+        flags.append("no_requests")
+    if pd.notna(row["generator_cpu"]) and row["generator_cpu"] >= GENERATOR_SATURATED_CORES:
+        flags.append("generator_saturated")
+    if not row["users_reached"]:
+        flags.append("users_not_reached")
+    if row["error_rate"] > FAILURE_ERROR_RATE:
+        flags.append("errors")
+    return ",".join(flags)
+
+
+def endpoint_table(requests: pd.DataFrame, steps: pd.DataFrame, *, warmup_s: float) -> pd.DataFrame:
+    """Per step and endpoint: requests, req/s, failures, 429s, p50/p95/p99 (exact)."""
+    req = _request_window(requests, steps, warmup_s)
+    if req.empty:
+        return pd.DataFrame()
+    win = _window(steps, warmup_s).set_index("step")
+    rows = []
+    for (step, method, name), r in req.groupby(["step", "method", "name"]):
+        seconds = max(_whole_seconds(win.loc[step], 0.0, trimmed=True), 1)
+        count = int(r["count"].sum())
+        rows.append({"step": step, "users": int(win.loc[step, "users"]), "method": method, "name": name,
+                     "requests": count, "rps": count / seconds, "failures": int(r["failures"].sum()),
+                     "rate_limited": int(r["rate_limited"].sum()),
+                     "error_rate": float(r["failures"].sum()) / count if count else 0.0,
+                     **_percentiles(r["hdr"].tolist())})
+    return pd.DataFrame(rows)

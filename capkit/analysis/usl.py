@@ -1,0 +1,295 @@
+"""Universal Scalability Law: X(N) = λN / (1 + σ(N−1) + κN(N−1)).
+
+Fitted by bounded nonlinear least squares on throughput per concurrency level, with seeded
+residual-bootstrap intervals (or asymptotic t intervals from the Jacobian when ``bootstrap=0``).
+Reproduces the published fits of codahale's ``usl`` / ``usl4j`` and the R package ``usl``
+(see ``tests/analysis/test_usl.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from capkit.errors import ConfigError, InsufficientDataError
+
+PARAMS = ("sigma", "kappa", "lambda_")
+DERIVED = ("peak_concurrency", "max_throughput")
+
+
+def usl_throughput(n, sigma: float, kappa: float, lambda_: float) -> np.ndarray:
+    """X(N) of the USL for concurrency ``n`` (scalar or array)."""
+    n = np.asarray(n, dtype=float)
+    return lambda_ * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
+
+
+def _peak(sigma: float, kappa: float, lambda_: float) -> tuple[float, float]:
+    """(N*, X_max); with κ = 0 there is no peak: N* = inf and X_max is the asymptote λ/σ."""
+    if kappa <= 0:
+        return math.inf, (lambda_ / sigma if sigma > 0 else math.inf)
+    n_star = math.sqrt(max(1.0 - sigma, 0.0) / kappa)
+    return n_star, float(usl_throughput(n_star, sigma, kappa, lambda_))
+
+
+def _jacobian(theta: np.ndarray, n: np.ndarray) -> np.ndarray:
+    sigma, kappa, lambda_ = theta
+    d = 1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0)
+    common = -lambda_ * n * (n - 1.0) / d**2
+    return np.column_stack([common, common * n, n / d])
+
+
+def _solve(n: np.ndarray, x: np.ndarray, start: np.ndarray | None = None,
+           tol: float = 1e-15) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (σ, κ, λ) and the Jacobian at the optimum.
+
+    Without ``start``, the best of two starting points; bootstrap refits start from the estimate.
+    """
+    scale = float(np.max(x))  # fit on x/scale so that λ is O(1) like σ and κ
+    y = x / scale
+    if start is not None:
+        starts = [start / np.array([1.0, 1.0, scale])]
+    else:
+        lam0 = float(np.max(y / n))
+        # Gunther's linearisation N/C(N) − 1 = σ(N−1) + κN(N−1), C = X/λ0, gives σ, κ ≥ 0 directly.
+        a = np.column_stack([n - 1.0, n * (n - 1.0)])
+        (s0, k0), _ = optimize.nnls(a, n * lam0 / y - 1.0)
+        starts = [np.array([s0, k0, lam0]), np.array([0.1, 0.01, lam0])]  # the second is codahale's
+    best = None
+    for x0 in starts:
+        res = optimize.least_squares(
+            lambda t: usl_throughput(n, *t) - y,
+            np.clip(x0, [0.0, 0.0, 1e-12], None),
+            jac=lambda t: _jacobian(t, n),
+            bounds=([0.0, 0.0, 1e-12], [np.inf, np.inf, np.inf]),
+            x_scale="jac", ftol=tol, xtol=tol, gtol=tol, max_nfev=10_000,
+        )
+        if best is None or res.cost < best.cost:
+            best = res
+    theta = best.x * np.array([1.0, 1.0, scale])
+    return theta, _jacobian(theta, n)
+
+
+def _check(concurrency, throughput) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        n = np.asarray(concurrency, dtype=float).ravel()
+        x = np.asarray(throughput, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"USL input must be numeric concurrency and throughput values ({exc})") from None
+    if n.size != x.size:
+        raise ConfigError(f"USL input has {n.size} concurrency values but {x.size} throughput values")
+    bad = ~(np.isfinite(n) & np.isfinite(x) & (n > 0) & (x > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ConfigError(f"USL input row {i + 1} (concurrency={n[i]:g}, throughput={x[i]:g}) is not a positive finite number")
+    if np.unique(n).size < 3:
+        raise InsufficientDataError(f"USL fit needs at least 3 distinct concurrency levels; got {np.unique(n).size}")
+    return n, x
+
+
+@dataclass(frozen=True)
+class USLFit:
+    """A fitted USL model. Build it with :func:`fit_usl`."""
+
+    sigma: float
+    kappa: float
+    lambda_: float
+    concurrency: np.ndarray
+    throughput: np.ndarray
+    stderr: dict  # asymptotic standard errors of sigma, kappa, lambda_ (NaN with 0 residual df)
+    samples: np.ndarray | None  # bootstrap estimates, shape (bootstrap, 3); None without bootstrap
+    seed: int | None
+
+    @property
+    def peak_concurrency(self) -> float:
+        """N* = √((1−σ)/κ), where throughput peaks; ``inf`` when κ = 0 (no retrograde region)."""
+        return _peak(self.sigma, self.kappa, self.lambda_)[0]
+
+    @property
+    def max_throughput(self) -> float:
+        """X(N*); with κ = 0 the asymptote λ/σ (``inf`` if σ = 0 too)."""
+        return _peak(self.sigma, self.kappa, self.lambda_)[1]
+
+    @property
+    def limit(self) -> str:
+        """``"contention"`` when σ > κ, else ``"coherency"`` (codahale's rule; κ = 0 is contention)."""
+        return "contention" if self.sigma > self.kappa or self.kappa == 0 else "coherency"
+
+    @property
+    def df_residual(self) -> int:
+        return int(self.concurrency.size - 3)
+
+    @property
+    def residual_std_error(self) -> float:
+        rss = float(np.sum((self.throughput - self.predict(self.concurrency)) ** 2))
+        return math.sqrt(rss / self.df_residual) if self.df_residual > 0 else math.nan
+
+    @property
+    def r_squared(self) -> float:
+        x = self.throughput
+        return 1.0 - float(np.sum((x - self.predict(self.concurrency)) ** 2) / np.sum((x - x.mean()) ** 2))
+
+    def predict(self, n) -> float | np.ndarray:
+        """Throughput X(n): a float for a scalar ``n``, an array of the same shape otherwise."""
+        out = usl_throughput(n, self.sigma, self.kappa, self.lambda_)
+        return float(out) if out.ndim == 0 else out
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Lower/upper bounds (index: sigma, kappa, lambda_, peak_concurrency, max_throughput).
+
+        Bootstrap percentiles when the fit was bootstrapped; otherwise t intervals from the
+        asymptotic covariance (delta method for N* and X_max), as R's ``usl`` does.
+        """
+        if not 0.0 < level < 1.0:
+            raise ConfigError(f"confidence level must be between 0 and 1, got {level}")
+        if self.samples is not None:
+            derived = np.array([_peak(*row) for row in self.samples])
+            draws = np.column_stack([self.samples, derived])
+            q = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
+            return pd.DataFrame({"lower": q[0], "upper": q[1]}, index=list(PARAMS + DERIVED))
+        theta = np.array([self.sigma, self.kappa, self.lambda_])
+        t = stats.t.ppf(0.5 + level / 2, self.df_residual) if self.df_residual > 0 else math.nan
+        se = np.array([self.stderr[p] for p in PARAMS])
+        rows = {p: (v - t * s, v + t * s) for p, v, s in zip(PARAMS, theta, se)}
+        cov, steps = self._cov(), np.maximum(np.abs(theta), 1e-12) * 1e-6
+        for i, name in enumerate(DERIVED):
+            value = _peak(*theta)[i]  # delta method with a forward-difference gradient
+            grad = np.array([(_peak(*(theta + h * e))[i] - value) / h for h, e in zip(steps, np.eye(3))])
+            s = math.sqrt(float(grad @ cov @ grad)) if math.isfinite(value) else math.nan
+            rows[name] = (value - t * s, value + t * s)
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
+
+    def _cov(self) -> np.ndarray:
+        j = _jacobian(np.array([self.sigma, self.kappa, self.lambda_]), self.concurrency)
+        return self.residual_std_error**2 * np.linalg.pinv(j.T @ j)
+
+    def to_dict(self, level: float = 0.95) -> dict:
+        """Plain, JSON-safe values (non-finite numbers become ``None``)."""
+        def num(v):
+            return float(v) if v is not None and math.isfinite(v) else None
+
+        ci = self.confint(level)
+        return {
+            "model": "usl",
+            **{p: num(getattr(self, p)) for p in PARAMS + DERIVED},
+            "limit": self.limit,
+            "retrograde": self.kappa > 0,
+            "stderr": {p: num(self.stderr[p]) for p in PARAMS},
+            "confint": {p: {"lower": num(ci.at[p, "lower"]), "upper": num(ci.at[p, "upper"])} for p in ci.index},
+            "level": level,
+            "interval_method": "bootstrap" if self.samples is not None else "asymptotic",
+            "bootstrap": 0 if self.samples is None else int(self.samples.shape[0]),
+            "seed": self.seed,
+            "n_points": int(self.concurrency.size),
+            "residual_std_error": num(self.residual_std_error),
+            "df_residual": self.df_residual,
+            "r_squared": num(self.r_squared),
+        }
+
+    def summary(self, level: float = 0.95) -> str:
+        """A few lines: coefficients with intervals, N*, X_max and the dominant limit."""
+        d, pct = self.to_dict(level), f"{100 * level:g}%"
+        how = (f"bootstrap, {d['bootstrap']} residual resamples, seed {self.seed}" if d["bootstrap"]
+               else f"asymptotic t, {self.df_residual} df")
+
+        def fmt(v):
+            return "—" if v is None else f"{v:.6g}"
+
+        span = f"{self.concurrency.min():g}..{self.concurrency.max():g}"
+        lines = [f"Universal Scalability Law fit: {d['n_points']} points, N = {span}",
+                 f"{'':18}{'estimate':>12}{'std.err':>12}   {pct} interval ({how})"]
+        labels = {"sigma": "sigma (σ)", "kappa": "kappa (κ)", "lambda_": "lambda (λ)",
+                  "peak_concurrency": "peak N*", "max_throughput": "max X(N*)"}
+        for p, label in labels.items():
+            se = fmt(d["stderr"][p]) if p in PARAMS else ""
+            lo, hi = d["confint"][p]["lower"], d["confint"][p]["upper"]
+            lines.append(f"{label:18}{fmt(d[p]):>12}{se:>12}   [{fmt(lo)}, {fmt(hi)}]")
+        why = ("κ = 0: no retrograde region" if self.kappa == 0
+               else f"σ {'>' if self.limit == 'contention' else '<='} κ")
+        lines.append(f"{self.limit}-limited ({why}); residual std. error "
+                     f"{fmt(d['residual_std_error'])} on {self.df_residual} df, R² {fmt(d['r_squared'])}")
+        return "\n".join(lines)
+
+
+def fit_usl(concurrency, throughput, *, bootstrap: int = 200, seed: int | None = 0) -> USLFit:
+    """Fit the USL to throughput measured at each concurrency level.
+
+    Parameters
+    ----------
+    concurrency, throughput : array-like
+        Positive, finite and of equal length, with at least 3 distinct concurrency levels.
+    bootstrap : int
+        Residual-bootstrap resamples for the intervals; 0 uses asymptotic intervals instead.
+    seed : int or None
+        Seed of ``numpy.random.default_rng`` for the bootstrap.
+
+    Returns
+    -------
+    USLFit
+    """
+    n, x = _check(concurrency, throughput)
+    if not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
+        raise ConfigError(f"bootstrap must be a whole number >= 0, got {bootstrap!r}")
+    theta, jac = _solve(n, x)
+    fitted = usl_throughput(n, *theta)
+    df = n.size - 3
+    s2 = float(np.sum((x - fitted) ** 2)) / df if df > 0 else math.nan
+    se = np.sqrt(np.abs(np.diag(s2 * np.linalg.pinv(jac.T @ jac))))
+    samples = None
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        resid = (x - fitted) - np.mean(x - fitted)
+        samples = np.empty((bootstrap, 3))
+        for b in range(bootstrap):
+            # Keep resampled throughput positive: the model has no meaning for X <= 0.
+            y = np.maximum(fitted + rng.choice(resid, size=n.size, replace=True), 1e-9 * fitted)
+            samples[b] = _solve(n, y, start=theta, tol=1e-10)[0]
+    return USLFit(float(theta[0]), float(theta[1]), float(theta[2]), n, x,
+                  dict(zip(PARAMS, map(float, se))), samples, seed)
+
+
+def usl_from_steps(steps: pd.DataFrame, *, concurrency_col: str = "users", throughput_col: str = "rps",
+                   bootstrap: int = 200, seed: int | None = 0) -> USLFit:
+    """Fit the USL on a capkit per-step summary (one row per clean step; rows with users <= 0 are dropped)."""
+    missing = [c for c in (concurrency_col, throughput_col) if c not in steps.columns]
+    if missing:
+        raise ConfigError(f"step table lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, steps.columns))}")
+    rows = steps[pd.to_numeric(steps[concurrency_col], errors="coerce") > 0]
+    return fit_usl(rows[concurrency_col], rows[throughput_col], bootstrap=bootstrap, seed=seed)
+
+
+def read_usl_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two numeric columns (concurrency, throughput); optional header; ``#`` lines are comments."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such file; pass a CSV with two columns: concurrency,throughput")
+    try:
+        raw = pd.read_csv(p, header=None, comment="#", dtype=str, skipinitialspace=True, skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{path}: the file holds no data rows") from None
+    except pd.errors.ParserError as exc:
+        raise ConfigError(f"{path}: expected 2 columns (concurrency,throughput) on every row; {str(exc).splitlines()[0]}") from None
+    if raw.shape[1] != 2:
+        raise ConfigError(f"{path}: expected 2 columns (concurrency,throughput), found {raw.shape[1]}")
+    values = raw.apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
+    if values.iloc[0].isna().all():  # a header row
+        values = values.iloc[1:]
+    bad = values.isna().any(axis=1)
+    if bad.any():
+        i = bad.idxmax()
+        raise ConfigError(f"{path}: data row {i + 1} ({', '.join(map(str, raw.loc[i]))}) is not two numbers")
+    return values.iloc[:, 0].to_numpy(float), values.iloc[:, 1].to_numpy(float)
+
+
+def usl_report(path: str, *, as_json: bool = False, bootstrap: int = 200, seed: int = 0) -> str:
+    """Read ``path`` (see :func:`read_usl_csv`), fit, and return the text for ``capkit usl``."""
+    n, x = read_usl_csv(path)
+    fit = fit_usl(n, x, bootstrap=bootstrap, seed=seed)
+    if as_json:
+        return json.dumps({"file": str(path), **fit.to_dict()}, indent=2, ensure_ascii=False)
+    return f"{path}\n{fit.summary()}"

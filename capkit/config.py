@@ -1,0 +1,103 @@
+"""Settings, read from the environment (prefix ``CAPKIT_``) only when asked for.
+
+Only the CLI, the service's app factory and ``ops/`` call :func:`get_settings`; library
+functions take explicit arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "capkit-dev-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    """Every setting of capkit and of its reference service."""
+
+    model_config = SettingsConfigDict(env_prefix="CAPKIT_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+
+    # results store and raw run files
+    store_url: str = "sqlite:///runs/capkit.sqlite"
+    runs_dir: str = "runs"
+    reports_dir: str = "reports"
+
+    # reference service: database, cache, auth
+    database_url: str = "sqlite:///runs/service.sqlite"
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout_s: float = Field(5.0, gt=0)
+    redis_url: str | None = None
+    cache_ttl_s: float = Field(30.0, ge=0)
+    cache_max_entries: int = Field(10_000, ge=1)
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+    jwt_expiry_s: int = Field(3600, gt=0)
+    test_account_prefix: str = "loadtest-"
+    test_account_password: str = "loadtest-password"
+    rate_limit_chat: str = "100/minute"
+
+    # built-in model: real CPU work per token, optional delay between tokens
+    model_tokens: int = Field(48, ge=1, le=4096)
+    model_cpu_ms_per_token: float = Field(0.25, ge=0)
+    model_token_delay_ms: float = Field(4.0, ge=0)
+    max_message_chars: int = Field(4000, ge=1)
+
+    # circuit breaker guarding the database
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(5.0, gt=0)
+
+    # reference service: model manager (backends in priority order, comma separated)
+    model_backends: str = "builtin"
+    model_name: str = "capkit-builtin"
+    model_max_concurrent: int = Field(8, ge=1)
+    model_queue_size: int = Field(256, ge=0)
+    model_queue_timeout_s: float = Field(10.0, gt=0)
+    model_first_token_timeout_s: float = Field(30.0, gt=0)
+    model_unhealthy_s: float = Field(5.0, ge=0)
+    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_model: str = "tinyllama"
+    response_cache: bool = True
+    chat_context_messages: int = Field(6, ge=0)
+    redis_prefix: str = "capkit"
+    password_hash_iterations: int = Field(1000, ge=1)
+
+    # reference service: seeding on `serve` (idempotent) and its volumes
+    seed_on_start: bool = True
+    seed_users: int = Field(200, ge=0)
+    seed_conversations: int = Field(2000, ge=0)
+    seed_messages_per_conversation: int = Field(10, ge=0)
+    seed_test_accounts: int = Field(50, ge=0)
+
+    @field_validator("model_backends")
+    @classmethod
+    def _known_backends(cls, v: str) -> str:
+        kinds = [k.strip() for k in v.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in ("builtin", "ollama")]
+        if not kinds or unknown:
+            raise ValueError(f"model backends must be a comma-separated list of builtin/ollama (got {v!r})")
+        return ",".join(kinds)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
+            raise ValueError("CAPKIT_JWT_SECRET must be set to a secret of your own when CAPKIT_ENV=production")
+        return self
+
+
+def get_settings(**overrides) -> Settings:
+    """Read the settings from the environment, with explicit ``overrides`` on top."""
+    from pydantic import ValidationError
+
+    from capkit.errors import ConfigError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise ConfigError(f"setting {where}: {first['msg']} (environment variable CAPKIT_{where.upper()})") from None

@@ -1,0 +1,129 @@
+"""Per-second, per-endpoint request statistics with HDR latency histograms.
+
+Pure Python (no Locust): the Locust plugin feeds it from request events; the analysis
+merges its histograms per step, so step percentiles are exact to the histogram's precision
+(3 significant digits), never Locust's cumulative ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import IO, Iterable
+
+from hdrh.histogram import HdrHistogram
+
+# latency in microseconds, 1 µs .. 1 h, 3 significant digits
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000
+HDR_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+
+
+def decode_histogram(encoded: str) -> HdrHistogram:
+    return HdrHistogram.decode(encoded)
+
+
+def merge_histograms(encoded: Iterable[str]) -> HdrHistogram:
+    """One histogram holding every value of the encoded ones."""
+    total = new_histogram()
+    for item in encoded:
+        total.add(HdrHistogram.decode(item))
+    return total
+
+
+def status_class(status: int | None) -> str:
+    if status is None or status == 0:
+        return "status_other"
+    return {2: "status_2xx", 3: "status_2xx", 4: "status_4xx", 5: "status_5xx"}.get(status // 100, "status_other")
+
+
+@dataclass
+class EndpointSecond:
+    """What one endpoint did in one second."""
+
+    count: int = 0
+    failures: int = 0
+    rate_limited: int = 0
+    status_2xx: int = 0
+    status_4xx: int = 0
+    status_5xx: int = 0
+    status_other: int = 0
+    bytes: int = 0
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    hist: HdrHistogram = field(default_factory=new_histogram)
+
+    def record(self, latency_ms: float, status: int | None, nbytes: int, failed: bool) -> None:
+        self.count += 1
+        if status == 429:
+            self.rate_limited += 1  # rate-limited is not a saturation failure
+        elif failed:
+            self.failures += 1
+        cls = status_class(status)
+        setattr(self, cls, getattr(self, cls) + 1)
+        self.bytes += max(int(nbytes or 0), 0)
+        latency_ms = max(float(latency_ms), 0.0)
+        self.latency_sum_ms += latency_ms
+        self.latency_max_ms = max(self.latency_max_ms, latency_ms)
+        self.hist.record_value(max(HDR_LOWEST_US, min(HDR_HIGHEST_US, int(math.ceil(latency_ms * 1000)))))
+
+    def to_row(self, ts: int, method: str, name: str) -> dict:
+        return {
+            "ts": ts, "method": method, "name": name, "count": self.count, "failures": self.failures,
+            "rate_limited": self.rate_limited, "status_2xx": self.status_2xx, "status_4xx": self.status_4xx,
+            "status_5xx": self.status_5xx, "status_other": self.status_other, "bytes": self.bytes,
+            "latency_sum_ms": round(self.latency_sum_ms, 3), "latency_max_ms": round(self.latency_max_ms, 3),
+            "hdr": self.hist.encode().decode("ascii"),
+        }
+
+
+class SecondAggregator:
+    """Accumulates request events into (second, method, name) buckets; flushes whole seconds."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[int, str, str], EndpointSecond] = {}
+
+    def record(self, ts: float, method: str, name: str, latency_ms: float, status: int | None,
+               nbytes: int, failed: bool) -> None:
+        key = (int(ts), method, name)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = EndpointSecond()
+        bucket.record(latency_ms, status, nbytes, failed)
+
+    def flush(self, before_ts: float | None = None) -> list[dict]:
+        """Rows for every second earlier than ``before_ts`` (all when None), removed from memory."""
+        keys = [k for k in self._buckets if before_ts is None or k[0] < int(before_ts)]
+        keys.sort()
+        return [self._buckets.pop(k).to_row(*k) for k in keys]
+
+
+class JsonlWriter:
+    """Appends one JSON object per line and flushes, so a killed run keeps what it wrote."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream = stream
+
+    def write(self, record: dict) -> None:
+        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._stream.flush()
+
+
+def read_new_lines(stream: IO[str]) -> list[dict]:
+    """Read the complete lines appended since the last call (a partial last line is left)."""
+    out = []
+    while True:
+        pos = stream.tell()
+        line = stream.readline()
+        if not line:
+            break
+        if not line.endswith("\n"):
+            stream.seek(pos)
+            break
+        out.append(json.loads(line))
+    return out

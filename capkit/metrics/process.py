@@ -1,0 +1,126 @@
+"""Resource samples of a process tree with psutil: CPU cores, RSS, threads, fds, DB connections."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psutil
+
+from capkit.errors import ConfigError
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DbTarget:
+    """How to count a service's open database connections: a SQLite file or a TCP port."""
+
+    kind: str  # "file" | "tcp"
+    path: str = ""
+    port: int = 0
+
+    @classmethod
+    def from_url(cls, url: str | None) -> "DbTarget | None":
+        if not url:
+            return None
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            return cls(kind="file", path=os.path.realpath(path)) if path and path != ":memory:" else None
+        parts = urlsplit(url)
+        default = {"postgresql": 5432, "mysql": 3306}.get(parts.scheme.split("+")[0], 0)
+        return cls(kind="tcp", port=parts.port or default)
+
+
+class ProcessTreeSampler:
+    """Samples a process and its descendants; CPU is averaged between two calls.
+
+    Parameters
+    ----------
+    pid:
+        Root of the tree (e.g. the uvicorn master).
+    db:
+        Where the service's database connections go, or None to not count them.
+    """
+
+    def __init__(self, pid: int, db: DbTarget | None = None):
+        try:
+            self.root = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            raise ConfigError(f"no process with PID {pid}; pass the PID of the running service (--pid)") from None
+        self.db = db
+        self._cpu_prev: dict[int, float] = {}
+        self._t_prev: float | None = None
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def alive(self) -> bool:
+        return self.root.is_running() and self.root.status() != psutil.STATUS_ZOMBIE
+
+    def sample(self) -> dict[str, float]:
+        """One sample: ``cpu_cores`` (since the previous call), ``rss_mib``, ``threads``, ``fds``,
+        ``db_connections``. Empty when the process is gone."""
+        now = time.monotonic()
+        cpu_now: dict[int, float] = {}
+        rss = threads = fds = conns = 0
+        procs = self._tree()
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    cpu_now[proc.pid] = times.user + times.system
+                    rss += proc.memory_info().rss
+                    threads += proc.num_threads()
+                    fds += proc.num_fds()
+                    conns += self._db_connections(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        if not cpu_now:
+            return {}
+        out = {"rss_mib": rss / MIB, "threads": float(threads), "fds": float(fds)}
+        if self.db is not None:
+            out["db_connections"] = float(conns)
+        if self._t_prev is not None and now > self._t_prev:
+            # a process born since the last sample contributes all its CPU time so far
+            used = sum(max(cpu - self._cpu_prev.get(pid, 0.0), 0.0) for pid, cpu in cpu_now.items())
+            out["cpu_cores"] = used / (now - self._t_prev)
+        self._cpu_prev, self._t_prev = cpu_now, now
+        return out
+
+    def _db_connections(self, proc: psutil.Process) -> int:
+        if self.db is None:
+            return 0
+        if self.db.kind == "file":
+            return sum(1 for f in proc.open_files() if f.path == self.db.path)
+        return sum(1 for c in proc.net_connections(kind="tcp")
+                   if c.raddr and c.raddr.port == self.db.port and c.status == psutil.CONN_ESTABLISHED)
+
+
+class LoopbackNetworkSampler:
+    """Bytes per second through an interface (loopback by default), in KB/s.
+
+    Per-process network counters do not exist on Linux; on a machine where the service is the
+    only talker on loopback, the interface rate is the service's traffic (both directions).
+    """
+
+    def __init__(self, nic: str = "lo"):
+        counters = psutil.net_io_counters(pernic=True)
+        if nic not in counters:
+            raise ConfigError(f"network interface {nic!r} not found; choose one of {', '.join(counters)}")
+        self.nic = nic
+        self._prev = (time.monotonic(), counters[nic].bytes_sent)
+
+    def sample(self) -> dict[str, float]:
+        now = time.monotonic()
+        sent = psutil.net_io_counters(pernic=True)[self.nic].bytes_sent
+        t0, b0 = self._prev
+        self._prev = (now, sent)
+        if now <= t0:
+            return {}
+        return {"network_kbps": (sent - b0) / (now - t0) / 1024}

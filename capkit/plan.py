@@ -1,0 +1,98 @@
+"""`capkit plan`: start the reference service, run a stage plan against it, store, report, print.
+
+Everything it starts is stopped on the way out, also on Ctrl-C, SIGTERM or failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from capkit.config import Settings
+from capkit.errors import CapkitError
+from capkit.orchestrator import RunResult, default_locustfiles, format_progress, new_run_id, run_load
+from capkit.schemas import ResourceLimits, RunSpec, StagePlan
+from capkit.servicectl import core_split, free_port, start_service
+from capkit.store import open_store
+
+
+@dataclass
+class PlanResult:
+    run: RunResult
+    baseline_md: str | None
+    headline: str | None
+    report_index: Path | None
+    analysis_error: str | None = None
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    from capkit.service.server import settings_to_env
+
+    return settings_to_env(settings)
+
+
+def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, port: int | None = None,
+             report: bool = True, say: Callable[[str], None] = print, profile: str = "custom",
+             processes: int = 1) -> PlanResult:
+    """The main job; see the module docstring. Returns what it measured and published."""
+    store = open_store(settings.store_url)  # fail before starting anything
+    run_id = new_run_id()
+    raw_dir = Path(settings.runs_dir) / run_id
+    host = "127.0.0.1"
+    port = port or free_port(host)
+    service_cpus, load_cpus = core_split()
+    if service_cpus and limits.cpu_cores != len(service_cpus):
+        limits = limits.model_copy(update={"cpu_cores": float(len(service_cpus))})
+    say(f"capkit plan · run {run_id} · profile {profile} · {len(plan.stages)} steps, {plan.duration_s:.0f} s of load")
+    say(f"starting the reference service on {host}:{port}"
+        + (f" pinned to core {sorted(service_cpus)}" if service_cpus else " (not pinned: one core only)"))
+    svc = start_service(host=host, port=port, env=service_env(settings), log_path=raw_dir / "service.log",
+                        cpus=service_cpus)
+    try:
+        spec = RunSpec(run_id=run_id, target=svc.url, scenario="reference", plan=plan, processes=processes,
+                       service_cores=float(len(service_cpus)) if service_cpus else None,
+                       notes={"profile": profile, "service_db": "sqlite" if settings.database_url.startswith("sqlite")
+                              else settings.database_url.split(":", 1)[0],
+                              "cache": "redis" if settings.redis_url else "in-process"})
+        last = {"step": None}
+
+        def progress(p):
+            if p.step != last["step"] or int(p.seconds_left) % 5 == 0:
+                last["step"] = p.step
+                say("  " + format_progress(p))
+
+        env = {"CAPKIT_ACCOUNT_PREFIX": settings.test_account_prefix,
+               "CAPKIT_ACCOUNT_PASSWORD": settings.test_account_password,
+               "CAPKIT_ACCOUNTS": str(settings.seed_test_accounts)}
+        result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=default_locustfiles(),
+                          service_pid=svc.pid, db_url=settings.database_url, env=env,
+                          generator_cpus=load_cpus, on_progress=progress)
+    finally:
+        svc.stop()
+    say(f"load finished: {result.status}" + (f" ({result.reason})" if result.reason else "")
+        + f" · {result.steps} steps · {result.request_rows} request rows · {result.samples} samples")
+    return _analyse(settings, result, limits, report=report, say=say)
+
+
+def _analyse(settings: Settings, result: RunResult, limits: ResourceLimits, *, report: bool,
+             say: Callable[[str], None]) -> PlanResult:
+    from capkit import analysis as ca
+
+    try:
+        cap = ca.capacity_report(ca.load_run(open_store(settings.store_url), result.run_id), limits)
+    except CapkitError as exc:
+        return PlanResult(result, None, None, None, analysis_error=str(exc))
+    index = None
+    if report:
+        from capkit.reporting import publish
+
+        say("publishing the report (papermill)…")
+        index = publish(result.run_id, store_url=settings.store_url, reports_dir=Path(settings.reports_dir),
+                        parameters=limit_parameters(limits)).index
+    return PlanResult(result, ca.markdown_table(cap.baseline), cap.headline(), index)
+
+
+def limit_parameters(limits: ResourceLimits) -> dict:
+    return {"cpu_cores": limits.cpu_cores, "memory_mib": limits.memory_mib,
+            "db_connections": limits.db_connections, "network_mbps": limits.network_mbps}

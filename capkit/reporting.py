@@ -1,0 +1,132 @@
+"""Execute the report notebooks with papermill and publish them as HTML under ``reports/<run_id>/``.
+
+The store URL reaches the kernel through an environment variable, never as a parameter, so a
+password in it cannot end up in an executed notebook or a published page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from capkit.errors import ReportError
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+REPORT_NOTEBOOKS = ("capacity_report.ipynb",)
+STORE_ENV = "CAPKIT_REPORT_STORE_URL"
+
+
+@dataclass
+class Published:
+    run_id: str
+    folder: Path
+    index: Path
+    notebooks: list[Path]
+
+
+def absolute_sqlite(url: str) -> str:
+    """Make a relative SQLite URL absolute (the kernel runs in the report folder)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(Path(url[len(prefix):]).resolve())
+    return url
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dict[str, str] | None = None) -> None:
+    """Run one notebook with papermill; raise :class:`ReportError` naming the failing cell."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                            cwd=str(output.parent), progress_bar=False, report_mode=True)
+    except PapermillExecutionError as exc:
+        raise ReportError(notebook.name, exc.ename, str(exc.evalue).splitlines()[0] if exc.evalue else "") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def to_html(executed: Path) -> Path:
+    """HTML without code cells; also writes every figure as PNG beside it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    out = executed.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    figures = executed.parent / "figures"
+    n = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                n += 1
+                figures.mkdir(exist_ok=True)
+                (figures / f"{executed.stem}-{n}.png").write_bytes(base64.b64decode(png))
+    return out
+
+
+def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict | None = None,
+            notebooks: tuple[str, ...] = REPORT_NOTEBOOKS, notebook_dir: Path = NOTEBOOK_DIR) -> Published:
+    """Execute ``notebooks`` for ``run_id`` into ``reports_dir/run_id`` and write its ``index.html``.
+
+    The folder is built aside and moved into place at the end: a failed report leaves the
+    previous one (if any) untouched and nothing half-written.
+    """
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    final = reports_dir / run_id
+    work = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=reports_dir))
+    try:
+        params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
+                  **(parameters or {})}
+        executed = []
+        for name in notebooks:
+            out = work / name
+            execute_notebook(notebook_dir / name, out, params, env={STORE_ENV: absolute_sqlite(store_url)})
+            to_html(out)
+            executed.append(out)
+        write_index(work, run_id, executed)
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Published(run_id=run_id, folder=final, index=final / "index.html",
+                     notebooks=[final / p.name for p in executed])
+
+
+def write_index(folder: Path, run_id: str, executed: list[Path]) -> Path:
+    """A small landing page: the Baseline Metrics table and links to every page and table."""
+    tables = sorted((folder / "tables").glob("*.csv")) if (folder / "tables").exists() else []
+    baseline = folder / "tables" / "baseline_metrics.csv"
+    table_html = ""
+    if baseline.exists():
+        import pandas as pd
+
+        table_html = pd.read_csv(baseline).to_html(index=False, escape=True, border=0, classes="baseline")
+    links = "".join(f'<li><a href="{html.escape(p.with_suffix(".html").name)}">{html.escape(p.stem.replace("_", " "))}</a></li>'
+                    for p in executed)
+    csvs = "".join(f'<li><a href="tables/{html.escape(p.name)}">{html.escape(p.name)}</a></li>' for p in tables)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>capkit report {html.escape(run_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head><body>
+<h1>Capacity report — run {html.escape(run_id)}</h1>
+<h2>Baseline Metrics (measured)</h2>{table_html}
+<h2>Pages</h2><ul>{links}</ul><h2>Tables (CSV)</h2><ul>{csvs}</ul></body></html>"""
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

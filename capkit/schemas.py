@@ -1,0 +1,135 @@
+"""Data contracts shared by the packages: stage plans, run specs, limits, fitted estimates."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from capkit.errors import ConfigError
+
+
+class Stage(BaseModel):
+    """One step of a stepped load: ``users`` held for ``seconds`` (``users=0`` is the idle step)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    users: int = Field(ge=0, le=100_000)
+    seconds: float = Field(gt=0, le=86_400)
+    rate: float | None = Field(None, ge=0, description="open model: requests/s instead of users")
+
+
+class StagePlan(BaseModel):
+    """An ordered list of stages plus the warm-up trimmed from the start of each."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stages: tuple[Stage, ...]
+    warmup_s: float = Field(2.0, ge=0)
+    spawn_rate: float = Field(50.0, gt=0)
+
+    @field_validator("stages")
+    @classmethod
+    def _not_empty(cls, v):
+        if not v:
+            raise ValueError("a stage plan needs at least one stage")
+        return v
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def to_spec(self) -> str:
+        return ",".join(f"{s.users}x{s.seconds:g}" for s in self.stages)
+
+    @classmethod
+    def parse(cls, spec: str, *, warmup_s: float = 2.0, spawn_rate: float = 50.0) -> "StagePlan":
+        """Parse ``"0x20,5x30,10x30"`` (USERSxSECONDS, comma separated).
+
+        Raises :class:`ConfigError` with one line naming the bad item.
+        """
+        stages = []
+        for item in (spec or "").split(","):
+            item = item.strip()
+            users, sep, seconds = item.partition("x")
+            try:
+                if not sep:
+                    raise ValueError
+                stage = Stage(users=int(users), seconds=float(seconds))
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"stage plan item {item!r} is not USERSxSECONDS with USERS ≥ 0 and SECONDS > 0 "
+                    f"(example: --stages 0x20,5x30,10x30)"
+                ) from None
+            if not math.isfinite(stage.seconds):
+                raise ConfigError(f"stage plan item {item!r} has a non-finite duration")
+            stages.append(stage)
+        for stage in stages[1:]:
+            if stage.users <= 0:
+                raise ConfigError("stage plan: only the first stage may be idle (0 users); later stages need users > 0")
+        if warmup_s >= min(s.seconds for s in stages):
+            raise ConfigError(f"warm-up {warmup_s:g} s must be shorter than the shortest stage")
+        return cls(stages=tuple(stages), warmup_s=warmup_s, spawn_rate=spawn_rate)
+
+
+def stepped(users: list[int], *, idle_s: float, step_s: float, warmup_s: float) -> StagePlan:
+    """An idle step then one step per user count, each held ``step_s`` seconds."""
+    stages = [Stage(users=0, seconds=idle_s)] + [Stage(users=u, seconds=step_s) for u in users]
+    return StagePlan(stages=tuple(stages), warmup_s=warmup_s)
+
+
+# The profiles of `capkit plan`: smoke for tests (≤ 60 s), quick by default (≤ 4 min), full.
+PROFILES: dict[str, StagePlan] = {
+    "smoke": stepped([4, 8, 12, 16, 20], idle_s=5, step_s=6, warmup_s=2),
+    "quick": stepped([5, 10, 15, 20, 25, 30], idle_s=15, step_s=25, warmup_s=5),
+    "full": stepped([5, 10, 20, 30, 40, 50, 60, 80], idle_s=30, step_s=60, warmup_s=10),
+}
+
+
+def profile_plan(name: str) -> StagePlan:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
+
+
+class ResourceLimits(BaseModel):
+    """The limit of each resource a capacity is measured against."""
+
+    cpu_cores: float = Field(1.0, gt=0, description="cores given to the service")
+    memory_mib: float = Field(1024.0, gt=0)
+    db_connections: float = Field(60.0, gt=0)
+    network_mbps: float = Field(100.0, gt=0)
+
+    def limit_for(self, resource: str) -> float:
+        return {
+            "cpu_cores": self.cpu_cores,
+            "rss_mib": self.memory_mib,
+            "db_connections": self.db_connections,
+            "network_kbps": self.network_mbps * 1e6 / 8 / 1024,
+        }[resource]
+
+
+class RunSpec(BaseModel):
+    """What a run was asked to do, stored with it."""
+
+    run_id: str
+    target: str
+    scenario: str = "reference"
+    plan: StagePlan
+    sample_interval_s: float = Field(1.0, gt=0, le=60)
+    processes: int = Field(1, ge=1, le=64)
+    service_cores: float | None = None
+    notes: dict = Field(default_factory=dict)
+
+
+RESOURCES: dict[str, tuple[str, str]] = {
+    # column in the step table -> (label, unit)
+    "cpu_cores": ("CPU", "cores"),
+    "rss_mib": ("Memory", "MiB RSS"),
+    "db_connections": ("DB connections", "connections"),
+    "network_kbps": ("Network", "KB/s"),
+}
+
+RunStatus = Literal["running", "complete", "incomplete"]

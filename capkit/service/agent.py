@@ -1,0 +1,186 @@
+"""The ChatAgent: conversation context from the database → response cache → ModelManager → store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from sqlalchemy import Engine, delete, insert, select
+
+from capkit.service.db import conversations, messages, model_calls, utcnow
+from capkit.service.state import ServiceState
+
+
+class ConversationNotFound(Exception):
+    """The conversation does not exist or belongs to someone else."""
+
+    def __init__(self, conversation_id: int):
+        self.conversation_id = conversation_id
+        super().__init__(f"conversation {conversation_id} not found")
+
+
+@dataclass
+class Turn:
+    user_id: int
+    conversation_id: int
+    message: str
+    prompt: str
+
+
+@dataclass
+class Reply:
+    conversation_id: int
+    reply: str
+    tokens: int
+    model: str
+    cached: bool
+    fallback: bool = False
+
+
+def _open_conversation(engine: Engine, uid: int, cid: int | None, message: str, context: int):
+    with engine.begin() as conn:
+        if cid is None:
+            cid = conn.execute(insert(conversations).values(user_id=uid, title=message[:60] or "chat",
+                                                            created_at=utcnow())).inserted_primary_key[0]
+            return cid, []
+        owner = conn.execute(select(conversations.c.user_id).where(conversations.c.id == cid)).scalar()
+        if owner is None or owner != uid:
+            return None, []
+        if context <= 0:
+            return cid, []
+        rows = conn.execute(select(messages.c.role, messages.c.content).where(messages.c.conversation_id == cid)
+                            .order_by(messages.c.id.desc()).limit(context)).all()
+        return cid, [(r.role, r.content) for r in reversed(rows)]
+
+
+def _store_turn(engine: Engine, turn: Turn, reply: Reply, latency_ms: float) -> None:
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(insert(messages), [
+            {"conversation_id": turn.conversation_id, "user_id": turn.user_id, "role": "user",
+             "content": turn.message, "tokens": len(turn.message.split()), "created_at": now},
+            {"conversation_id": turn.conversation_id, "user_id": turn.user_id, "role": "assistant",
+             "content": reply.reply, "tokens": reply.tokens, "created_at": now},
+        ])
+        conn.execute(insert(model_calls).values(conversation_id=turn.conversation_id, user_id=turn.user_id,
+                                                model=reply.model, tokens=reply.tokens, latency_ms=latency_ms,
+                                                cached=reply.cached, fallback=reply.fallback, ok=True,
+                                                created_at=now))
+
+
+def _history(engine: Engine, uid: int, cid: int):
+    with engine.connect() as conn:
+        owner = conn.execute(select(conversations.c.user_id).where(conversations.c.id == cid)).scalar()
+        if owner is None or owner != uid:
+            return None
+        rows = conn.execute(select(messages.c.id, messages.c.role, messages.c.content, messages.c.tokens,
+                                   messages.c.created_at)
+                            .where(messages.c.conversation_id == cid).order_by(messages.c.id)).all()
+        return [{"id": r.id, "role": r.role, "content": r.content, "tokens": r.tokens,
+                 "created_at": r.created_at.isoformat()} for r in rows]
+
+
+def _delete(engine: Engine, uid: int, cid: int) -> int | None:
+    with engine.begin() as conn:
+        owner = conn.execute(select(conversations.c.user_id).where(conversations.c.id == cid)).scalar()
+        if owner is None or owner != uid:
+            return None
+        conn.execute(delete(model_calls).where(model_calls.c.conversation_id == cid))
+        n = conn.execute(delete(messages).where(messages.c.conversation_id == cid)).rowcount
+        conn.execute(delete(conversations).where(conversations.c.id == cid))
+        return n
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split a cached answer back into the tokens a stream sends (leading space kept)."""
+    return re.findall(r"\s*\S+", text) or ([text] if text else [])
+
+
+class ChatAgent:
+    """One chat turn at a time, for one app's :class:`ServiceState`."""
+
+    def __init__(self, state: ServiceState):
+        self.state = state
+
+    async def start(self, user_id: int, conversation_id: int | None, message: str) -> Turn:
+        ctx = self.state.settings.chat_context_messages
+        cid, context = await self.state.run_db(_open_conversation, user_id, conversation_id, message, ctx)
+        if cid is None:
+            raise ConversationNotFound(conversation_id)
+        lines = [f"{role}: {content}" for role, content in context] + [f"user: {message}", "assistant:"]
+        return Turn(user_id, cid, message, "\n".join(lines))
+
+    def _cache_key(self, prompt: str) -> str:
+        return hashlib.sha256(f"{self.state.models.primary}\0{prompt}".encode()).hexdigest()
+
+    async def _cached(self, turn: Turn) -> Reply | None:
+        if not self.state.settings.response_cache:
+            return None
+        raw = await self.state.response_cache.get(self._cache_key(turn.prompt))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Reply(turn.conversation_id, data["reply"], data["tokens"], data["model"], cached=True)
+
+    async def _remember(self, turn: Turn, reply: Reply) -> None:
+        if self.state.settings.response_cache and not reply.fallback:
+            value = json.dumps({"reply": reply.reply, "tokens": reply.tokens, "model": reply.model})
+            await self.state.response_cache.set(self._cache_key(turn.prompt), value, self.state.settings.cache_ttl_s)
+
+    async def reply(self, turn: Turn) -> Reply:
+        """The whole answer (from the cache when the same prompt was answered within the TTL)."""
+        t0 = time.perf_counter()
+        reply = await self._cached(turn)
+        if reply is None:
+            text, gen = await self.state.models.complete(turn.prompt)
+            reply = Reply(turn.conversation_id, text, gen.tokens, gen.model, cached=False, fallback=gen.fallback)
+            await self._remember(turn, reply)
+        await self.state.run_db(_store_turn, turn, reply, (time.perf_counter() - t0) * 1000)
+        return reply
+
+    async def stream(self, turn: Turn) -> tuple[AsyncIterator[str], Reply]:
+        """Start the answer; returns ``(tokens, reply)`` where ``reply`` is filled as tokens flow.
+
+        A model failure surfaces here (before any byte is sent); the turn is stored when the
+        stream has been consumed completely.
+        """
+        t0 = time.perf_counter()
+        cached = await self._cached(turn)
+        gen = None if cached is not None else await self.state.models.open(turn.prompt)
+        reply = cached or Reply(turn.conversation_id, "", 0, gen.model, cached=False, fallback=gen.fallback)
+
+        async def tokens() -> AsyncIterator[str]:
+            parts = []
+            try:
+                source = split_tokens(cached.reply) if cached is not None else gen
+                if cached is not None:
+                    for token in source:
+                        yield token
+                else:
+                    async for token in source:
+                        parts.append(token)
+                        yield token
+                    reply.reply, reply.tokens = "".join(parts), gen.tokens
+                    await self._remember(turn, reply)
+            finally:
+                if gen is not None:
+                    await gen.aclose()
+            await self.state.run_db(_store_turn, turn, reply, (time.perf_counter() - t0) * 1000)
+
+        return tokens(), reply
+
+    async def history(self, user_id: int, conversation_id: int) -> list[dict]:
+        rows = await self.state.run_db(_history, user_id, conversation_id)
+        if rows is None:
+            raise ConversationNotFound(conversation_id)
+        return rows
+
+    async def delete(self, user_id: int, conversation_id: int) -> int:
+        n = await self.state.run_db(_delete, user_id, conversation_id)
+        if n is None:
+            raise ConversationNotFound(conversation_id)
+        return n

@@ -1,0 +1,62 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI app; its lifespan owns the resources."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from capkit.config import Settings
+from capkit.service import analytics, auth, chat, observability, ws
+from capkit.service.agent import ConversationNotFound
+from capkit.service.observability import Metrics, MetricsMiddleware
+from capkit.service.state import build_state, close_state
+from capkit.service.unavailable import Unavailable
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the reference service for ``settings`` (nothing is connected until the lifespan starts).
+
+    Use it inside ``with TestClient(app)`` or under uvicorn: the engine, caches, limiter and
+    model backends live from startup to shutdown.
+    """
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = await build_state(settings, metrics)
+        metrics.attach(state)
+        app.state.service = state
+        try:
+            yield
+        finally:
+            await close_state(state)
+
+    app = FastAPI(title="capkit reference service", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (auth, chat, analytics, ws, observability):
+        app.include_router(module.router)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_request: Request, err: Unavailable) -> JSONResponse:
+        return JSONResponse({"detail": err.detail}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+
+    @app.exception_handler(ConversationNotFound)
+    async def _not_found(_request: Request, err: ConversationNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=404)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> JSONResponse:
+        state = request.app.state.service
+        db = await state.db_ok()
+        cache_ok = await state.response_cache.ping()
+        body = {"status": "ok" if db == "ok" else "degraded", "db": db,
+                "cache": {"backend": state.response_cache.backend, "ok": cache_ok},
+                "model": state.models.health(), "breaker": state.breaker.state,
+                "rate_limit": {"backend": state.limiter.backend, "limit": state.limiter.limit}}
+        return JSONResponse(body, status_code=200 if db == "ok" else 503)
+
+    return app

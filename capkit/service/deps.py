@@ -1,0 +1,73 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the app state, the current user, admin, rate limit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from capkit.config import Settings
+from capkit.service.security import InvalidToken, TokenClaims, decode_token
+from capkit.service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_settings_dep(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def claims_from_token(state: ServiceState, token: str | None) -> TokenClaims:
+    """Decode ``token`` or raise 401 naming what is wrong."""
+    if not token:
+        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return decode_token(token, secret=state.settings.jwt_secret, algorithm=state.settings.jwt_algorithm)
+    except InvalidToken as err:
+        raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def current_user(state: StateDep,
+                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> TokenClaims:
+    return claims_from_token(state, creds.credentials if creds else None)
+
+
+CurrentUser = Annotated[TokenClaims, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> TokenClaims:
+    if not user.is_admin:
+        raise HTTPException(403, "this endpoint needs the admin role")
+    return user
+
+
+AdminUser = Annotated[TokenClaims, Depends(admin_user)]
+
+
+async def check_chat_limit(state: ServiceState, user: TokenClaims) -> None:
+    """Raise 429 with ``Retry-After`` when ``user`` is over the chat rate limit."""
+    wait = await state.limiter.hit("chat", user.sub)
+    if wait is not None:
+        state.metrics.rate_limited.labels("chat").inc()
+        raise HTTPException(429, f"rate limit {state.limiter.limit} exceeded for this user; retry later",
+                            headers={"Retry-After": str(int(wait))})
+
+
+async def chat_user(state: StateDep, user: CurrentUser) -> TokenClaims:
+    await check_chat_limit(state, user)
+    return user
+
+
+ChatUser = Annotated[TokenClaims, Depends(chat_user)]

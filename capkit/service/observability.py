@@ -1,0 +1,130 @@
+"""Prometheus metrics on a per-app registry, the request-timing middleware and ``/metrics``."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.routing import Match
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30)
+
+
+class Metrics:
+    """Every metric the service exports, registered on its own :class:`CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("capkit_http_requests", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("capkit_http_request_duration_seconds", "HTTP request latency (whole body)",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("capkit_http_requests_in_flight", "HTTP requests being served", registry=r)
+        self.model_queue_wait = Histogram("capkit_model_queue_wait_seconds", "wait for a generation slot",
+                                          ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.model_requests = Counter("capkit_model_requests", "model admissions by outcome (ok/skipped/failed)",
+                                      ["model", "outcome"], registry=r)
+        self.model_fallbacks = Counter("capkit_model_fallbacks", "requests served by a fallback model",
+                                       ["primary", "served_by"], registry=r)
+        self.model_tokens = Counter("capkit_model_tokens", "tokens generated", ["model"], registry=r)
+        self.ws_connections = Gauge("capkit_websocket_connections", "open WebSocket connections", registry=r)
+        self.ws_messages = Counter("capkit_websocket_messages", "chat messages received over WebSocket", registry=r)
+        self.rate_limited = Counter("capkit_rate_limit_rejections", "requests refused with 429", ["scope"], registry=r)
+
+    def attach(self, state) -> None:
+        """Export the live gauges of ``state`` (pool, caches, models, breaker) at scrape time."""
+        self.registry.register(_StateCollector(state))
+
+
+class _StateCollector:
+    def __init__(self, state):
+        self.state = state
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        s = self.state
+        pool = s.engine.pool
+        size = GaugeMetricFamily("capkit_db_pool_size", "configured pool size")
+        out = GaugeMetricFamily("capkit_db_pool_checked_out", "connections in use")
+        over = GaugeMetricFamily("capkit_db_pool_overflow", "connections beyond the pool size")
+        if hasattr(pool, "checkedout"):
+            size.add_metric([], pool.size())
+            out.add_metric([], pool.checkedout())
+            over.add_metric([], max(0, pool.overflow()))
+        yield from (size, out, over)
+        hits = CounterMetricFamily("capkit_cache_hits", "cache hits", labels=["cache"])
+        misses = CounterMetricFamily("capkit_cache_misses", "cache misses", labels=["cache"])
+        evictions = CounterMetricFamily("capkit_cache_evictions", "entries evicted for space", labels=["cache"])
+        errors = CounterMetricFamily("capkit_cache_errors", "cache backend errors", labels=["cache"])
+        for cache in (s.response_cache, s.analytics_cache):
+            hits.add_metric([cache.name], cache.stats.hits)
+            misses.add_metric([cache.name], cache.stats.misses)
+            evictions.add_metric([cache.name], cache.stats.evictions)
+            errors.add_metric([cache.name], cache.stats.errors)
+        yield from (hits, misses, evictions, errors)
+        depth = GaugeMetricFamily("capkit_model_queue_depth", "requests waiting for a model", labels=["model"])
+        active = GaugeMetricFamily("capkit_model_active", "generations running", labels=["model"])
+        healthy = GaugeMetricFamily("capkit_model_healthy", "1 when the backend is healthy", labels=["model"])
+        for slot in s.models.slots:
+            depth.add_metric([slot.name], slot.waiting)
+            active.add_metric([slot.name], slot.active)
+            healthy.add_metric([slot.name], 1 if slot.healthy else 0)
+        yield from (depth, active, healthy)
+        state = GaugeMetricFamily("capkit_circuit_breaker_open", "1 when open, 0.5 half-open, 0 closed",
+                                  labels=["name"])
+        state.add_metric([s.breaker.name], {"closed": 0, "half_open": 0.5, "open": 1}[s.breaker.state])
+        yield state
+
+
+def _route_of(app, scope) -> str:
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    for candidate in app.routes:
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return getattr(candidate, "path", "other")
+    return "unmatched"  # unknown paths share one label: no cardinality blow-up
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts, times (until the last body byte) and tracks in-flight."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        m = self.metrics
+        status = {"code": 500}
+
+        async def _send(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        m.in_flight.inc()
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            m.in_flight.dec()
+            route = _route_of(scope["app"], scope) if "app" in scope else "unmatched"
+            method = scope.get("method", "GET")
+            m.latency.labels(method, route).observe(time.perf_counter() - t0)
+            m.requests.labels(method, route, str(status["code"])).inc()
+
+
+router = APIRouter(tags=["observability"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

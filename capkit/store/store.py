@@ -1,0 +1,177 @@
+"""The only code that writes the results store; readers return DataFrames."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from capkit.errors import RunNotFoundError, StoreError, redact_url
+from capkit.store import tables as t
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_store_engine(url: str) -> Engine:
+    """Create an engine for ``url`` (creating a SQLite file's folder); no tables touched."""
+    safe = redact_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(safe, "not a database URL (example: sqlite:///runs/capkit.sqlite)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(safe, f"cannot create folder {folder}: {exc.strerror}") from None
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        raise StoreError(safe, str(exc).splitlines()[0]) from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Store:
+    """A results store at one SQLAlchemy URL. Create with :func:`open_store`."""
+
+    def __init__(self, engine: Engine, url: str):
+        self.engine = engine
+        self.url = redact_url(url)
+
+    # -- writing -------------------------------------------------------------------------
+    def _exec(self, stmt, rows=None):
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(stmt, rows) if rows is not None else conn.execute(stmt)
+        except OperationalError as exc:
+            raise StoreError(self.url, str(exc.orig).splitlines()[0] if exc.orig else "operational error") from None
+
+    def create_run(self, *, run_id: str, target: str, scenario: str, spec: dict, machine: dict,
+                   git_sha: str | None = None, created_at: float | None = None) -> None:
+        self._exec(insert(t.runs).values(
+            run_id=run_id, created_at=created_at or time.time(), status="running", target=target,
+            scenario=scenario, git_sha=git_sha, spec=json.dumps(spec, default=str),
+            machine=json.dumps(machine, default=str)))
+
+    def finish_run(self, run_id: str, status: str, reason: str | None = None, ended_at: float | None = None) -> None:
+        self._exec(update(t.runs).where(t.runs.c.run_id == run_id).values(
+            status=status, reason=reason, ended_at=ended_at or time.time()))
+
+    def upsert_step(self, run_id: str, step: int, *, users: int, planned_s: float, started_at: float,
+                    ended_at: float | None, complete: bool, rate: float | None = None) -> None:
+        with self.engine.begin() as conn:
+            found = conn.execute(select(t.steps.c.step).where(
+                (t.steps.c.run_id == run_id) & (t.steps.c.step == step))).first()
+            values = dict(users=users, rate=rate, planned_s=planned_s, started_at=started_at,
+                          ended_at=ended_at, complete=int(complete))
+            if found:
+                conn.execute(update(t.steps).where(
+                    (t.steps.c.run_id == run_id) & (t.steps.c.step == step)).values(**values))
+            else:
+                conn.execute(insert(t.steps).values(run_id=run_id, step=step, **values))
+
+    def add_request_stats(self, run_id: str, rows: Iterable[dict]) -> int:
+        rows = [dict(r, run_id=run_id) for r in rows]
+        if rows:
+            self._exec(insert(t.request_stats), rows)
+        return len(rows)
+
+    def add_samples(self, run_id: str, rows: Iterable[dict]) -> int:
+        rows = [dict(r, run_id=run_id) for r in rows]
+        if rows:
+            self._exec(insert(t.resource_samples), rows)
+        return len(rows)
+
+    def add_event(self, run_id: str, kind: str, detail: str | None = None, ts: float | None = None) -> None:
+        self._exec(insert(t.events).values(run_id=run_id, ts=ts or time.time(), kind=kind, detail=detail))
+
+    def delete_run(self, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            for table in (t.events, t.resource_samples, t.request_stats, t.steps, t.runs):
+                conn.execute(table.delete().where(table.c.run_id == run_id))
+
+    # -- reading -------------------------------------------------------------------------
+    def _frame(self, stmt) -> pd.DataFrame:
+        try:
+            with self.engine.connect() as conn:
+                return pd.read_sql(stmt, conn)
+        except OperationalError as exc:
+            raise StoreError(self.url, str(exc.orig).splitlines()[0] if exc.orig else "operational error") from None
+
+    def list_runs(self) -> pd.DataFrame:
+        return self._frame(select(t.runs).order_by(t.runs.c.created_at.desc()))
+
+    def get_run(self, run_id: str) -> dict:
+        runs = self._frame(select(t.runs).where(t.runs.c.run_id == run_id))
+        if runs.empty:
+            known = self._frame(select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(3))
+            raise RunNotFoundError(run_id, known["run_id"].tolist())
+        row = runs.iloc[0].to_dict()
+        row["spec"] = json.loads(row["spec"])
+        row["machine"] = json.loads(row["machine"]) if row.get("machine") else {}
+        return row
+
+    def latest_run_id(self) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(1)).scalar()
+
+    def steps(self, run_id: str) -> pd.DataFrame:
+        return self._frame(select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.step))
+
+    def request_stats(self, run_id: str) -> pd.DataFrame:
+        return self._frame(select(t.request_stats).where(t.request_stats.c.run_id == run_id)
+                           .order_by(t.request_stats.c.ts))
+
+    def samples(self, run_id: str) -> pd.DataFrame:
+        return self._frame(select(t.resource_samples).where(t.resource_samples.c.run_id == run_id)
+                           .order_by(t.resource_samples.c.ts))
+
+    def events(self, run_id: str) -> pd.DataFrame:
+        return self._frame(select(t.events).where(t.events.c.run_id == run_id).order_by(t.events.c.ts))
+
+    def count(self, table: str, run_id: str) -> int:
+        tab = t.metadata.tables[table]
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(tab).where(tab.c.run_id == run_id)).scalar()
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (and by default create) the results store at ``url``.
+
+    Raises :class:`StoreError` with one line when the URL is malformed, the server does not
+    answer, or the schema is of another version.
+    """
+    engine = make_store_engine(url)
+    safe = redact_url(url)
+    try:
+        with engine.begin() as conn:
+            if create:
+                t.metadata.create_all(conn)
+            version = conn.execute(select(t.schema_version.c.version)).scalar()
+            if version is None:
+                conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))
+            elif version != t.SCHEMA_VERSION:
+                raise StoreError(safe, f"schema version {version}, this capkit reads {t.SCHEMA_VERSION}")
+    except OperationalError as exc:
+        engine.dispose()
+        msg = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"
+        raise StoreError(safe, msg) from None
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(safe, str(exc).splitlines()[0]) from None
+    return Store(engine, url)

@@ -1,0 +1,99 @@
+"""The results store schema: runs, steps, request stats, resource samples, events."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("status", String(16), nullable=False),  # running | complete | incomplete
+    Column("reason", Text),
+    Column("target", Text, nullable=False),
+    Column("scenario", String(64)),
+    Column("git_sha", String(64)),
+    Column("spec", Text, nullable=False),  # RunSpec as JSON
+    Column("machine", Text),  # JSON: host, cores, python, versions
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("users", Integer, nullable=False),
+    Column("rate", Float),
+    Column("planned_s", Float, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("complete", Integer, nullable=False, default=0),
+)
+
+request_stats = Table(
+    "request_stats",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Integer, nullable=False),  # epoch second
+    Column("step", Integer, nullable=False),
+    Column("users", Integer, nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),  # 5xx, other 4xx, connection errors, timeouts
+    Column("rate_limited", Integer, nullable=False),  # 429, counted apart from failures
+    Column("status_2xx", Integer, nullable=False, default=0),
+    Column("status_4xx", Integer, nullable=False, default=0),
+    Column("status_5xx", Integer, nullable=False, default=0),
+    Column("status_other", Integer, nullable=False, default=0),
+    Column("bytes", Integer, nullable=False, default=0),
+    Column("latency_sum_ms", Float, nullable=False, default=0.0),
+    Column("latency_max_ms", Float, nullable=False, default=0.0),
+    Column("hdr", Text, nullable=False),  # HdrHistogram, encoded; latency in microseconds
+)
+Index("ix_request_stats_run_ts", request_stats.c.run_id, request_stats.c.ts)
+
+resource_samples = Table(
+    "resource_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("source", String(32), nullable=False),  # service | generator | postgres | redis | prometheus
+    Column("metric", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+)
+Index("ix_resource_samples_run_ts", resource_samples.c.run_id, resource_samples.c.ts)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text),
+)
+
+schema_version = Table(
+    "capkit_schema",
+    metadata,
+    Column("version", Integer, primary_key=True),
+)

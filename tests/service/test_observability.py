@@ -1,0 +1,40 @@
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import login
+
+
+def test_metrics_content(client):
+    h = login(client)
+    client.post("/api/chat/message", json={"message": "count me"}, headers=h)
+    client.get("/api/chat/history/424242", headers=h)
+    client.get("/no/such/path")
+    text = client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("capkit_http_requests", "capkit_http_request_duration_seconds", "capkit_http_requests_in_flight",
+                 "capkit_db_pool_size", "capkit_db_pool_checked_out", "capkit_db_pool_overflow", "capkit_cache_hits",
+                 "capkit_cache_misses", "capkit_cache_evictions", "capkit_model_queue_depth",
+                 "capkit_model_queue_wait_seconds", "capkit_model_fallbacks", "capkit_websocket_connections",
+                 "capkit_rate_limit_rejections", "capkit_model_tokens", "capkit_circuit_breaker_open"):
+        assert name in families, name
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("capkit_http_requests_total",
+                    (("method", "POST"), ("route", "/api/chat/message"), ("status", "200")))] == 1
+    assert samples[("capkit_http_requests_total", (("method", "GET"), ("route", "/api/chat/history/{conversation_id}"),
+                                                   ("status", "404")))] == 1
+    assert samples[("capkit_http_requests_total", (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1
+    assert samples[("capkit_model_tokens_total", (("model", "capkit-builtin"),))] == 8
+    assert samples[("capkit_db_pool_size", ())] == 5
+    assert samples[("capkit_http_requests_in_flight", ())] == 1  # the scrape itself
+
+
+def test_registries_are_per_app(make_client):
+    a, b = make_client(), make_client()
+    login(a)
+    assert 'route="/api/auth/token"' in a.get("/metrics").text
+    assert 'route="/api/auth/token"' not in b.get("/metrics").text
+
+
+def test_healthz(client):
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["db"] == "ok" and body["cache"]["ok"]
+    assert body["model"][0]["model"] == "capkit-builtin" and body["model"][0]["healthy"]
