@@ -60,11 +60,12 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_lim
     from capkit.schemas import StagePlan, profile_plan
 
     base = profile_plan(profile)
-    stage_plan = StagePlan.parse(stages, warmup_s=warmup if warmup is not None else base.warmup_s) if stages else base
+    stage_plan = base if stages is None else StagePlan.parse(
+        stages, warmup_s=warmup if warmup is not None else min(base.warmup_s, 2.0))
     settings = _settings(store_url=store_url)
     limits = _limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_plan(settings, stage_plan, limits=limits, port=port, report=not no_report,
-                      profile=profile if not stages else "custom", processes=processes,
+                      profile=profile if stages is None else "custom", processes=processes,
                       say=lambda s: click.echo(s))
     if result.analysis_error:
         raise CapkitError(f"run {result.run.run_id} was stored but cannot be analysed: {result.analysis_error}")

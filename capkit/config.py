@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     model_cpu_ms_per_token: float = Field(0.25, ge=0)
     model_token_delay_ms: float = Field(4.0, ge=0)
     max_message_chars: int = Field(4000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
 
     # circuit breaker guarding the database
     breaker_failures: int = Field(5, ge=1)

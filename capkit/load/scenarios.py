@@ -3,6 +3,8 @@
 Parameters come from the environment the orchestrator sets:
 ``CAPKIT_MIX`` (``"chat=4,analytics=1"``: user class weights; 0 leaves a class out),
 ``CAPKIT_THINK`` (``"0.5,1.5"``: think time range in seconds),
+``CAPKIT_REPEAT_SHARE`` (``0.2``: share of chat prompts that repeat a common one, so the
+response cache sees realistic hits; the rest are new prompts that must be generated),
 ``CAPKIT_ACCOUNT_PREFIX`` / ``CAPKIT_ACCOUNT_PASSWORD`` / ``CAPKIT_ACCOUNTS`` (the seeded pool).
 Every request has a stable ``name`` so parametrised URLs group into one row.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
@@ -35,6 +38,7 @@ _PASSWORD = os.environ.get("CAPKIT_ACCOUNT_PASSWORD", "loadtest-password")
 _POOL = int(os.environ.get("CAPKIT_ACCOUNTS", "50"))
 _next_account = itertools.count()
 _MIX = _mix()
+_REPEAT_SHARE = float(os.environ.get("CAPKIT_REPEAT_SHARE", "0.2"))
 
 PROMPTS = [
     "How many users can one replica carry?",
@@ -71,7 +75,10 @@ class ChatUser(_TokenUser):
 
     @task
     def send_message(self):
-        prompt = PROMPTS[next(_next_account) % len(PROMPTS)] + f" #{self.username}"
+        n = next(_next_account)
+        prompt = PROMPTS[n % len(PROMPTS)]
+        if random.random() >= _REPEAT_SHARE:
+            prompt += f" (question {n} from {self.username})"
         self.client.post("/api/chat/message", json={"message": prompt}, headers=self.auth,
                          name="POST /api/chat/message")
 

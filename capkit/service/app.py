@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from capkit.config import Settings
 from capkit.service import analytics, auth, chat, observability, ws
 from capkit.service.agent import ConversationNotFound
-from capkit.service.observability import Metrics, MetricsMiddleware
+from capkit.service.observability import BodySizeLimit, Metrics, MetricsMiddleware
 from capkit.service.state import build_state, close_state
 from capkit.service.unavailable import Unavailable
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="capkit reference service", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (auth, chat, analytics, ws, observability):
         app.include_router(module.router)

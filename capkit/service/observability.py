@@ -32,10 +32,14 @@ class Metrics:
         self.ws_connections = Gauge("capkit_websocket_connections", "open WebSocket connections", registry=r)
         self.ws_messages = Counter("capkit_websocket_messages", "chat messages received over WebSocket", registry=r)
         self.rate_limited = Counter("capkit_rate_limit_rejections", "requests refused with 429", ["scope"], registry=r)
+        self._collector: _StateCollector | None = None
 
     def attach(self, state) -> None:
         """Export the live gauges of ``state`` (pool, caches, models, breaker) at scrape time."""
-        self.registry.register(_StateCollector(state))
+        if self._collector is None:
+            self._collector = _StateCollector(state)
+            self.registry.register(self._collector)
+        self._collector.state = state  # a restarted lifespan replaces the state, not the collector
 
 
 class _StateCollector:
@@ -119,6 +123,25 @@ class MetricsMiddleware:
             method = scope.get("method", "GET")
             m.latency.labels(method, route).observe(time.perf_counter() - t0)
             m.requests.labels(method, route, str(status["code"])).inc()
+
+
+class BodySizeLimit:
+    """Answer 413 at once to a request whose declared ``Content-Length`` exceeds ``max_bytes``."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            declared = dict(scope.get("headers") or ()).get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                body = f'{{"detail": "request body of {int(declared)} bytes exceeds the limit of {self.max_bytes}"}}'
+                await send({"type": "http.response.start", "status": 413,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await self.app(scope, receive, send)
 
 
 router = APIRouter(tags=["observability"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
@@ -156,17 +156,30 @@ def open_store(url: str, *, create: bool = True) -> Store:
     Raises :class:`StoreError` with one line when the URL is malformed, the server does not
     answer, or the schema is of another version.
     """
-    engine = make_store_engine(url)
     safe = redact_url(url)
+    if not create:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StoreError(safe, "not a database URL (example: sqlite:///runs/capkit.sqlite)") from None
+        db = parsed.database
+        if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not Path(db).exists():
+            raise StoreError(safe, "no such file yet; run `capkit plan` or `capkit run` first")
+    engine = make_store_engine(url)
     try:
         with engine.begin() as conn:
             if create:
                 t.metadata.create_all(conn)
+            elif not inspect(conn).has_table(t.schema_version.name):
+                raise StoreError(safe, "it holds no capkit results yet; run `capkit plan` or `capkit run` first")
             version = conn.execute(select(t.schema_version.c.version)).scalar()
             if version is None:
                 conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))
             elif version != t.SCHEMA_VERSION:
                 raise StoreError(safe, f"schema version {version}, this capkit reads {t.SCHEMA_VERSION}")
+    except StoreError:
+        engine.dispose()
+        raise
     except OperationalError as exc:
         engine.dispose()
         msg = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"

@@ -1,6 +1,6 @@
 import time
 
-from .conftest import login
+from .conftest import login, seed_small
 
 
 def test_message_answer_and_history(client):
@@ -66,3 +66,18 @@ def test_bad_input_is_4xx(client):
     assert client.get("/api/chat/history/0", headers=h).status_code == 422
     assert client.get("/api/chat/history/99999999999999", headers=h).status_code == 422
     assert client.post("/api/chat/message", json={"message": "hi"}).status_code == 401
+    huge = client.post("/api/chat/message", json={"message": "x" * 2_000_000}, headers=h)
+    assert huge.status_code == 413 and "exceeds the limit" in huge.json()["detail"]
+
+
+def test_chat_on_postgresql(pg_url, make_client):
+    seed_small(pg_url)
+    client = make_client(database_url=pg_url)
+    h = login(client)
+    first = client.post("/api/chat/message", json={"message": "hello pg"}, headers=h).json()
+    body = {"message": "more", "conversation_id": first["conversation_id"]}
+    with client.stream("POST", "/api/chat/stream", json=body, headers=h) as r:
+        text = "".join(r.iter_text())
+    hist = client.get(f"/api/chat/history/{first['conversation_id']}", headers=h).json()["messages"]
+    assert [m["content"] for m in hist] == ["hello pg", first["reply"], "more", text]
+    assert first["conversation_id"] > 120  # after the seeded ids
