@@ -17,6 +17,16 @@ class ConfigError(CapkitError):
     """A setting, profile, stage plan or option that cannot be used."""
 
 
+class ParameterError(ConfigError):
+    """A notebook or analysis parameter of the wrong type or with a value that makes no sense."""
+
+
+class GateFailure(CapkitError):
+    """`capkit check`: at least one CI gate was breached (exit code 1)."""
+
+    exit_code = 1
+
+
 class StoreError(CapkitError):
     """The results store cannot be opened, read or written."""
 

@@ -46,6 +46,10 @@ class Ingestor:
             elif kind == "tick":
                 self.users_at[rec["ts"]] = rec["users"]
                 self.last_tick = rec
+                meters = [{"ts": float(rec["ts"]), "source": "generator", "metric": name, "value": float(value)}
+                          for name, value in (rec.get("meters") or {}).items()]
+                if meters:
+                    self.store.add_samples(self.run_id, meters)
             elif kind == "req":
                 step = self.step_at(rec["ts"])
                 if step is None:

@@ -41,36 +41,64 @@ class StagePlan(BaseModel):
         return sum(s.seconds for s in self.stages)
 
     def to_spec(self) -> str:
-        return ",".join(f"{s.users}x{s.seconds:g}" for s in self.stages)
+        return ",".join(f"r{s.rate:g}x{s.seconds:g}@{s.users}" if s.rate is not None else f"{s.users}x{s.seconds:g}"
+                        for s in self.stages)
+
+    @property
+    def open_model(self) -> bool:
+        """True when some stage is an arrival rate (requests/s) rather than a user count."""
+        return any(s.rate is not None for s in self.stages)
 
     @classmethod
     def parse(cls, spec: str, *, warmup_s: float = 2.0, spawn_rate: float = 50.0) -> "StagePlan":
         """Parse ``"0x20,5x30,10x30"`` (USERSxSECONDS, comma separated).
 
-        Raises :class:`ConfigError` with one line naming the bad item.
+        An arrival-rate stage is ``rRATExSECONDS[@USERS]``: RATE requests (task runs) per second
+        for SECONDS, issued by a pool of USERS users (default ``max(10, 2 × RATE)``); runs that
+        find no free user are dropped and counted. Raises :class:`ConfigError` with one line
+        naming the bad item.
         """
         stages = []
         for item in (spec or "").split(","):
             item = item.strip()
-            users, sep, seconds = item.partition("x")
-            try:
-                if not sep:
-                    raise ValueError
-                stage = Stage(users=int(users), seconds=float(seconds))
-            except (ValueError, TypeError):
-                raise ConfigError(
-                    f"stage plan item {item!r} is not USERSxSECONDS with USERS ≥ 0 and SECONDS > 0 "
-                    f"(example: --stages 0x20,5x30,10x30)"
-                ) from None
-            if not math.isfinite(stage.seconds):
-                raise ConfigError(f"stage plan item {item!r} has a non-finite duration")
-            stages.append(stage)
+            stages.append(_parse_stage(item))
         for stage in stages[1:]:
             if stage.users <= 0:
                 raise ConfigError("stage plan: only the first stage may be idle (0 users); later stages need users > 0")
         if warmup_s >= min(s.seconds for s in stages):
             raise ConfigError(f"warm-up {warmup_s:g} s must be shorter than the shortest stage")
         return cls(stages=tuple(stages), warmup_s=warmup_s, spawn_rate=spawn_rate)
+
+
+def _parse_stage(item: str) -> Stage:
+    rate = None
+    body = item
+    try:
+        if body.startswith("r"):
+            body, _, vus = body[1:].partition("@")
+            rate_s, sep, seconds = body.partition("x")
+            if not sep:
+                raise ValueError
+            rate = float(rate_s)
+            if not math.isfinite(rate) or rate <= 0:
+                raise ValueError
+            users = int(vus) if vus else max(10, math.ceil(2 * rate))
+            stage = Stage(users=users, seconds=float(seconds), rate=rate)
+            if users <= 0:
+                raise ValueError
+        else:
+            users, sep, seconds = body.partition("x")
+            if not sep:
+                raise ValueError
+            stage = Stage(users=int(users), seconds=float(seconds))
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"stage plan item {item!r} is not USERSxSECONDS (USERS ≥ 0, SECONDS > 0) or rRATExSECONDS[@USERS] "
+            f"(example: --stages 0x20,5x30,10x30 or 0x10,r20x30,r40x30)"
+        ) from None
+    if not math.isfinite(stage.seconds):
+        raise ConfigError(f"stage plan item {item!r} has a non-finite duration")
+    return stage
 
 
 def stepped(users: list[int], *, idle_s: float, step_s: float, warmup_s: float) -> StagePlan:
@@ -101,6 +129,9 @@ class ResourceLimits(BaseModel):
     memory_mib: float = Field(1024.0, gt=0)
     db_connections: float = Field(60.0, gt=0)
     network_mbps: float = Field(100.0, gt=0)
+    redis_memory_mib: float = Field(256.0, gt=0)
+    model_queue: float = Field(256.0, gt=0, description="model queue size (waiting requests)")
+    db_cpu_cores: float = Field(1.0, gt=0, description="cores of the database server (DB CPU thresholds)")
 
     def limit_for(self, resource: str) -> float:
         return {
@@ -108,6 +139,9 @@ class ResourceLimits(BaseModel):
             "rss_mib": self.memory_mib,
             "db_connections": self.db_connections,
             "network_kbps": self.network_mbps * 1e6 / 8 / 1024,
+            "redis_memory_mib": self.redis_memory_mib,
+            "model_queue": self.model_queue,
+            "db_cpu_cores": self.db_cpu_cores,
         }[resource]
 
 
@@ -130,6 +164,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "rss_mib": ("Memory", "MiB RSS"),
     "db_connections": ("DB connections", "connections"),
     "network_kbps": ("Network", "KB/s"),
+    "redis_memory_mib": ("Redis memory", "MiB"),
+    "model_queue": ("Model queue", "waiting requests"),
 }
 
 RunStatus = Literal["running", "complete", "incomplete"]

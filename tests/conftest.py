@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_STORE = ROOT / "tests" / "fixtures" / "fixture.sqlite"
 FIXTURE_RUN = "fixture-run"
+FIXTURE_RUN_B = "fixture-run-b"  # the comparison notebook's second run (known different CPU cost)
 PG_BASE = os.environ.get("CAPKIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -20,13 +21,15 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
     """The seeded synthetic run the notebooks' default parameters point at."""
     from capkit.store import open_store
-    from capkit.synthetic import write_synthetic_run
+    from capkit.synthetic import fixture_truth, write_synthetic_run
 
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     store = open_store(f"sqlite:///{path}")
-    write_synthetic_run(store, FIXTURE_RUN, seed=7)
+    write_synthetic_run(store, FIXTURE_RUN, seed=7, truth=fixture_truth("a"), git_sha="a" * 40)
+    write_synthetic_run(store, FIXTURE_RUN_B, seed=8, truth=fixture_truth("b"), start=1.7e9 + 3600,
+                        git_sha="b" * 40)
     store.engine.dispose()
 
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from capkit.analysis.data import RunData
 from capkit.analysis.regression import ResourceFit, baseline_table, binding_constraint, fit_resources
-from capkit.analysis.steps import endpoint_table, per_second_resources, summarize_steps
+from capkit.analysis.resources import resource_frame, step_means
+from capkit.analysis.steps import endpoint_table, summarize_steps
 from capkit.errors import InsufficientDataError
 from capkit.schemas import RESOURCES, ResourceLimits
 
@@ -22,7 +23,7 @@ class CapacityReport:
     run_id: str
     limits: ResourceLimits
     steps: pd.DataFrame  # one row per step, with flags and `clean`
-    per_second: pd.DataFrame  # service resources per second, trimmed, with step and users
+    per_second: pd.DataFrame  # resources of every collector per second, trimmed, with step and users
     endpoints: pd.DataFrame  # per step and endpoint
     fits: dict  # resource -> ResourceFit | InsufficientDataError
     baseline: pd.DataFrame  # the Baseline Metrics table
@@ -57,7 +58,10 @@ def capacity_report(run: RunData, limits: ResourceLimits | None = None, *, level
         raise InsufficientDataError(
             f"run {run.run_id} has {0 if steps.empty else int(steps['clean'].sum())} clean step(s); "
             f"fits need at least 2{' (' + flags + ')' if flags else ''}")
-    per_second = per_second_resources(run.samples, run.steps, warmup)
+    per_second = resource_frame(run.samples, run.steps, warmup)
+    extra = step_means(per_second)
+    for column in extra.columns.difference(steps.columns):
+        steps[column] = steps["step"].map(extra[column])
     clean = steps.loc[steps["clean"], "step"].tolist()
     fits = fit_resources(per_second, limits, clean_steps=clean, level=level)
     return CapacityReport(run_id=run.run_id, limits=limits, steps=steps, per_second=per_second,

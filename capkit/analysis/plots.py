@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from capkit.analysis.regression import ResourceFit  # noqa: E402
-from capkit.schemas import RESOURCES  # noqa: E402
+from capkit.analysis.regression import ResourceFit
+from capkit.schemas import RESOURCES
 
 
 def plot_resource_fits(report):

@@ -152,7 +152,7 @@ def baseline_table(fits: dict, limits: ResourceLimits) -> pd.DataFrame:
         fit = fits.get(resource)
         if not isinstance(fit, ResourceFit):
             rows.append({"Resource": f"{label} ({unit})", "Baseline (idle)": "–", "Per active user": "–",
-                         "Max capacity": str(fit) if fit is not None else "not measured"})
+                         "Max capacity": "not measured" if fit is None or "not measured" in str(fit) else str(fit)})
             continue
         half_b = (fit.baseline_ci[1] - fit.baseline_ci[0]) / 2
         half_u = (fit.per_user_ci[1] - fit.per_user_ci[0]) / 2

@@ -13,6 +13,10 @@ SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "th
 GENERATOR_SATURATED_CORES = 0.90
 USERS_REACHED_SHARE = 0.95
 FAILURE_ERROR_RATE = 0.05
+RATE_REACHED_SHARE = 0.95
+# request_type of derived measurements (time to first token, stream total, tokens/s): shown per
+# endpoint but left out of a step's request totals, which would otherwise count a stream 4 times
+DERIVED_TYPES = ("STREAM",)
 
 
 def _window(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
@@ -86,6 +90,8 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
     if steps.empty:
         return pd.DataFrame()
     req = _request_window(requests, steps, warmup_s)
+    if not req.empty:
+        req = req[~req["method"].isin(DERIVED_TYPES)]
     res = per_second_resources(samples, steps, warmup_s)
     gen = per_second_resources(samples, steps, warmup_s, source="generator")
     rows = []
@@ -111,7 +117,13 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
             row[metric] = float(sr[metric].mean()) if metric in sr and sr[metric].notna().any() else np.nan
         gr = gen[gen["step"] == st["step"]] if not gen.empty else gen
         row["generator_cpu"] = float(gr["cpu_cores"].max()) if "cpu_cores" in gr and len(gr) else np.nan
+        row["ws_connections"] = float(gr["ws_connections"].mean()) if "ws_connections" in gr and len(gr) else np.nan
+        rate = st.get("rate")
+        row["rate"] = float(rate) if rate is not None and pd.notna(rate) else np.nan
+        row["dropped"] = float(gr["dropped"].fillna(0).sum()) if "dropped" in gr and len(gr) else 0.0
         row["users_reached"] = _users_reached(requests, st, warmup_s) if st["users"] > 0 else True
+        row["rate_reached"] = (bool(row["rps"] >= RATE_REACHED_SHARE * row["rate"])
+                               if pd.notna(row["rate"]) and pd.notna(row["rps"]) else pd.isna(row["rate"]))
         rows.append(row)
     out = pd.DataFrame(rows)
     out["flags"] = out.apply(_flags, axis=1)
@@ -136,6 +148,8 @@ def _flags(row) -> str:
         flags.append("generator_saturated")
     if not row["users_reached"]:
         flags.append("users_not_reached")
+    if not row["rate_reached"]:
+        flags.append("rate_not_reached")
     if row["error_rate"] > FAILURE_ERROR_RATE:
         flags.append("errors")
     return ",".join(flags)

@@ -1,0 +1,156 @@
+"""Latency model: the response-time law for the mean, a fitted tail ratio for p95.
+
+R(N) = N / X(N) − Z with X(N) from the USL fit and Z the think time; p95(N) = r(N) · R(N) with
+log r(N) = a + b·N fitted on the steps (b kept only when significant). Intervals come from the
+USL's bootstrap estimates and a step bootstrap of Z and the tail.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+
+from capkit.analysis.usl import USLFit, usl_throughput
+from capkit.errors import InsufficientDataError
+
+MIN_RESPONSE_S = 1e-4
+
+
+@dataclass
+class LatencyModel:
+    """Mean and p95 latency against users, and where p95 crosses each threshold."""
+
+    think_time_s: float
+    think_time_estimated: bool
+    tail_a: float
+    tail_b: float
+    usl: USLFit
+    level: float
+    observed: pd.DataFrame  # users, mean_ms, p95_ms of the steps it was fitted on
+    crossings: pd.DataFrame  # threshold, ms, users, low, high
+    boot: np.ndarray = field(repr=False)  # (B, 6): sigma, kappa, lambda, Z, a, b
+
+    def _curves(self, users: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sigma, kappa, lam, z, a, b = (theta[..., i:i + 1] for i in range(6))
+        x = usl_throughput(users[None, :], sigma, kappa, lam)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.maximum(users[None, :] / x - z, MIN_RESPONSE_S)
+        return 1000 * r, 1000 * r * np.exp(a + b * users[None, :])
+
+    def predict(self, users) -> pd.DataFrame:
+        """``users, mean_ms, p95_ms, p95_low, p95_high`` (bounds at :attr:`level`)."""
+        u = np.atleast_1d(np.asarray(users, dtype=float))
+        point = np.array([[self.usl.sigma, self.usl.kappa, self.usl.lambda_, self.think_time_s,
+                           self.tail_a, self.tail_b]])
+        mean, p95 = self._curves(u, point)
+        _, boot = self._curves(u, self.boot)
+        q = (1 - self.level) / 2
+        return pd.DataFrame({"users": u, "mean_ms": mean[0], "p95_ms": p95[0],
+                             "p95_low": np.quantile(boot, q, axis=0), "p95_high": np.quantile(boot, 1 - q, axis=0)})
+
+    def crossing(self, name: str) -> tuple[float, float, float]:
+        row = self.crossings[self.crossings["threshold"] == name].iloc[0]
+        return float(row["users"]), float(row["low"]), float(row["high"])
+
+
+def _first_crossing(grid: np.ndarray, curves: np.ndarray, threshold: float) -> np.ndarray:
+    """Per row of ``curves`` (on ``grid``), the interpolated first users where it reaches ``threshold``."""
+    above = curves >= threshold
+    idx = np.where(above.any(axis=1), above.argmax(axis=1), -1)
+    out = np.full(curves.shape[0], math.inf)
+    for i in np.flatnonzero(idx >= 0):
+        j = idx[i]
+        if j == 0:
+            out[i] = grid[0]
+            continue
+        y0, y1 = curves[i, j - 1], curves[i, j]
+        out[i] = grid[j - 1] + (threshold - y0) / (y1 - y0) * (grid[j] - grid[j - 1]) if y1 > y0 else grid[j]
+    return out
+
+
+def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None = None,
+                warning_ms: float = 500.0, critical_ms: float = 2000.0, level: float = 0.95,
+                bootstrap: int = 200, seed: int = 0, max_users: float | None = None) -> LatencyModel:
+    """Fit the latency model on clean steps.
+
+    Parameters
+    ----------
+    steps : DataFrame
+        Step summary rows to use (``users``, ``rps``, ``mean_ms``, ``p95_ms``); idle rows are dropped.
+    usl : USLFit
+        Throughput model of the same steps (its bootstrap estimates give the intervals).
+    think_time_s : float, optional
+        Z of the closed system; estimated from the steps as mean(N/X̂(N) − R) when None.
+    warning_ms, critical_ms : float
+        p95 thresholds whose crossings are reported.
+    level : float
+        Interval level.
+    bootstrap, seed : int
+        Bootstrap resamples (when the USL has none) and the seed.
+    max_users : float, optional
+        Search crossings up to here (default 20 × the largest measured users).
+
+    Returns
+    -------
+    LatencyModel
+
+    Raises
+    ------
+    InsufficientDataError
+        With fewer than 2 usable steps.
+    """
+    rows = steps[(steps["users"] > 0) & np.isfinite(steps["mean_ms"]) & np.isfinite(steps["p95_ms"])
+                 & (steps["rps"] > 0)]
+    if len(rows) < 2:
+        raise InsufficientDataError(f"latency model: {len(rows)} step(s) with requests; it needs at least 2")
+    n = rows["users"].to_numpy(float)
+    r = rows["mean_ms"].to_numpy(float) / 1000
+    log_ratio = np.log(rows["p95_ms"].to_numpy(float) / rows["mean_ms"].to_numpy(float))
+    # Z is estimated against the *fitted* throughput, so that R(N) passes through the measured
+    # means: N/X − R alone subtracts two large, noisy numbers at low load.
+    z_i = n / usl.predict(n) - r
+    estimated = think_time_s is None
+    z = max(float(np.mean(z_i)), 0.0) if estimated else float(think_time_s)
+    a, b = float(np.mean(log_ratio)), 0.0
+    if len(rows) >= 3:
+        res = sm.OLS(log_ratio, sm.add_constant(n, has_constant="add")).fit()
+        if res.pvalues[1] < 0.05:
+            a, b = float(res.params[0]), float(res.params[1])
+    rng = np.random.default_rng(seed)
+    if usl.samples is not None and len(usl.samples):
+        theta = np.asarray(usl.samples, dtype=float)
+    else:
+        se = np.array([usl.stderr.get(p, 0.0) for p in ("sigma", "kappa", "lambda_")], dtype=float)
+        se = np.where(np.isfinite(se), se, 0.0)
+        theta = np.abs(np.array([usl.sigma, usl.kappa, usl.lambda_]) + rng.normal(size=(max(bootstrap, 50), 3)) * se)
+    B = len(theta)
+    idx = rng.integers(0, len(rows), size=(B, len(rows)))
+    if estimated:
+        zb_i = n[None, :] / usl_throughput(n[None, :], theta[:, :1], theta[:, 1:2], theta[:, 2:3]) - r[None, :]
+        z_b = np.maximum(np.take_along_axis(zb_i, idx, axis=1).mean(axis=1), 0.0)
+    else:
+        z_b = np.full(B, z)
+    resid = log_ratio - (a + b * n)
+    a_b = a + resid[idx].mean(axis=1)
+    boot = np.column_stack([theta, z_b, a_b, np.full(B, b)])
+    model = LatencyModel(think_time_s=z, think_time_estimated=estimated, tail_a=a, tail_b=b, usl=usl, level=level,
+                         observed=rows[["users", "mean_ms", "p95_ms"]].reset_index(drop=True),
+                         crossings=pd.DataFrame(), boot=boot)
+    top = max_users or 20 * float(n.max())
+    grid = np.linspace(1.0, top, 4000)
+    point = np.array([[usl.sigma, usl.kappa, usl.lambda_, z, a, b]])
+    _, p95 = model._curves(grid, point)
+    _, p95_boot = model._curves(grid, boot)
+    q = (1 - level) / 2
+    rows_out = []
+    for name, ms in (("warning", warning_ms), ("critical", critical_ms)):
+        users = float(_first_crossing(grid, p95, ms)[0])
+        cb = _first_crossing(grid, p95_boot, ms)
+        low, high = (float(np.quantile(cb, q, method="lower")), float(np.quantile(cb, 1 - q, method="higher")))
+        rows_out.append({"threshold": name, "ms": ms, "users": users, "low": low, "high": high})
+    model.crossings = pd.DataFrame(rows_out)
+    return model
