@@ -36,10 +36,13 @@ report: $(STAMP) ## Re-publish the report of RUN (default: the latest run)
 lab: $(STAMP) ## Open JupyterLab on notebooks/ with the venv's kernel
 	$(BIN)/jupyter lab notebooks/
 
+bench: $(STAMP) ## Benchmarks against their anchors (≤ 10 min) → benchmarks/results.md and .json
+	$(BIN)/python -m benchmarks.run
+
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
 clean: ## Remove runs/ and reports/ output (keeps .venv)
 	rm -rf runs reports/*/
 
-.PHONY: help install plan plan-pg test report lab lint clean
+.PHONY: help install plan plan-pg test report lab bench lint clean

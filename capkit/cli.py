@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from capkit.cli_load import COMMANDS as LOAD_COMMANDS
+from capkit.cli_load import check_mix, check_think, scenario_options
 from capkit.errors import CapkitError
 
 
@@ -46,15 +48,17 @@ def cli():
 
 @cli.command()
 @click.option("--profile", default="quick", show_default=True, help="smoke (≤ 60 s), quick (≤ 4 min) or full.")
-@click.option("--stages", help="Custom stage plan USERSxSECONDS,… (first may be 0 users: idle), e.g. 0x20,5x30,10x30.")
+@click.option("--stages", help="Custom stage plan USERSxSECONDS,… (first may be 0 users: idle), e.g. 0x20,5x30,10x30; "
+                               "rRATExSECONDS[@USERS] for an arrival rate.")
 @click.option("--warmup", type=float, help="Seconds trimmed from the start of each step (with --stages).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port for the service (default: a free one).")
 @click.option("--store", "store_url", help="Results store URL (default CAPKIT_STORE_URL or sqlite:///runs/capkit.sqlite).")
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True, help="Local Locust processes.")
 @click.option("--no-report", is_flag=True, help="Skip the papermill report.")
 @limit_options
+@scenario_options
 def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_limit, memory_limit_mib,
-         db_connection_limit, bandwidth_mbps):
+         db_connection_limit, bandwidth_mbps, mix, think, sample_interval):
     """Measure the reference service and publish its capacity report (the main job)."""
     from capkit.plan import run_plan
     from capkit.schemas import StagePlan, profile_plan
@@ -66,6 +70,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_lim
     limits = _limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_plan(settings, stage_plan, limits=limits, port=port, report=not no_report,
                       profile=profile if stages is None else "custom", processes=processes,
+                      sample_interval_s=sample_interval, mix=check_mix(mix), think=check_think(think),
                       say=lambda s: click.echo(s))
     if result.analysis_error:
         raise CapkitError(f"run {result.run.run_id} was stored but cannot be analysed: {result.analysis_error}")
@@ -114,8 +119,14 @@ def db_create():
 @cli.command()
 @click.argument("run_id", required=False)
 @click.option("--store", "store_url", help="Results store URL.")
+@click.option("--compare", "compare_id", help="A second run (e.g. another git SHA): adds the comparison page.")
+@click.option("--target-users", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
+              help="Users the replica count is planned for.")
+@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=200, show_default=True,
+              help="Bootstrap resamples of the USL and latency intervals.")
 @limit_options
-def report(run_id, store_url, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps):
+def report(run_id, store_url, compare_id, target_users, bootstrap, cpu_limit, memory_limit_mib, db_connection_limit,
+           bandwidth_mbps):
     """Execute the report notebooks for RUN_ID (default: the latest) into reports/RUN_ID/."""
     from capkit.plan import limit_parameters
     from capkit.reporting import publish
@@ -127,12 +138,45 @@ def report(run_id, store_url, cpu_limit, memory_limit_mib, db_connection_limit, 
     if not run_id:
         raise CapkitError("the results store holds no runs yet; run `capkit plan` first")
     run = store.get_run(run_id)  # unknown ids fail here, before any kernel starts
+    if compare_id:
+        store.get_run(compare_id)
     if run["spec"].get("service_cores") and cpu_limit == 1.0:
         cpu_limit = float(run["spec"]["service_cores"])
     published = publish(run_id, store_url=settings.store_url, reports_dir=Path(settings.reports_dir),
-                        parameters=limit_parameters(_limits(cpu_limit, memory_limit_mib, db_connection_limit,
-                                                            bandwidth_mbps)))
+                        parameters={**limit_parameters(_limits(cpu_limit, memory_limit_mib, db_connection_limit,
+                                                               bandwidth_mbps)),
+                                    "target_users": target_users, "bootstrap": bootstrap},
+                        compare=compare_id)
     click.echo(f"report: {published.index}")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--store", "store_url", help="Results store URL.")
+@click.option("--max-p95-ms", type=float, default=2000.0, show_default=True,
+              help="Highest p95 of the clean steps allowed.")
+@click.option("--max-error-rate", type=float, default=0.05, show_default=True, help="Failures / requests allowed.")
+@click.option("--min-capacity", type=float, help="Minimum planning capacity (users per replica).")
+@click.option("--baseline", "baseline_id", help="Baseline run: fail on a significant capacity loss.")
+@click.option("--max-regression", type=float, default=0.10, show_default=True,
+              help="Capacity loss against --baseline allowed, as a share.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@limit_options
+def check(run_id, store_url, max_p95_ms, max_error_rate, min_capacity, baseline_id, max_regression, junit_path,
+          cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps):
+    """CI gates for RUN_ID: exit 1 when a threshold is breached (JUnit XML with --junit)."""
+    from capkit.check import run_check
+
+    ok, lines = run_check(_settings(store_url=store_url).store_url, run_id,
+                          limits=_limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps),
+                          max_p95_ms=max_p95_ms, max_error_rate=max_error_rate, min_capacity=min_capacity,
+                          baseline_id=baseline_id, max_regression=max_regression, junit_path=junit_path)
+    for line in lines:
+        click.echo(line)
+    if not ok:
+        from capkit.errors import GateFailure
+
+        raise GateFailure(f"run {run_id} breached {sum(ln.startswith('FAIL') for ln in lines)} gate(s)")
 
 
 @cli.command()
@@ -160,6 +204,10 @@ def usl(csv_file, as_json, bootstrap, seed_):
     from capkit.analysis.usl import usl_report
 
     click.echo(usl_report(csv_file, as_json=as_json, bootstrap=bootstrap, seed=seed_))
+
+
+for _command in LOAD_COMMANDS:  # run, worker, import (capkit/cli_load.py)
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     response_cache: bool = True
     chat_context_messages: int = Field(6, ge=0)
     redis_prefix: str = "capkit"
+    redis_retry_s: float = Field(2.0, gt=0, description="while Redis is down, probe it this often")
     password_hash_iterations: int = Field(1000, ge=1)
 
     # reference service: seeding on `serve` (idempotent) and its volumes

@@ -79,6 +79,8 @@ class Ingestor:
         last = self.steps[self._order[-1]]
         ran = at - last["started_at"]
         complete = last_complete and ran >= 0.9 * last["planned_s"]
+        # the load stops at the planned end; what comes after (stopping users) is not the step
+        at = min(at, last["started_at"] + last["planned_s"])
         self.store.upsert_step(self.run_id, last["step"], users=last["users"], rate=last.get("rate"),
                                planned_s=last["planned_s"], started_at=last["started_at"],
                                ended_at=at, complete=complete)

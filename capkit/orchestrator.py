@@ -78,11 +78,14 @@ def format_progress(p: Progress) -> str:
 def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Path],
              service_pid: int | None = None, db_url: str | None = None, env: dict[str, str] | None = None,
              generator_cpus: set[int] | None = None, on_progress: Callable[[Progress], None] | None = None,
-             scrapers: list | None = None) -> RunResult:
+             scrapers: list | None = None, extra_args: list[str] | None = None,
+             start_wait_s: float = 0.0) -> RunResult:
     """Run the stage plan of ``spec`` against ``spec.target``; see the module docstring.
 
     ``scrapers`` are extra collectors with a ``sample() -> dict[metric, value]`` method and a
-    ``source`` name (PostgreSQL, Redis, Prometheus).
+    ``source`` name (PostgreSQL, Redis, Prometheus); they are closed at the end.
+    ``extra_args`` go to Locust (e.g. ``--master --expect-workers 2``); ``start_wait_s`` is
+    how long the load may take to begin (waiting for workers) on top of the plan's duration.
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     (raw_dir / "run.json").write_text(spec.model_dump_json(indent=2))
@@ -98,11 +101,11 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         load = start_locust(locustfiles=locustfiles, host=spec.target, plan=spec.plan, raw_dir=raw_dir,
-                            processes=spec.processes, env=env, cpu=generator_cpus)
+                            processes=spec.processes, env=env, cpu=generator_cpus, extra_args=extra_args)
         generator = ProcessTreeSampler(load.pid)
         if service:
             service.sample()
-        deadline = time.time() + spec.plan.duration_s + 60
+        deadline = time.time() + spec.plan.duration_s + 60 + start_wait_s
         load_file = _wait_for(raw_dir / "load.jsonl", load)
         progress = Progress(steps_total=len(spec.plan.stages))
         while True:
@@ -141,6 +144,10 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
         signal.signal(signal.SIGTERM, previous_term)
         if load is not None:
             load.stop()
+        for scraper in scrapers or ():
+            close = getattr(scraper, "close", None)
+            if close is not None:
+                close()
         if load_file is not None:
             n_rows += len(ingest.feed(read_new_lines(load_file)))
             load_file.close()

@@ -32,10 +32,44 @@ def service_env(settings: Settings) -> dict[str, str]:
     return settings_to_env(settings)
 
 
+def service_collectors(settings: Settings) -> list:
+    """PostgreSQL and Redis collectors when the service is configured with them."""
+    from capkit.metrics import PostgresCollector, RedisCollector
+
+    out = []
+    try:
+        if settings.database_url.startswith("postgresql"):
+            out.append(PostgresCollector(settings.database_url))
+        if settings.redis_url:
+            out.append(RedisCollector(settings.redis_url))
+    except CapkitError:
+        for collector in out:
+            collector.close()
+        raise
+    return out
+
+
+def load_env(settings: Settings, *, mix: str | None = None, think: str | None = None) -> dict[str, str]:
+    """The environment of the reference scenarios (accounts, mix, think time)."""
+    env = {"CAPKIT_ACCOUNT_PREFIX": settings.test_account_prefix,
+           "CAPKIT_ACCOUNT_PASSWORD": settings.test_account_password,
+           "CAPKIT_ACCOUNTS": str(settings.seed_test_accounts)}
+    if mix:
+        env["CAPKIT_MIX"] = mix
+    if think:
+        env["CAPKIT_THINK"] = think
+    return env
+
+
 def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, port: int | None = None,
              report: bool = True, say: Callable[[str], None] = print, profile: str = "custom",
-             processes: int = 1) -> PlanResult:
-    """The main job; see the module docstring. Returns what it measured and published."""
+             processes: int = 1, sample_interval_s: float = 1.0, mix: str | None = None,
+             think: str | None = None, analyse: bool = True) -> PlanResult:
+    """The main job; see the module docstring. Returns what it measured and published.
+
+    ``mix`` / ``think`` are the scenario weights and think-time range (see
+    :mod:`capkit.load.scenarios`); ``analyse=False`` stores the run and stops there.
+    """
     store = open_store(settings.store_url)  # fail before starting anything
     run_id = new_run_id()
     raw_dir = Path(settings.runs_dir) / run_id
@@ -51,8 +85,9 @@ def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, por
                         cpus=service_cpus)
     try:
         spec = RunSpec(run_id=run_id, target=svc.url, scenario="reference", plan=plan, processes=processes,
+                       sample_interval_s=sample_interval_s,
                        service_cores=float(len(service_cpus)) if service_cpus else None,
-                       notes={"profile": profile, "service_db": "sqlite" if settings.database_url.startswith("sqlite")
+                       notes={"profile": profile, "mix": mix or "default", "think": think or "default", "service_db": "sqlite" if settings.database_url.startswith("sqlite")
                               else settings.database_url.split(":", 1)[0],
                               "cache": "redis" if settings.redis_url else "in-process"})
         last = {"step": None}
@@ -62,16 +97,17 @@ def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, por
                 last["step"] = p.step
                 say("  " + format_progress(p))
 
-        env = {"CAPKIT_ACCOUNT_PREFIX": settings.test_account_prefix,
-               "CAPKIT_ACCOUNT_PASSWORD": settings.test_account_password,
-               "CAPKIT_ACCOUNTS": str(settings.seed_test_accounts)}
+        scrapers = service_collectors(settings)
         result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=default_locustfiles(),
-                          service_pid=svc.pid, db_url=settings.database_url, env=env,
-                          generator_cpus=load_cpus, on_progress=progress)
+                          service_pid=svc.pid, db_url=settings.database_url,
+                          env=load_env(settings, mix=mix, think=think), generator_cpus=load_cpus,
+                          on_progress=progress, scrapers=scrapers)
     finally:
         svc.stop()
     say(f"load finished: {result.status}" + (f" ({result.reason})" if result.reason else "")
         + f" · {result.steps} steps · {result.request_rows} request rows · {result.samples} samples")
+    if not analyse:
+        return PlanResult(result, None, None, None)
     return _analyse(settings, result, limits, report=report, say=say)
 
 

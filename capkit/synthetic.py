@@ -94,24 +94,19 @@ def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, 
     for index, stage in enumerate(plan.stages):
         load.append({"type": "step", "step": index, "users": stage.users, "rate": None,
                      "planned_s": stage.seconds, "started_at": t})
+        agg = SecondAggregator()
+        if truth.usl is not None and stage.users:
+            times = _closed_loop(rng, truth, stage.users, t, t + stage.seconds)
+            _record(agg, rng, truth, times, rng.lognormal(np.log(float(truth.median_ms(stage.users))),
+                                                          truth.latency_sigma, len(times)), names_, shares)
         for sec in range(int(stage.seconds)):
             ts = int(t) + sec
             load.append({"type": "tick", "ts": ts, "step": index, "users": stage.users})
-            count = min(int(rng.poisson(float(truth.throughput(stage.users)))), requests_cap) if stage.users else 0
-            if count:
-                agg = SecondAggregator()
+            if truth.usl is None and stage.users:
+                count = min(int(rng.poisson(float(truth.throughput(stage.users)))), requests_cap)
                 median = float(truth.median_ms(stage.users))
-                names = rng.choice(len(names_), size=count, p=shares)
-                for lat, k in zip(rng.lognormal(np.log(median), truth.latency_sigma, count), names):
-                    name = names_[k]
-                    status = 200
-                    draw = rng.random()
-                    if draw < truth.failure_share.get(name, 0.0):
-                        status = 500
-                    elif draw < truth.failure_share.get(name, 0.0) + truth.rate_limited_share.get(name, 0.0):
-                        status = 429
-                    agg.record(ts + 0.5, name.split()[0], name, float(lat), status, 512, status >= 500)
-                load.extend({"type": "req", **row} for row in agg.flush())
+                _record(agg, rng, truth, np.full(count, ts + 0.5),
+                        rng.lognormal(np.log(median), truth.latency_sigma, count), names_, shares)
             for metric in truth.baseline:
                 value = (truth.value(metric, stage.users) + truth.drift.get(metric, 0.0) * sec
                          + rng.normal(0, truth.noise[metric]))
@@ -120,9 +115,37 @@ def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, 
             if truth.generator_cpu_per_user > 0:
                 samples.append({"ts": ts + 0.5, "source": "generator", "metric": "cpu_cores",
                                 "value": float(truth.generator_cpu_per_user * stage.users)})
+        load.extend({"type": "req", **row} for row in agg.flush())
         t += stage.seconds
     load.append({"type": "end", "ts": t, "reason": "load finished"})
     return load, samples
+
+
+def _closed_loop(rng, truth: SyntheticTruth, users: int, start: float, end: float) -> np.ndarray:
+    """Completion times of ``users`` closed-loop users: response (lognormal, mean R(N)) then think
+    time U(Z/2, 3Z/2), from a random phase; so X = N / (R + Z) as the response-time law says."""
+    mean_r = float(truth.mean_ms(users)) / 1000
+    cycle = mean_r + truth.think_time_s
+    k = int(np.ceil((end - start) / max(cycle * 0.3, 1e-3))) + 2
+    median = float(truth.median_ms(users)) / 1000
+    lat = rng.lognormal(np.log(median), truth.latency_sigma, (users, k))
+    think = rng.uniform(0.5 * truth.think_time_s, 1.5 * truth.think_time_s, (users, k))
+    phase = rng.uniform(0, cycle, (users, 1))
+    done = start + phase + np.cumsum(lat + think, axis=1) - think  # completion of each request
+    return np.sort(done[done < end])
+
+
+def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares) -> None:
+    """Record requests at ``times`` (s) with their latencies, endpoint names and statuses."""
+    if len(times) == 0:
+        return
+    which = rng.choice(len(names_), size=len(times), p=shares)
+    draws = rng.random(len(times))
+    for ts, lat, k, draw in zip(times, latencies_ms, which, draws):
+        name = names_[k]
+        failed = truth.failure_share.get(name, 0.0)
+        status = 500 if draw < failed else 429 if draw < failed + truth.rate_limited_share.get(name, 0.0) else 200
+        agg.record(float(ts), name.split()[0], name, float(lat), status, 512, status >= 500)
 
 
 def write_synthetic_run(store: Store, run_id: str, *, plan: StagePlan | None = None,

@@ -131,7 +131,7 @@ def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None 
     idx = rng.integers(0, len(rows), size=(B, len(rows)))
     if estimated:
         zb_i = n[None, :] / usl_throughput(n[None, :], theta[:, :1], theta[:, 1:2], theta[:, 2:3]) - r[None, :]
-        z_b = np.maximum(np.take_along_axis(zb_i, idx, axis=1).mean(axis=1), 0.0)
+        z_b = np.maximum(zb_i.mean(axis=1), 0.0)  # the USL bootstrap already carries the throughput noise
     else:
         z_b = np.full(B, z)
     resid = log_ratio - (a + b * n)

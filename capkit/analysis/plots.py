@@ -72,3 +72,98 @@ def plot_throughput(report):
     ax.set_title("Throughput per step")
     fig.tight_layout()
     return fig
+
+
+def plot_usl(plan):
+    """Throughput per clean step with the USL curve and its bootstrap band."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = plan.report.steps[(plan.report.steps["users"] > 0)]
+    clean = steps["clean"]
+    ax.scatter(steps.loc[clean, "users"], steps.loc[clean, "rps"], color="tab:blue", label="clean step", zorder=3)
+    if (~clean).any():
+        ax.scatter(steps.loc[~clean, "users"], steps.loc[~clean, "rps"], marker="x", color="tab:red",
+                   label="flagged step")
+    usl = plan.usl
+    if usl is not None:
+        top = max(float(steps["users"].max()) * 2, min(usl.peak_concurrency * 1.2, float(steps["users"].max()) * 4))
+        n = np.linspace(1, top, 200)
+        ax.plot(n, usl.predict(n), color="black", lw=1.2, label=f"USL (σ={usl.sigma:.3g}, κ={usl.kappa:.3g})")
+        if usl.samples is not None:
+            from capkit.analysis.usl import usl_throughput
+
+            band = np.array([usl_throughput(n, *s) for s in usl.samples])
+            ax.fill_between(n, np.quantile(band, 0.025, axis=0), np.quantile(band, 0.975, axis=0), color="black",
+                            alpha=0.15, label="95 % bootstrap band")
+    ax.set_xlabel("active users")
+    ax.set_ylabel("requests/s")
+    ax.set_title("Throughput and the Universal Scalability Law")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latency_model(plan):
+    """Measured mean and p95 per step, the modelled curves, the p95 band and the thresholds."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    lat = plan.latency
+    steps = plan.report.steps[plan.report.steps["users"] > 0]
+    ax.scatter(steps["users"], steps["mean_ms"], color="tab:blue", label="mean (measured)")
+    ax.scatter(steps["users"], steps["p95_ms"], color="tab:orange", label="p95 (measured)")
+    if lat is not None:
+        top = max(float(np.nanmax(lat.crossings["high"].replace(np.inf, np.nan).to_numpy(float), initial=0)),
+                  float(steps["users"].max())) * 1.2
+        pred = lat.predict(np.linspace(1, top, 200))
+        ax.plot(pred["users"], pred["mean_ms"], color="tab:blue", lw=1, label="R(N) = N/X(N) − Z")
+        ax.plot(pred["users"], pred["p95_ms"], color="tab:orange", lw=1, label="p95 model")
+        ax.fill_between(pred["users"], pred["p95_low"], pred["p95_high"], color="tab:orange", alpha=0.15)
+        for row, color in zip(lat.crossings.itertuples(), ("tab:olive", "tab:red")):
+            ax.axhline(row.ms, color=color, lw=0.8, ls="--", label=f"{row.threshold} {row.ms:g} ms")
+            if math.isfinite(row.users):
+                ax.axvline(row.users, color=color, lw=0.8, ls=":")
+    ax.set_xlabel("active users")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency model")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_backtest(plan):
+    """Observed against predicted for the held-out steps, one panel per quantity (None without a backtest)."""
+    bt = plan.backtest
+    if bt is None or bt.predictions.empty:
+        return None
+    quantities = list(dict.fromkeys(bt.predictions["quantity"]))
+    fig, axes = plt.subplots(1, len(quantities), figsize=(2.8 * len(quantities), 2.8), squeeze=False)
+    for ax, q in zip(axes[0], quantities):
+        d = bt.predictions[bt.predictions["quantity"] == q]
+        ax.errorbar(d["users"], d["predicted"], yerr=[d["predicted"] - d["low"], d["high"] - d["predicted"]],
+                    fmt="o", color="black", ms=3, label="predicted")
+        ax.scatter(d["users"], d["observed"], color="tab:red", zorder=3, s=14, label="observed")
+        ax.set_title(q, fontsize=8)
+        ax.set_xlabel("users", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(plan_a, plan_b, name_a: str = "A", name_b: str = "B"):
+    """Throughput per step of two runs with their USL curves, and CPU per second against users."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for plan, name, color in ((plan_a, name_a, "tab:blue"), (plan_b, name_b, "tab:orange")):
+        s = plan.report.steps[plan.report.steps["clean"] & (plan.report.steps["users"] > 0)]
+        axes[0].scatter(s["users"], s["rps"], color=color, label=name)
+        if plan.usl is not None:
+            n = np.linspace(1, float(s["users"].max()) * 1.5, 100)
+            axes[0].plot(n, plan.usl.predict(n), color=color, lw=1)
+        fit = plan.report.fits.get("cpu_cores")
+        if isinstance(fit, ResourceFit):
+            grid = fit.predict(np.linspace(0, float(s["users"].max()) * 1.2, 50))
+            axes[1].plot(grid["users"], grid["mean"], color=color, label=f"{name}: {fit.per_user:.3g} cores/user")
+            axes[1].fill_between(grid["users"], grid["ci_low"], grid["ci_high"], color=color, alpha=0.2)
+    axes[0].set(xlabel="active users", ylabel="requests/s", title="Throughput")
+    axes[1].set(xlabel="active users", ylabel="CPU (cores)", title="CPU fit (95 % CI)")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -53,6 +53,19 @@ class ResourceFit:
         return pd.DataFrame({"users": u, "mean": mean, "ci_low": mean - t * se_mean, "ci_high": mean + t * se_mean,
                              "pi_low": mean - t * se_obs, "pi_high": mean + t * se_obs})
 
+    def bound(self, which: str, level: float | None = None):
+        """A fast scalar function users -> ``mean``, ``pi_high`` or ``pi_low`` (for root finding)."""
+        t = stats.t.ppf(0.5 + (level or self.level) / 2, self.df_residual_or_one)
+        b0, b1 = self.params
+        c00, c01, c11 = self.cov[0, 0], self.cov[0, 1], self.cov[1, 1]
+        sign = {"mean": 0.0, "pi_high": 1.0, "pi_low": -1.0}[which]
+        s2 = self.resid_sd**2
+        return lambda n: b0 + b1 * n + sign * t * math.sqrt(max(c00 + 2 * c01 * n + c11 * n * n, 0.0) + s2)
+
+    @property
+    def df_residual_or_one(self) -> float:
+        return self.df_resid if self.df_resid > 0 else 1.0
+
     @property
     def significant(self) -> bool:
         return self.per_user > 0 and self.per_user_p < 1 - self.level
@@ -105,10 +118,9 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
         params=np.asarray(res.params, dtype=float), cov=np.asarray(res.cov_params(), dtype=float),
         df_resid=float(res.df_resid))
     if fit.per_user > 0:
-        one = lambda col: (lambda n: float(fit.predict([n])[col].iloc[0]))  # noqa: E731
-        fit.capacity = _solve_users(one("mean"), limit)
-        fit.capacity_low = _solve_users(one("pi_high"), limit)
-        fit.capacity_high = _solve_users(one("pi_low"), limit) if fit.per_user_ci[0] > 0 else math.inf
+        fit.capacity = _solve_users(fit.bound("mean"), limit)
+        fit.capacity_low = _solve_users(fit.bound("pi_high"), limit)
+        fit.capacity_high = _solve_users(fit.bound("pi_low"), limit) if fit.per_user_ci[0] > 0 else math.inf
     return fit
 
 

@@ -31,8 +31,10 @@ from capkit.load.recorder import METERS
 
 
 def _mix() -> dict[str, int]:
-    out = {"chat": 4, "analytics": 1, "auth": 0, "ws": 0}
-    for item in os.environ.get("CAPKIT_MIX", "").split(","):
+    """Weights per class: the default mix, or exactly the classes named in ``CAPKIT_MIX``."""
+    raw = os.environ.get("CAPKIT_MIX", "")
+    out = {"chat": 4, "analytics": 1, "auth": 0, "ws": 0} if not raw.strip() else {}
+    for item in raw.split(","):
         if "=" in item:
             key, _, value = item.partition("=")
             out[key.strip()] = int(value)

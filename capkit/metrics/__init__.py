@@ -1,5 +1,13 @@
-"""Collectors of resource samples: process tree (psutil), network; more land with the load issue."""
+"""Collectors of resource samples: process tree (psutil), network, PostgreSQL, Redis, Prometheus.
 
+Every collector has a ``source`` and a ``sample() -> dict[metric, value]``; the orchestrator
+calls them once per sample interval.
+"""
+
+from capkit.metrics.postgres import PostgresCollector
 from capkit.metrics.process import DbTarget, LoopbackNetworkSampler, ProcessTreeSampler
+from capkit.metrics.prometheus import DEFAULT_MAPPING, MetricMap, PrometheusCollector, parse_mappings
+from capkit.metrics.redis_info import RedisCollector
 
-__all__ = ["DbTarget", "LoopbackNetworkSampler", "ProcessTreeSampler"]
+__all__ = ["DbTarget", "LoopbackNetworkSampler", "ProcessTreeSampler", "PostgresCollector", "RedisCollector",
+           "PrometheusCollector", "MetricMap", "parse_mappings", "DEFAULT_MAPPING"]

@@ -55,7 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
         db = await state.db_ok()
         cache_ok = await state.response_cache.ping()
         body = {"status": "ok" if db == "ok" else "degraded", "db": db,
-                "cache": {"backend": state.response_cache.backend, "ok": cache_ok},
+                "cache": {"backend": state.response_cache.backend, "ok": cache_ok,
+                          "redis": state.redis_guard.state() if state.redis_guard else "not configured"},
                 "model": state.models.health(), "breaker": state.breaker.state,
                 "rate_limit": {"backend": state.limiter.backend, "limit": state.limiter.limit}}
         return JSONResponse(body, status_code=200 if db == "ok" else 503)

@@ -64,26 +64,34 @@ class InProcessCache:
 
 
 class RedisCache:
-    """The same interface on Redis (``SET … EX``); shared by workers and replicas.
+    """The same interface on Redis (``SET … PX``), shared by workers and replicas.
 
-    A Redis error counts as a miss (and in ``stats.errors``): the cache never fails a request.
+    A Redis error switches to the in-process ``fallback`` (the ``guard`` marks Redis degraded
+    and probes it until it is back): the cache never fails a request.
     """
 
-    backend = "redis"
-
-    def __init__(self, name: str, client, *, prefix: str):
+    def __init__(self, name: str, client, *, prefix: str, guard, fallback: InProcessCache):
         self.name = name
         self.stats = CacheStats()
         self._client = client
         self._prefix = f"{prefix}:cache:{name}:"
+        self.guard = guard
+        self.fallback = fallback
+        fallback.stats = self.stats  # one set of counters, whichever store answers
+
+    @property
+    def backend(self) -> str:
+        return "memory (redis degraded)" if self.guard.degraded else "redis"
 
     async def get(self, key: str) -> str | None:
+        if not await self.guard.available():
+            return await self.fallback.get(key)
         try:
             value = await self._client.get(self._prefix + key)
-        except Exception as exc:  # noqa: BLE001 - any Redis trouble is a miss
+        except Exception as exc:  # noqa: BLE001 - any Redis trouble: fall back
             self.stats.errors += 1
-            log.warning("cache %s: redis get failed: %s", self.name, exc)
-            value = None
+            self.guard.failed(exc)
+            return await self.fallback.get(key)
         if value is None:
             self.stats.misses += 1
             return None
@@ -93,20 +101,21 @@ class RedisCache:
     async def set(self, key: str, value: str, ttl_s: float) -> None:
         if ttl_s <= 0:
             return
+        if not await self.guard.available():
+            await self.fallback.set(key, value, ttl_s)
+            return
         try:
             await self._client.set(self._prefix + key, value, px=max(1, int(ttl_s * 1000)))
         except Exception as exc:  # noqa: BLE001
             self.stats.errors += 1
-            log.warning("cache %s: redis set failed: %s", self.name, exc)
+            self.guard.failed(exc)
+            await self.fallback.set(key, value, ttl_s)
 
     async def ping(self) -> bool:
-        try:
-            return bool(await self._client.ping())
-        except Exception:  # noqa: BLE001
-            return False
+        return await self.guard.available()
 
     def size(self) -> int:
-        return -1  # unknown without a scan; Redis INFO reports it
+        return self.fallback.size() if self.guard.degraded else -1  # Redis INFO reports its own size
 
     async def aclose(self) -> None:
-        pass  # the client is owned by the service state
+        await self.fallback.aclose()  # the client is owned by the service state

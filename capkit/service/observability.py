@@ -60,6 +60,11 @@ class _StateCollector:
             out.add_metric([], pool.checkedout())
             over.add_metric([], max(0, pool.overflow()))
         yield from (size, out, over)
+        guard = getattr(s, "redis_guard", None)
+        degraded = GaugeMetricFamily("capkit_redis_degraded",
+                                     "1 while Redis is down and caches/limits run in-process")
+        degraded.add_metric([], 1.0 if guard is not None and guard.degraded else 0.0)
+        yield degraded
         hits = CounterMetricFamily("capkit_cache_hits", "cache hits", labels=["cache"])
         misses = CounterMetricFamily("capkit_cache_misses", "cache misses", labels=["cache"])
         evictions = CounterMetricFamily("capkit_cache_evictions", "entries evicted for space", labels=["cache"])

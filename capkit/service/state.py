@@ -16,6 +16,7 @@ from capkit.service.db import init_schema, make_engine
 from capkit.service.models import ModelManager, build_manager
 from capkit.service.observability import Metrics
 from capkit.service.ratelimit import RateLimiter
+from capkit.service.redisguard import RedisGuard
 from capkit.service.unavailable import Unavailable
 
 # errors meaning "the database cannot be reached or is broken", as opposed to a bad query
@@ -37,6 +38,7 @@ class ServiceState:
     models: ModelManager
     metrics: Metrics
     redis: Any = None
+    redis_guard: Any = None
 
     async def run_db(self, fn: Callable, *args, **kwargs):
         """Run blocking ``fn(engine, *args)`` in a worker thread, guarded by the circuit breaker."""
@@ -85,13 +87,16 @@ async def build_state(settings: Settings, metrics: Metrics) -> ServiceState:
         await anyio.to_thread.run_sync(init_schema, engine)
     except exc.SQLAlchemyError:
         pass  # database down at start: the breaker and /healthz will report it
-    redis = None
+    redis = guard = None
     if settings.redis_url:
         import redis.asyncio as aioredis
 
         redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        response_cache = RedisCache("response", redis, prefix=settings.redis_prefix)
-        analytics_cache = RedisCache("analytics", redis, prefix=settings.redis_prefix)
+        guard = RedisGuard(redis, retry_s=settings.redis_retry_s)
+        response_cache = RedisCache("response", redis, prefix=settings.redis_prefix, guard=guard,
+                                    fallback=InProcessCache("response", max_entries=settings.cache_max_entries))
+        analytics_cache = RedisCache("analytics", redis, prefix=settings.redis_prefix, guard=guard,
+                                     fallback=InProcessCache("analytics", max_entries=settings.cache_max_entries))
     else:
         response_cache = InProcessCache("response", max_entries=settings.cache_max_entries)
         analytics_cache = InProcessCache("analytics", max_entries=settings.cache_max_entries)
@@ -101,10 +106,12 @@ async def build_state(settings: Settings, metrics: Metrics) -> ServiceState:
         breaker=CircuitBreaker("database", failures=settings.breaker_failures, reset_s=settings.breaker_reset_s),
         response_cache=response_cache,
         analytics_cache=analytics_cache,
-        limiter=RateLimiter(settings.rate_limit_chat, redis_url=settings.redis_url, prefix=settings.redis_prefix),
+        limiter=RateLimiter(settings.rate_limit_chat, redis_url=settings.redis_url, prefix=settings.redis_prefix,
+                            guard=guard),
         models=build_manager(settings, metrics),
         metrics=metrics,
         redis=redis,
+        redis_guard=guard,
     )
     return state
 

@@ -43,7 +43,7 @@ def test_full_mix_records_streams_websocket_and_matches_the_raw_log(reference_se
 
 def test_429s_are_rate_limited_not_failures(reference_service, store, tmp_path):
     svc = reference_service(rate_limit_chat="3/minute")
-    result = run_reference_load(store, tmp_path, svc, "0x1,3x4", env={"CAPKIT_MIX": "chat=1"})
+    result = run_reference_load(store, tmp_path, svc, "0x2,3x4", env={"CAPKIT_MIX": "chat=1"})
     assert result.status == "complete", result.reason
     data = ca.load_run(store, result.run_id)
     chat = data.requests[data.requests["name"].str.startswith("POST /api/chat/")]

@@ -77,7 +77,7 @@ def test_analytics_cache_in_redis(make_client, redis_prefix):
     h = login(client)
     assert client.get("/api/analytics/trends?days=7", headers=h).headers["x-cache"] == "miss"
     assert client.get("/api/analytics/trends?days=7", headers=h).headers["x-cache"] == "hit"
-    assert client.get("/healthz").json()["cache"] == {"backend": "redis", "ok": True}
+    assert client.get("/healthz").json()["cache"] == {"backend": "redis", "ok": True, "redis": "ok"}
 
 
 def test_analytics_bad_input(client):

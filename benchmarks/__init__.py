@@ -1,0 +1,1 @@
+"""`make bench`: capkit measured against its anchors, side by side in one run (see run.py)."""

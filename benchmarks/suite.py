@@ -1,0 +1,240 @@
+"""The benchmark sections; each returns rows {figure, value, unit, anchor, anchor_value, ratio, goal, met}."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import (
+    LOCUSTFILES,
+    ROOT,
+    BenchError,
+    cores,
+    free_port,
+    median,
+    run_locust,
+    start_server,
+    uvicorn_cmd,
+)
+
+PLUGIN = ROOT / "capkit" / "load" / "plugin.py"
+
+
+def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="higher", reps=None):
+    ratio = value / anchor_value if anchor_value else None
+    met = None
+    if goal is not None:
+        subject = ratio if anchor_value else value
+        met = subject >= goal if better == "higher" else subject <= goal
+    return {"figure": figure, "value": value, "unit": unit, "anchor": anchor, "anchor_value": anchor_value,
+            "ratio": ratio, "goal": goal, "better": better, "met": met, "reps": reps}
+
+
+def load_generation(reps: int, seconds: float, users: int = 16) -> list[dict]:
+    """1. Requests per generator core: capkit's recorded path vs bare FastHttpUser vs HttpUser vs wrk."""
+    gen, srv = cores()
+    port = free_port()
+    server = start_server(uvicorn_cmd("benchmarks.apps:raw_app", port), cpus=srv, health="/")
+    work = Path(tempfile.mkdtemp(prefix="capkit-bench-"))
+    try:
+        results = {"capkit": [], "fasthttp": [], "httpuser": [], "wrk": []}
+        for _ in range(reps):  # interleaved, so drift hits every variant alike
+            results["fasthttp"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users,
+                                                  seconds=seconds, cpus=gen).per_core)
+            results["capkit"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users,
+                                                seconds=seconds, cpus=gen, shaped=True,
+                                                env={"CAPKIT_RAW_DIR": str(work)}).per_core)
+            results["httpuser"].append(run_locust([LOCUSTFILES / "fast_httpuser.py"], server.url, users=users,
+                                                  seconds=seconds, cpus=gen).per_core)
+            if shutil.which("wrk"):
+                results["wrk"].append(_wrk(server.url, seconds, gen))
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    fast = median(results["fasthttp"])
+    rows = [row("load generation: capkit recorded path (FastHttpUser + plugin)", median(results["capkit"]),
+                "req/s per core", "bare Locust FastHttpUser", fast, goal=0.90, reps=results["capkit"]),
+            row("load generation: bare Locust FastHttpUser", fast, "req/s per core", reps=results["fasthttp"]),
+            row("load generation: capkit vs plain HttpUser locustfile (seed's style)", median(results["capkit"]),
+                "req/s per core", "Locust HttpUser", median(results["httpuser"]), goal=3.5, reps=results["httpuser"])]
+    if results["wrk"]:
+        rows.append(row("load generation: wrk (C, 1 thread)", median(results["wrk"]), "req/s per core",
+                        reps=results["wrk"]))
+    return rows
+
+
+def _wrk(url: str, seconds: float, cpus: set[int]) -> float:
+    import os
+
+    cmd = ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", url + "/"]
+    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+    out = popen.stdout.read().decode()
+    _, _, usage = os.wait4(popen.pid, 0)
+    for line in out.splitlines():
+        if line.strip().startswith("Requests/sec:"):
+            rps = float(line.split()[1])
+            return rps * seconds / max(usage.ru_utime + usage.ru_stime, 1e-9)
+    raise BenchError(f"wrk printed no Requests/sec: {out[-200:]}")
+
+
+def service_paths(reps: int, seconds: float, users: int = 16) -> list[dict]:
+    """2. Reference service req/s per service core vs a bare FastAPI endpoint on the same core."""
+    gen, srv = cores()
+    work = Path(tempfile.mkdtemp(prefix="capkit-bench-svc-"))
+    env = {"CAPKIT_DATABASE_URL": f"sqlite:///{work / 'service.sqlite'}", "CAPKIT_MODEL_TOKENS": "8",
+           "CAPKIT_RATE_LIMIT_CHAT": "1000000/minute"}
+    results: dict[str, list[float]] = {"auth": [], "analytics": [], "chat": [], "bare": []}
+    try:
+        for _ in range(reps):
+            for path in results:
+                port = free_port()
+                if path == "bare":
+                    cmd = uvicorn_cmd("benchmarks.apps:bare_fastapi", port, factory=True)
+                else:
+                    cmd = [sys.executable, "-m", "capkit", "serve", "--port", str(port)]
+                server = start_server(cmd, cpus=srv, env=env, timeout=60)
+                try:
+                    before = server.cpu_seconds()
+                    load = run_locust([LOCUSTFILES / "service_paths.py"], server.url, users=users, seconds=seconds,
+                                      cpus=gen, env={"BENCH_PATH": path})
+                    used = server.cpu_seconds() - before
+                finally:
+                    server.stop()
+                if load.failures > load.requests * 0.01:
+                    raise BenchError(f"{path}: {load.failures} of {load.requests} requests failed")
+                results[path].append(load.requests / used if used > 0 else 0.0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    bare = median(results["bare"])
+    goals = {"auth": 0.70}
+    labels = {"auth": "GET /api/auth/validate", "analytics": "GET /api/analytics/summary (cached)",
+              "chat": "POST /api/chat/message (8 tokens)"}
+    rows = [row(f"service: {labels[p]}", median(results[p]), "req/s per service core", "bare FastAPI endpoint",
+                bare, goal=goals.get(p), reps=results[p]) for p in labels]
+    rows.append(row("service: bare FastAPI endpoint", bare, "req/s per service core", reps=results["bare"]))
+    return rows
+
+
+def sampling_overhead(seconds: float) -> list[dict]:
+    """3. Resource sampling at 1 Hz and 10 Hz as % of one core (the sampler's own CPU time)."""
+    rows = []
+    for hz in (1, 10):
+        code = (
+            "import os, resource, time, subprocess, sys\n"
+            "from capkit.metrics import ProcessTreeSampler, LoopbackNetworkSampler, DbTarget\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+            f"s = ProcessTreeSampler(child.pid, DbTarget(kind='tcp', port=5432)); n = LoopbackNetworkSampler()\n"
+            "r0 = resource.getrusage(resource.RUSAGE_SELF); t0 = time.time()\n"
+            f"while time.time() - t0 < {seconds}:\n"
+            "    s.sample(); n.sample()\n"
+            f"    time.sleep({1 / hz})\n"
+            "r1 = resource.getrusage(resource.RUSAGE_SELF); child.kill()\n"
+            "print((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (time.time() - t0))\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+        share = float(out.stdout.strip()) * 100
+        rows.append(row(f"measurement overhead: sampling at {hz} Hz", share, "% of one core",
+                        goal=0.5 if hz == 1 else None, better="lower"))
+    return rows
+
+
+def store_ingestion(pg_url: str | None, batches: int = 40, per_batch: int = 200) -> list[dict]:
+    """4. Per-second request rows/s into SQLite and PostgreSQL."""
+    from capkit.load.recorder import SecondAggregator
+    from capkit.store import open_store
+
+    agg = SecondAggregator()
+    for i in range(per_batch):
+        agg.record(1000.5, "GET", f"endpoint {i}", 12.5, 200, 100, False)
+    template = agg.flush()
+    rows = []
+    targets = [("SQLite", None), ("PostgreSQL", pg_url)] if pg_url else [("SQLite", None)]
+    for label, url in targets:
+        tmp = Path(tempfile.mkdtemp(prefix="capkit-bench-store-"))
+        store = open_store(url or f"sqlite:///{tmp / 'store.sqlite'}")
+        store.create_run(run_id="bench", target="bench", scenario="bench", spec={}, machine={})
+        t0 = time.perf_counter()
+        for b in range(batches):
+            store.add_request_stats("bench", [dict(r, ts=1000 + b, step=0, users=1) for r in template])
+        elapsed = time.perf_counter() - t0
+        store.delete_run("bench")
+        store.engine.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+        rows.append(row(f"store ingestion: {label}", batches * per_batch / elapsed, "rows/s"))
+    return rows
+
+
+def analysis_scaling() -> list[dict]:
+    """5. 10⁴, 10⁵, 10⁶ samples through step aggregation, fits and projection."""
+    from benchmarks.analysis_data import synthetic_frames
+    from capkit.analysis import fit_resources, per_second_resources
+    from capkit.schemas import ResourceLimits
+
+    rows = []
+    for n in (10_000, 100_000, 1_000_000):
+        steps, samples = synthetic_frames(n)
+        t0 = time.perf_counter()
+        per_second = per_second_resources(samples, steps, warmup_s=2.0)
+        fits = fit_resources(per_second, ResourceLimits())
+        missing = [r for r in ("cpu_cores", "rss_mib", "db_connections", "network_kbps")
+                   if not hasattr(fits.get(r), "capacity")]
+        if missing:
+            raise BenchError(f"analysis of {n:,} samples fitted no model for {', '.join(missing)}")
+        elapsed = time.perf_counter() - t0
+        rows.append(row(f"analysis: {n:,} samples (aggregation, 4 fits, capacity)", elapsed, "s",
+                        goal=5.0 if n == 1_000_000 else None, better="lower"))
+    return rows
+
+
+def report_pipeline(reps: int) -> list[dict]:
+    """6. `capkit report` on a stored run vs one trivial papermill notebook run."""
+    from capkit.store import open_store
+    from capkit.synthetic import write_synthetic_run
+
+    work = Path(tempfile.mkdtemp(prefix="capkit-bench-report-"))
+    store_url = f"sqlite:///{work / 'store.sqlite'}"
+    write_synthetic_run(open_store(store_url), "bench-run", seed=1)
+    trivial = work / "trivial.ipynb"
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, trivial)
+    env = {"CAPKIT_STORE_URL": store_url, "CAPKIT_REPORTS_DIR": str(work / "reports")}
+    report_t, trivial_t = [], []
+    try:
+        for _ in range(reps):
+            report_t.append(_timed([sys.executable, "-m", "capkit", "report", "bench-run"], env))
+            trivial_t.append(_timed([sys.executable, "-m", "papermill", "-k", "python3", str(trivial),
+                                     str(work / "out.ipynb")], {}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [row("report pipeline: capkit report (all notebooks + HTML)", median(report_t), "s",
+                "one trivial papermill run", median(trivial_t), goal=2.0, better="lower", reps=report_t)]
+
+
+def _timed(cmd: list[str], env: dict) -> float:
+    import os
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd[:4])}… failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - t0
+
+
+def main_job() -> list[dict]:
+    """7. `capkit plan --profile quick` wall time."""
+    work = Path(tempfile.mkdtemp(prefix="capkit-bench-plan-"))
+    env = {"CAPKIT_STORE_URL": f"sqlite:///{work / 'store.sqlite'}", "CAPKIT_RUNS_DIR": str(work / "runs"),
+           "CAPKIT_REPORTS_DIR": str(work / "reports"), "CAPKIT_DATABASE_URL": f"sqlite:///{work / 'svc.sqlite'}"}
+    try:
+        elapsed = _timed([sys.executable, "-m", "capkit", "plan", "--profile", "quick"], env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [row("main job: capkit plan --profile quick", elapsed / 60, "min", goal=4.0, better="lower")]

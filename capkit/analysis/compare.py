@@ -1,0 +1,95 @@
+"""Two runs side by side (e.g. two git SHAs): per-user costs, capacity, USL coefficients,
+each difference with its p-value and whether it is significant."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from capkit.analysis.regression import ResourceFit
+from capkit.schemas import RESOURCES
+
+
+def _z_row(quantity: str, a: float, b: float, se_a: float, se_b: float, alpha: float) -> dict:
+    diff = b - a
+    se = math.sqrt(se_a**2 + se_b**2) if math.isfinite(se_a) and math.isfinite(se_b) else math.nan
+    p = float(2 * stats.norm.sf(abs(diff) / se)) if se and math.isfinite(se) and se > 0 else math.nan
+    return {"quantity": quantity, "run_a": a, "run_b": b, "difference": diff,
+            "change_pct": 100 * diff / abs(a) if a else math.nan, "p_value": p,
+            "significant": bool(math.isfinite(p) and p < alpha)}
+
+
+def _capacity_se(fit: ResourceFit) -> float:
+    """Delta-method standard error of capacity = (limit − baseline) / per_user."""
+    b0, b1 = fit.params
+    if b1 <= 0:
+        return math.nan
+    grad = np.array([-1 / b1, -(fit.limit - b0) / b1**2])
+    return float(math.sqrt(max(grad @ fit.cov @ grad, 0.0)))
+
+
+def _boot_row(quantity: str, a: float, b: float, sa, sb, alpha: float) -> dict:
+    """Difference of two bootstrap distributions (independent runs): percentile p-value."""
+    sa, sb = np.asarray(sa, float), np.asarray(sb, float)
+    m = min(len(sa), len(sb))
+    d = sb[:m] - sa[:m]
+    d = d[np.isfinite(d)]
+    diff = b - a
+    if len(d) < 20:
+        return {**_z_row(quantity, a, b, math.nan, math.nan, alpha)}
+    p = float(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0))))
+    return {"quantity": quantity, "run_a": a, "run_b": b, "difference": diff,
+            "change_pct": 100 * diff / abs(a) if a else math.nan, "p_value": p, "significant": p < alpha}
+
+
+def compare_runs(a, b, *, usl_a=None, usl_b=None, level: float = 0.95) -> pd.DataFrame:
+    """Compare two capacity reports (and their USL fits when given).
+
+    Parameters
+    ----------
+    a, b : CapacityReport
+        The reference run (a) and the candidate (b); differences are b − a.
+    usl_a, usl_b : USLFit, optional
+        USL fits of the runs; bootstrap estimates give the p-values, else the asymptotic errors.
+    level : float
+        A difference is significant when its p-value is below 1 − level.
+
+    Returns
+    -------
+    DataFrame
+        quantity, run_a, run_b, difference, change_pct, p_value, significant. Per-user costs and
+        baselines use the HAC standard errors (z test); capacities the delta method.
+    """
+    alpha = 1 - level
+    rows = []
+    for resource, (label, unit) in RESOURCES.items():
+        fa, fb = a.fits.get(resource), b.fits.get(resource)
+        if not (isinstance(fa, ResourceFit) and isinstance(fb, ResourceFit)):
+            rows.append({"quantity": f"{label} per user ({unit})", "note": "not measured in both runs"})
+            continue
+        rows.append(_z_row(f"{label} per user ({unit})", fa.per_user, fb.per_user,
+                           math.sqrt(fa.cov[1, 1]), math.sqrt(fb.cov[1, 1]), alpha))
+        rows.append(_z_row(f"{label} baseline ({unit})", fa.baseline, fb.baseline,
+                           math.sqrt(fa.cov[0, 0]), math.sqrt(fb.cov[0, 0]), alpha))
+        if math.isfinite(fa.capacity) and math.isfinite(fb.capacity):
+            rows.append(_z_row(f"{label} capacity (users)", fa.capacity, fb.capacity, _capacity_se(fa),
+                               _capacity_se(fb), alpha))
+    if usl_a is not None and usl_b is not None:
+        for i, (name, attr) in enumerate((("USL σ (contention)", "sigma"), ("USL κ (coherency)", "kappa"),
+                                          ("USL λ (req/s per user)", "lambda_"))):
+            va, vb = getattr(usl_a, attr), getattr(usl_b, attr)
+            if usl_a.samples is not None and usl_b.samples is not None:
+                rows.append(_boot_row(name, va, vb, usl_a.samples[:, i], usl_b.samples[:, i], alpha))
+            else:
+                rows.append(_z_row(name, va, vb, usl_a.stderr[attr], usl_b.stderr[attr], alpha))
+        if usl_a.samples is not None and usl_b.samples is not None:
+            from capkit.analysis.usl import _peak
+
+            xa = [_peak(*s)[1] for s in usl_a.samples]
+            xb = [_peak(*s)[1] for s in usl_b.samples]
+            rows.append(_boot_row("USL X_max (req/s)", usl_a.max_throughput, usl_b.max_throughput, xa, xb, alpha))
+    cols = ["quantity", "run_a", "run_b", "difference", "change_pct", "p_value", "significant", "note"]
+    return pd.DataFrame(rows).reindex(columns=cols)

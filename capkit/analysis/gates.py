@@ -1,0 +1,108 @@
+"""CI gates: thresholds a run must meet, evaluated to pass/fail results and JUnit XML."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+from capkit.analysis.compare import compare_runs
+from capkit.analysis.regression import ResourceFit
+from capkit.errors import ParameterError
+from capkit.schemas import RESOURCES
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """What a run must meet. ``None`` switches a gate off."""
+
+    max_p95_ms: float | None = 2000.0
+    max_error_rate: float | None = 0.05
+    min_capacity: float | None = None  # users per replica at the planning bound
+    max_regression: float | None = 0.10  # capacity loss against a baseline run, as a share
+
+    def __post_init__(self):
+        checks = {"max_p95_ms": (0, math.inf), "max_error_rate": (0, 1), "min_capacity": (0, math.inf),
+                  "max_regression": (0, 1)}
+        for name, (lo, hi) in checks.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (lo <= value <= hi) \
+                    or math.isnan(value) or (name in ("max_p95_ms", "max_regression") and value <= 0):
+                raise ParameterError(f"gate threshold {name}={value!r} makes no sense; it must be a number in "
+                                     f"{'(' if name in ('max_p95_ms', 'max_regression') else '['}{lo:g}, {hi:g}]")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    value: float
+    limit: float
+    message: str
+
+
+def evaluate_gates(report, thresholds: GateThresholds, *, baseline=None, level: float = 0.95) -> list[GateResult]:
+    """Evaluate every switched-on gate for ``report`` (and against ``baseline``, a CapacityReport).
+
+    p95 is the highest p95 of the clean steps with users; the error rate counts every user step
+    (a step flagged for errors must fail the gate, not vanish from it); capacity is the binding
+    constraint's planning capacity; regression is the capacity loss per resource against the
+    baseline, failing only when it is larger than allowed *and* significant at ``level``.
+
+    Returns
+    -------
+    list of GateResult
+    """
+    out = []
+    steps = report.steps
+    loaded = steps[steps["users"] > 0]
+    clean = loaded[loaded["clean"]]
+    if thresholds.max_p95_ms is not None:
+        p95 = float(clean["p95_ms"].max()) if len(clean) and clean["p95_ms"].notna().any() else math.nan
+        ok = math.isfinite(p95) and p95 <= thresholds.max_p95_ms
+        out.append(GateResult("p95", ok, p95, thresholds.max_p95_ms,
+                              f"highest p95 of the clean steps {p95:,.0f} ms (limit {thresholds.max_p95_ms:,.0f} ms)"
+                              if math.isfinite(p95) else "no clean step with requests"))
+    if thresholds.max_error_rate is not None:
+        total = float(loaded["requests"].sum())
+        rate = float(loaded["failures"].sum()) / total if total else math.nan
+        ok = math.isfinite(rate) and rate <= thresholds.max_error_rate
+        out.append(GateResult("error_rate", ok, rate, thresholds.max_error_rate,
+                              f"error rate {rate:.2%} over {total:,.0f} requests (limit {thresholds.max_error_rate:.2%})"
+                              if total else "no requests"))
+    if thresholds.min_capacity is not None:
+        b = report.binding
+        cap = b.capacity_low if b is not None else math.inf
+        name = RESOURCES[b.resource][0] if b is not None else "no resource"
+        out.append(GateResult("capacity", cap >= thresholds.min_capacity, cap, thresholds.min_capacity,
+                              f"planning capacity {cap:,.0f} users ({name}); minimum {thresholds.min_capacity:,.0f}"))
+    if thresholds.max_regression is not None and baseline is not None:
+        table = compare_runs(baseline, report, level=level)
+        for resource, (label, _) in RESOURCES.items():
+            fa, fb = baseline.fits.get(resource), report.fits.get(resource)
+            if not (isinstance(fa, ResourceFit) and isinstance(fb, ResourceFit)) or not math.isfinite(fa.capacity):
+                continue
+            loss = (fa.capacity - fb.capacity) / fa.capacity if math.isfinite(fb.capacity) else -math.inf
+            row = table[table["quantity"] == f"{label} capacity (users)"]
+            p = float(row["p_value"].iloc[0]) if len(row) else math.nan
+            significant = bool(row["significant"].iloc[0]) if len(row) else False
+            ok = not (loss > thresholds.max_regression and significant)
+            out.append(GateResult(f"regression_{resource}", ok, loss, thresholds.max_regression,
+                                  f"{label} capacity {fa.capacity:,.0f} → {fb.capacity:,.0f} users "
+                                  f"({-loss:+.1%}, p={p:.3g}; fails above {thresholds.max_regression:.0%} loss "
+                                  f"when significant)"))
+    return out
+
+
+def junit_xml(results: list[GateResult], *, suite: str = "capkit.check") -> str:
+    """A JUnit XML report: one test case per gate, a ``<failure>`` for each breached one."""
+    failures = sum(not r.passed for r in results)
+    cases = []
+    for r in results:
+        body = "" if r.passed else f'<failure message={quoteattr(r.message)}>{escape(r.message)}</failure>'
+        cases.append(f'  <testcase classname={quoteattr(suite)} name={quoteattr(r.name)} time="0">'
+                     f'{body}<system-out>{escape(r.message)}</system-out></testcase>')
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name={quoteattr(suite)} tests="{len(results)}" '
+            f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n")
