@@ -33,8 +33,18 @@ def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
     store.engine.dispose()
 
 
+_built = []
+
+
+def ensure_fixture_store() -> None:
+    """Build the fixture store once per session (``tests/`` and ``notebooks/`` both ask for it)."""
+    if not _built:
+        build_fixture_store()
+        _built.append(True)
+
+
 def pytest_sessionstart(session):
-    build_fixture_store()
+    ensure_fixture_store()
 
 
 def _pg_available() -> bool:

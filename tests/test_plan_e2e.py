@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+import subprocess
 
 import psutil
 import pytest
@@ -63,6 +64,13 @@ def test_report_files_exist_and_carry_the_table(smoke_run):
     assert (folder / "tables" / "baseline_metrics.csv").exists()
     assert list((folder / "figures").glob("*.png"))
     assert (work / "runs" / run_id / "load.jsonl").exists()
+
+
+def test_no_token_reaches_the_store_or_the_run_files(smoke_run):
+    work, _, _ = smoke_run
+    found = subprocess.run(["grep", "-rlaE", "eyJ[A-Za-z0-9_-]{10,}\\.eyJ", str(work / "runs"), str(work / "reports"),
+                            str(work / "capkit.sqlite")], capture_output=True, text=True)
+    assert found.stdout == ""  # no JWT in the raw files, logs, store or report
 
 
 def test_nothing_is_left_running(smoke_run):

@@ -65,9 +65,10 @@ def check_parameters(**params) -> dict:
         elif name == "output_dir" and value is not None and not isinstance(value, str):
             bad(name, value, "None or a folder path")
         elif name in PAIRS:
-            out[name] = check_levels(name.replace("_thresholds", ""), value)
+            out[name] = check_levels(f"parameter {name}:", value)
     if "latency_warning_ms" in params and "latency_critical_ms" in params:
-        check_levels("p95", (params["latency_warning_ms"], params["latency_critical_ms"]), fraction=False)
+        check_levels("parameters latency_warning_ms, latency_critical_ms: p95",
+                     (params["latency_warning_ms"], params["latency_critical_ms"]), fraction=False)
     return out
 
 

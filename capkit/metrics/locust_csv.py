@@ -52,6 +52,8 @@ def read_locust_history(prefix: str | Path, *, min_step_s: float = 3.0, warmup_s
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; give the PREFIX passed to locust --csv PREFIX --csv-full-history")
     text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise ConfigError(f"{path} is empty")
     if not text.endswith("\n"):
         raise ConfigError(f"{path} is truncated (its last line is incomplete); import a finished run")
     lines = list(csv.reader(text.splitlines()))

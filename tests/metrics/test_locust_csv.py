@@ -63,7 +63,7 @@ def _locust_totals(prefix):
     return rows
 
 
-def test_locust_csv_round_trips(locust_csv, env):
+def test_locust_csv_round_trips(locust_csv, env, tmp_path):
     proc = run_cli("import", "locust-csv", str(locust_csv), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "(users 2, 4)" in proc.stdout
@@ -85,6 +85,11 @@ def test_locust_csv_round_trips(locust_csv, env):
     assert steps["p95_ms"].notna().all() and (steps["p95_ms"] >= steps["p50_ms"]).all()
     assert steps["error_rate"].between(0.3, 0.7).all()
 
+    # the same CSV cut short is refused before anything is written (another store)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    check_truncated_csv_is_refused(locust_csv, {**env, "CAPKIT_STORE_URL": f"sqlite:///{cut / 'capkit.sqlite'}"}, cut)
+
 
 def _refused(proc, env, tmp_path, *needles):
     assert proc.returncode != 0
@@ -95,7 +100,7 @@ def _refused(proc, env, tmp_path, *needles):
     assert not (tmp_path / "capkit.sqlite").exists()  # refused before the store was touched
 
 
-def test_truncated_csv_is_refused(locust_csv, env, tmp_path):
+def check_truncated_csv_is_refused(locust_csv, env, tmp_path):
     path = tmp_path / "cut_stats_history.csv"
     text = open(f"{locust_csv}_stats_history.csv").read()
     path.write_text(text[: len(text) - 7])
