@@ -139,7 +139,8 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 def worker_command(master_host, master_port, locustfile, processes, mix, think):
     """Generate load for a `capkit run --master` on another machine until the master ends the run."""
     from capkit.load.runner import SCENARIOS
-    from capkit.run_target import check_locustfile, worker_command as command
+    from capkit.run_target import check_locustfile
+    from capkit.run_target import worker_command as command
 
     files = [locustfile.resolve() if locustfile else SCENARIOS]
     if locustfile:

@@ -87,7 +87,8 @@ def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, por
         spec = RunSpec(run_id=run_id, target=svc.url, scenario="reference", plan=plan, processes=processes,
                        sample_interval_s=sample_interval_s,
                        service_cores=float(len(service_cpus)) if service_cpus else None,
-                       notes={"profile": profile, "mix": mix or "default", "think": think or "default", "service_db": "sqlite" if settings.database_url.startswith("sqlite")
+                       notes={"profile": profile, "mix": mix or "default", "think": think or "default",
+                              "service_db": "sqlite" if settings.database_url.startswith("sqlite")
                               else settings.database_url.split(":", 1)[0],
                               "cache": "redis" if settings.redis_url else "in-process"})
         last = {"step": None}

@@ -153,6 +153,7 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
     The folder is built aside and moved into place at the end: a failed report leaves the
     previous one (if any) untouched and nothing half-written.
     """
+    reports_dir = reports_dir.resolve()  # the kernel runs in the report folder: no relative paths
     reports_dir.mkdir(parents=True, exist_ok=True)
     final = reports_dir / run_id
     work = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=reports_dir))

@@ -141,7 +141,7 @@ def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares
         return
     which = rng.choice(len(names_), size=len(times), p=shares)
     draws = rng.random(len(times))
-    for ts, lat, k, draw in zip(times, latencies_ms, which, draws):
+    for ts, lat, k, draw in zip(times, latencies_ms, which, draws, strict=True):
         name = names_[k]
         failed = truth.failure_share.get(name, 0.0)
         status = 500 if draw < failed else 429 if draw < failed + truth.rate_limited_share.get(name, 0.0) else 200

@@ -65,3 +65,16 @@ def test_unknown_run_id(env):
 
 def test_unknown_option_is_one_line(env):
     _one_line_error(run_cli("plan", "--bogus", env=env), "--bogus")
+
+
+def test_report_with_relative_folders_writes_tables_beside_the_pages(tmp_path):
+    from capkit.store import open_store
+    from capkit.synthetic import write_synthetic_run
+
+    write_synthetic_run(open_store(f"sqlite:///{tmp_path / 'store.sqlite'}"), "rel-run")
+    proc = run_cli("report", "rel-run", env={"CAPKIT_STORE_URL": "sqlite:///store.sqlite",
+                                            "CAPKIT_REPORTS_DIR": "reports"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "reports" / "rel-run"
+    assert (folder / "tables" / "baseline_metrics.csv").exists()
+    assert not (folder / "reports").exists()

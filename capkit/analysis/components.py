@@ -95,7 +95,7 @@ def component_table(requests: pd.DataFrame, raw_steps: pd.DataFrame, steps: pd.D
         return pd.DataFrame(columns=cols)
     users = int(steps.loc[steps["step"] == step, "users"].iloc[0])
     seconds = max(float(steps.loc[steps["step"] == step, "seconds"].iloc[0]), 1.0)
-    req = req.assign(component=[component_of(n, m) for n, m in zip(req["name"], req["method"])])
+    req = req.assign(component=[component_of(n, m) for n, m in zip(req["name"], req["method"], strict=True)])
     rows = []
     for comp in COMPONENT_LABELS:
         r = req[req["component"] == comp]
@@ -122,6 +122,7 @@ def component_endpoints(endpoints: pd.DataFrame) -> pd.DataFrame:
     """:func:`~capkit.analysis.steps.endpoint_table` with a ``component`` column, sorted by component."""
     if endpoints.empty:
         return endpoints
-    out = endpoints.assign(component=[component_of(n, m) for n, m in zip(endpoints["name"], endpoints["method"])])
+    out = endpoints.assign(component=[component_of(n, m) for n, m in
+                                          zip(endpoints["name"], endpoints["method"], strict=True)])
     return out.sort_values(["component", "name", "step"]).reset_index(drop=True)
 

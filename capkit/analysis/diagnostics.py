@@ -67,7 +67,7 @@ def influential_steps(users, values, step) -> list[int]:
     res = sm.OLS(means["y"].to_numpy(), sm.add_constant(means["u"].to_numpy(), has_constant="add")).fit()
     with np.errstate(all="ignore"):
         cooks = res.get_influence().cooks_distance[0]
-    return [int(s) for s, d in zip(means.index, cooks) if np.isfinite(d) and d > 1.0]
+    return [int(s) for s, d in zip(means.index, cooks, strict=True) if np.isfinite(d) and d > 1.0]
 
 
 def regression_diagnostics(per_second: pd.DataFrame, clean_steps, *, alpha: float = ALPHA) -> pd.DataFrame:

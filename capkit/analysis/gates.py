@@ -63,14 +63,16 @@ def evaluate_gates(report, thresholds: GateThresholds, *, baseline=None, level: 
         p95 = float(clean["p95_ms"].max()) if len(clean) and clean["p95_ms"].notna().any() else math.nan
         ok = math.isfinite(p95) and p95 <= thresholds.max_p95_ms
         out.append(GateResult("p95", ok, p95, thresholds.max_p95_ms,
-                              f"highest p95 of the clean steps {p95:,.0f} ms (limit {thresholds.max_p95_ms:,.0f} ms)"
+                              f"highest p95 of the clean steps {p95:,.0f} ms "
+                              f"(limit {thresholds.max_p95_ms:,.0f} ms)"
                               if math.isfinite(p95) else "no clean step with requests"))
     if thresholds.max_error_rate is not None:
         total = float(loaded["requests"].sum())
         rate = float(loaded["failures"].sum()) / total if total else math.nan
         ok = math.isfinite(rate) and rate <= thresholds.max_error_rate
         out.append(GateResult("error_rate", ok, rate, thresholds.max_error_rate,
-                              f"error rate {rate:.2%} over {total:,.0f} requests (limit {thresholds.max_error_rate:.2%})"
+                              f"error rate {rate:.2%} over {total:,.0f} requests "
+                              f"(limit {thresholds.max_error_rate:.2%})"
                               if total else "no requests"))
     if thresholds.min_capacity is not None:
         b = report.binding

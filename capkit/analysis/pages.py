@@ -101,5 +101,5 @@ def comparison_display(table: pd.DataFrame, a_name: str, b_name: str) -> pd.Data
         "Change": table["change_pct"].map(lambda v: "–" if not math.isfinite(v) else f"{v:+.1f} %"),
         "p": table["p_value"].map(num),
         "Significant": [("✔" if s is True else "") if isinstance(n, float) else n
-                        for s, n in zip(table["significant"], table["note"].fillna(0.0))],
+                        for s, n in zip(table["significant"], table["note"].fillna(0.0), strict=True)],
     })

@@ -58,14 +58,19 @@ def resource_frame(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) 
     """
     if samples.empty:
         return pd.DataFrame(columns=["ts", "step", "users"])
+    # match on the few distinct (source, metric) pairs, then select rows with one isin per resource
+    present = samples.groupby(["source", "metric"], sort=False).size().index
     parts = []
     for column, candidates in METRIC_SOURCES.items():
         for source, name, scale in candidates:
-            s = samples[(samples["source"] == source) & _matches(samples["metric"], name)]
-            if s.empty:
+            names = [m for s, m in present if s == source and (m == name or m.startswith(name + "{"))]
+            if not names:
                 continue
-            # one sample second per collector tick: sum labelled series, then average per second
-            per_tick = s.groupby(["ts", "metric"])["value"].mean().groupby(level="ts").sum() * scale
+            s = samples[(samples["source"] == source) & samples["metric"].isin(names)]
+            if len(names) == 1:
+                per_tick = s.groupby("ts")["value"].mean() * scale
+            else:  # labelled series of one metric: average each per tick, then sum them
+                per_tick = s.groupby(["ts", "metric"])["value"].mean().groupby(level="ts").sum() * scale
             parts.append(per_tick.rename(column))
             break
     if not parts:

@@ -116,7 +116,12 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         for metric in SERVICE_METRICS:
             row[metric] = float(sr[metric].mean()) if metric in sr and sr[metric].notna().any() else np.nan
         gr = gen[gen["step"] == st["step"]] if not gen.empty else gen
-        row["generator_cpu"] = float(gr["cpu_cores"].max()) if "cpu_cores" in gr and len(gr) else np.nan
+        # per Locust process (each saturates at one core); older runs only have the tree's total
+        gen_col = "cpu_max_process" if "cpu_max_process" in gr else "cpu_cores"
+        row["generator_cpu"] = float(gr[gen_col].max()) if gen_col in gr and len(gr) else np.nan
+        # CPU it ran + waited for: saturation shows on shared cores too, where its CPU stays lower
+        demand = "cpu_demand_max_process"
+        row["generator_demand"] = float(gr[demand].max()) if demand in gr and len(gr) else np.nan
         row["ws_connections"] = float(gr["ws_connections"].mean()) if "ws_connections" in gr and len(gr) else np.nan
         rate = st.get("rate")
         row["rate"] = float(rate) if rate is not None and pd.notna(rate) else np.nan
@@ -144,7 +149,8 @@ def _flags(row) -> str:
         flags.append("incomplete")
     if row["users"] > 0 and row["requests"] == 0:
         flags.append("no_requests")
-    if pd.notna(row["generator_cpu"]) and row["generator_cpu"] >= GENERATOR_SATURATED_CORES:
+    generator = np.nanmax([row["generator_cpu"], row.get("generator_demand", np.nan), -1.0])
+    if generator >= GENERATOR_SATURATED_CORES:
         flags.append("generator_saturated")
     if not row["users_reached"]:
         flags.append("users_not_reached")

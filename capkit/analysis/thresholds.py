@@ -30,7 +30,8 @@ def check_levels(name: str, pair, *, fraction: bool = True) -> tuple[float, floa
     top = 1.0 if fraction else math.inf
     if not (0 < warning < critical <= top) or not (math.isfinite(warning) and math.isfinite(critical)):
         bound = " ≤ 1 (a share of the limit, e.g. 0.7, 0.9)" if fraction else ""
-        raise ParameterError(f"{name} thresholds must satisfy 0 < warning < critical{bound}; got {warning:g}, {critical:g}")
+        raise ParameterError(f"{name} thresholds must satisfy 0 < warning < critical{bound}; "
+                             f"got {warning:g}, {critical:g}")
     return warning, critical
 
 
@@ -78,8 +79,8 @@ def scaling_thresholds(report, latency=None, *, cpu=(0.70, 0.90), memory=(0.75, 
 
     def add(metric, levels, unit_fmt, crossings, action, note=""):
         row = {"Metric": metric, "Warning threshold": unit_fmt(levels[0]), "Critical threshold": unit_fmt(levels[1])}
-        for name, cross in zip(("warning", "critical"), crossings):
-            row[f"Warning at" if name == "warning" else "Critical at"] = note or _users_text(*cross)
+        for name, cross in zip(("warning", "critical"), crossings, strict=True):
+            row["Warning at" if name == "warning" else "Critical at"] = note or _users_text(*cross)
             row[f"{name}_users"], row[f"{name}_low"], row[f"{name}_high"] = cross
         row["Action"] = action
         rows.append(row)

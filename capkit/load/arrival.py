@@ -8,7 +8,6 @@ k6 counts ``dropped_iterations``: the generator could not send that request on t
 from __future__ import annotations
 
 import time
-
 from collections import deque
 
 import gevent

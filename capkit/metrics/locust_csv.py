@@ -77,7 +77,7 @@ def read_locust_history(prefix: str | Path, *, min_step_s: float = 3.0, warmup_s
     endpoints = [r for r in records if r["name"] != "Aggregated"]
     if not endpoints:
         raise ConfigError(f"{path} has no per-endpoint rows: rerun Locust with --csv-full-history")
-    if any(b["ts"] < a["ts"] for a, b in zip(records, records[1:])):
+    if any(b["ts"] < a["ts"] for a, b in zip(records, records[1:], strict=False)):
         raise ConfigError(f"{path} has timestamps going backwards: not one Locust run")
     steps = infer_steps([(r["ts"], r["users"]) for r in records if r["name"] == "Aggregated"], min_step_s)
     if not steps:

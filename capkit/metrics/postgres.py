@@ -47,8 +47,8 @@ class PostgresCollector:
         try:
             self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot monitor PostgreSQL at {self.safe_url}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot monitor PostgreSQL at {self.safe_url}: {reason}") from None
         self._cpu_prev: dict[int, float] = {}
         self._t_prev: float | None = None
 

@@ -52,6 +52,7 @@ class ProcessTreeSampler:
             raise ConfigError(f"no process with PID {pid}; pass the PID of the running service (--pid)") from None
         self.db = db
         self._cpu_prev: dict[int, float] = {}
+        self._demand_prev: dict[int, float] = {}
         self._t_prev: float | None = None
 
     def _tree(self) -> list[psutil.Process]:
@@ -64,10 +65,13 @@ class ProcessTreeSampler:
         return self.root.is_running() and self.root.status() != psutil.STATUS_ZOMBIE
 
     def sample(self) -> dict[str, float]:
-        """One sample: ``cpu_cores`` (since the previous call), ``rss_mib``, ``threads``, ``fds``,
-        ``db_connections``. Empty when the process is gone."""
+        """One sample: ``cpu_cores`` (since the previous call), ``cpu_max_process`` (the busiest
+        process's cores), ``cpu_demand_max_process`` (the most any process ran + waited for a
+        core, Linux), ``rss_mib``, ``threads``, ``fds``, ``db_connections``. Empty when the
+        process is gone."""
         now = time.monotonic()
         cpu_now: dict[int, float] = {}
+        demand_now: dict[int, float] = {}
         rss = threads = fds = conns = 0
         procs = self._tree()
         for proc in procs:
@@ -79,6 +83,9 @@ class ProcessTreeSampler:
                     threads += proc.num_threads()
                     fds += proc.num_fds()
                     conns += self._db_connections(proc)
+                demand = _run_and_wait_s(proc.pid)
+                if demand is not None:
+                    demand_now[proc.pid] = demand
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         if not cpu_now:
@@ -88,9 +95,15 @@ class ProcessTreeSampler:
             out["db_connections"] = float(conns)
         if self._t_prev is not None and now > self._t_prev:
             # a process born since the last sample contributes all its CPU time so far
-            used = sum(max(cpu - self._cpu_prev.get(pid, 0.0), 0.0) for pid, cpu in cpu_now.items())
-            out["cpu_cores"] = used / (now - self._t_prev)
+            per_process = [max(cpu - self._cpu_prev.get(pid, 0.0), 0.0) for pid, cpu in cpu_now.items()]
+            out["cpu_cores"] = sum(per_process) / (now - self._t_prev)
+            # the busiest single process: a Locust process saturates at one core, however many run
+            out["cpu_max_process"] = max(per_process) / (now - self._t_prev)
+            if demand_now:
+                wanted = [max(d - self._demand_prev.get(pid, d), 0.0) for pid, d in demand_now.items()]
+                out["cpu_demand_max_process"] = max(wanted) / (now - self._t_prev)
         self._cpu_prev, self._t_prev = cpu_now, now
+        self._demand_prev = demand_now
         return out
 
     def _db_connections(self, proc: psutil.Process) -> int:
@@ -100,6 +113,19 @@ class ProcessTreeSampler:
             return sum(1 for f in proc.open_files() if f.path == self.db.path)
         return sum(1 for c in proc.net_connections(kind="tcp")
                    if c.raddr and c.raddr.port == self.db.port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def _run_and_wait_s(pid: int) -> float | None:
+    """Seconds the main thread of ``pid`` ran plus waited for a CPU (Linux ``schedstat``).
+
+    Its rate is the CPU a process *wanted*: a saturated process is near 1 even on a machine
+    whose cores are shared, where its CPU alone stays lower."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as fh:
+            run_ns, wait_ns, _ = fh.read().split()
+    except (OSError, ValueError):
+        return None
+    return (int(run_ns) + int(wait_ns)) / 1e9
 
 
 class LoopbackNetworkSampler:

@@ -32,3 +32,64 @@ def test_two_processes_merge_exactly(reference_service, store, tmp_path):
         values = [r[3] for r in raw_in_step(raw, st, data.warmup_s) if r[2] == row["name"]]
         assert row["requests"] == len(values)
         assert_close_to_raw(row["p95_ms"], values, 95)
+
+
+PLAIN = '''
+from locust import FastHttpUser, between, task
+
+
+class Plain(FastHttpUser):
+    wait_time = between(0.02, 0.05)
+
+    @task
+    def health(self):
+        self.client.get("/healthz", name="GET /healthz")
+'''
+
+
+def test_master_and_two_workers_share_an_arrival_rate(reference_service, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from capkit.servicectl import free_port
+    from capkit.store import open_store
+
+    svc = reference_service()
+    locustfile = tmp_path / "plain.py"
+    locustfile.write_text(PLAIN)
+    port = free_port()
+    env = {**os.environ, "CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'capkit.sqlite'}",
+           "CAPKIT_RUNS_DIR": str(tmp_path / "runs")}
+    cli = [sys.executable, "-m", "capkit"]
+    master = subprocess.Popen([*cli, "run", "--target", svc.url, "--locustfile", str(locustfile), "--master",
+                               "--expect-workers", "2", "--master-bind-port", str(port), "--stages", "0x3,r20x5@6",
+                               "--warmup", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    worker_env = {**env, "CAPKIT_RAW_REQUESTS": "1", "CAPKIT_RAW_DIR": str(tmp_path / "workers")}
+    workers = [subprocess.Popen([*cli, "worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+                                 "--locustfile", str(locustfile)], env=worker_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True) for _ in range(2)]
+    try:
+        out, _ = master.communicate(timeout=120)
+        assert master.returncode == 0, out[-2000:]
+        assert [w.wait(timeout=30) for w in workers] == [0, 0]  # the master's end stops them
+    finally:
+        for proc in (master, *workers):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+    store = open_store(env["CAPKIT_STORE_URL"], create=False)
+    data = ca.load_run(store)
+    store.engine.dispose()
+    raw = read_raw_requests(tmp_path / "workers")
+    assert len(list((tmp_path / "workers").glob("requests.raw.*.jsonl"))) == 2
+    assert int(data.requests["count"].sum()) == len(raw)  # every worker's request reached the master once
+    steps = summarize_steps(data.steps, data.requests, data.samples, warmup_s=data.warmup_s)
+    print(f"two workers, target 20/s: achieved {steps.loc[1, 'rps']:.2f}/s")
+    assert 19 <= steps.loc[1, "rps"] <= 21.5 and "rate_not_reached" not in steps.loc[1, "flags"]
+    st = data.steps.set_index("step").loc[1]
+    in_step = raw_in_step(raw, st, data.warmup_s)
+    assert steps.loc[1, "requests"] == len(in_step)
+    assert_close_to_raw(steps.loc[1, "p95_ms"], [r[3] for r in in_step], 95)

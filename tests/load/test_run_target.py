@@ -140,3 +140,37 @@ def test_bad_options(env, tmp_path, plain, args, needle):
     target = ["--target", "http://127.0.0.1:9", "--locustfile", str(plain)] if "--metric" in args else []
     _one_line_error(run_cli("run", *target, *args, env=env), needle)
     _no_run_left(env, tmp_path)
+
+
+BUSY = '''
+import time
+
+from locust import FastHttpUser, constant, task
+
+
+class Busy(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def burn(self):
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:  # the generator's own CPU, not the service's
+            pass
+        self.client.get("/healthz", name="GET /healthz")
+'''
+
+
+def test_saturated_generator_is_flagged(reference_service, env, tmp_path):
+    svc = reference_service()
+    busy = tmp_path / "busy.py"
+    busy.write_text(BUSY)
+    proc = run_cli("run", "--target", svc.url, "--locustfile", str(busy), "--pid", str(svc.pid),
+                   "--stages", "0x3,2x4", "--warmup", "1", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, steps = _stored(env)
+    busy = steps.loc[1]
+    print(f"generator: idle {steps.loc[0, 'generator_demand']:.2f}, busy CPU {busy['generator_cpu']:.2f}, "
+          f"CPU + run-queue wait {busy['generator_demand']:.2f} cores")
+    assert steps.loc[0, "generator_demand"] < 0.5 and "generator_saturated" not in steps.loc[0, "flags"]
+    assert max(steps.loc[1, "generator_cpu"], steps.loc[1, "generator_demand"]) >= 0.9
+    assert "generator_saturated" in steps.loc[1, "flags"] and not steps.loc[1, "clean"]

@@ -1,0 +1,12 @@
+"""Locust monkey-patches at import: only the load processes may import it."""
+
+import subprocess
+import sys
+
+
+def test_cli_orchestrator_and_collectors_do_not_import_locust_or_gevent():
+    code = ("import sys, capkit.cli, capkit.cli_load, capkit.orchestrator, capkit.run_target, capkit.plan, "
+            "capkit.metrics, capkit.metrics.locust_csv, capkit.ingest, capkit.load.runner, capkit.load.recorder; "
+            "bad = [m for m in ('locust', 'gevent') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
