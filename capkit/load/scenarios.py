@@ -118,6 +118,11 @@ class ChatUser(_TokenUser):
         resp = self.client.post("/api/chat/stream", json={"message": _prompt(self.username)}, headers=self.auth,
                                 name="POST /api/chat/stream", stream=True)
         if resp.status_code != 200 or getattr(resp, "_response", None) is None:
+            if getattr(resp, "_response", None) is not None:
+                try:
+                    resp._response.read()  # drain the error body so the connection can be reused
+                except Exception:  # noqa: BLE001
+                    pass
             return  # recorded by Locust's own event (429 as rate-limited)
         body = resp._response
         try:

@@ -174,3 +174,10 @@ def test_saturated_generator_is_flagged(reference_service, env, tmp_path):
     assert steps.loc[0, "generator_demand"] < 0.5 and "generator_saturated" not in steps.loc[0, "flags"]
     assert max(steps.loc[1, "generator_cpu"], steps.loc[1, "generator_demand"]) >= 0.9
     assert "generator_saturated" in steps.loc[1, "flags"] and not steps.loc[1, "clean"]
+
+
+@pytest.mark.parametrize("args, needle", [(["--mix", "chat=4,bogus=1"], "--mix"), (["--think", "a"], "--think"),
+                                          (["--stages", "0x10,r5"], "'r5'")])
+def test_bad_plan_options(env, tmp_path, args, needle):
+    _one_line_error(run_cli("plan", *args, env=env), needle)
+    _no_run_left(env, tmp_path)
