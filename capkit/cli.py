@@ -105,6 +105,21 @@ def seed():
     click.echo("database ready")
 
 
+@cli.command("load")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--store", "store_url", help="Results store URL.")
+@click.option("--replace", is_flag=True, help="Replace the run if the store already holds it.")
+def load_cmd(run_dir, store_url, replace):
+    """Load a run's raw files (runs/RUN_ID) into the results store, e.g. after the store was down."""
+    from capkit.reload import load_run_dir, read_run_dir
+    from capkit.store import open_store
+
+    read_run_dir(run_dir)  # refuse a folder that is not a run before touching the store
+    loaded = load_run_dir(run_dir, open_store(_settings(store_url=store_url).store_url), replace=replace)
+    click.echo(f"loaded run {loaded.run_id} ({loaded.status}): {loaded.steps} steps, "
+               f"{loaded.request_rows} request rows, {loaded.samples} samples")
+
+
 @cli.command("db-create")
 def db_create():
     """Create the PostgreSQL databases named by CAPKIT_DATABASE_URL and CAPKIT_STORE_URL if missing."""

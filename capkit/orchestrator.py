@@ -22,6 +22,7 @@ from capkit.load.runner import start_locust
 from capkit.metrics import DbTarget, LoopbackNetworkSampler, ProcessTreeSampler
 from capkit.schemas import RunSpec
 from capkit.store import Store
+from capkit.store.guarded import GuardedStore
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunResult:
     steps: int
     request_rows: int
     samples: int
+    store_failed: bool = False
 
 
 @dataclass
@@ -89,8 +91,10 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     (raw_dir / "run.json").write_text(spec.model_dump_json(indent=2))
+    (raw_dir / "machine.json").write_text(json.dumps(machine_info(), indent=2))
     store.create_run(run_id=spec.run_id, target=spec.target, scenario=spec.scenario,
                      spec=json.loads(spec.model_dump_json()), machine=machine_info(), git_sha=git_sha())
+    store = GuardedStore(store)  # from here on, a store failure must not stop the load
     ingest = Ingestor(store, spec.run_id)
     samples_out = JsonlWriter(open(raw_dir / "resources.jsonl", "a", encoding="utf-8"))
     service = ProcessTreeSampler(service_pid, DbTarget.from_url(db_url)) if service_pid else None
@@ -155,7 +159,12 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
         store.finish_run(spec.run_id, status, reason)
         if reason:
             store.add_event(spec.run_id, "incomplete", reason)
-    return RunResult(spec.run_id, status, reason, raw_dir, len(ingest.steps), n_rows, n_samples)
+        if store.failure is not None:
+            status = "incomplete"
+            reason = (f"{store.failure}; the raw files in {raw_dir} keep every measurement — "
+                      f"load them with `capkit load {raw_dir}` once the store is back")
+    return RunResult(spec.run_id, status, reason, raw_dir, len(ingest.steps), n_rows, n_samples,
+                     store_failed=store.failure is not None)
 
 
 def _raise_interrupt(signum, frame):

@@ -109,6 +109,8 @@ def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, por
         + f" · {result.steps} steps · {result.request_rows} request rows · {result.samples} samples")
     if not analyse:
         return PlanResult(result, None, None, None)
+    if result.store_failed:
+        raise CapkitError(result.reason)
     return _analyse(settings, result, limits, report=report, say=say)
 
 
