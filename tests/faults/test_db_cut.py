@@ -51,7 +51,8 @@ def test_database_cut_during_a_load_run(tmp_path, pg_url):
     analytics = req[req["name"].str.contains("analytics")]
     during = analytics[(analytics["ts"] >= cut["from"] + 1) & (analytics["ts"] < cut["to"] - 0.5)]
     after = analytics[analytics["ts"] >= cut["to"] + 3]
-    print(f"db cut: {int(during['count'].sum())} analytics requests in the cut, {int(during['status_5xx'].sum())} 503s, "
+    print(f"db cut: {int(during['count'].sum())} analytics requests in the cut, "
+          f"{int(during['status_5xx'].sum())} 503s, "
           f"slowest per second median {during['latency_max_ms'].median():.1f} ms; "
           f"{int(after['count'].sum())} after recovery, {int(after['status_5xx'].sum())} failed")
     assert during["status_5xx"].sum() > 0  # the cut was seen: 503 while the database was away
