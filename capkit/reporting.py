@@ -214,6 +214,14 @@ def write_index(folder: Path, run_id: str, executed: list[Path], *, compare: str
 
         consolidated_html = ("<h2>Consolidated results (peak clean step)</h2>"
                              + pd.read_csv(consolidated).to_html(index=False, escape=True, border=0, na_rep="–"))
+    backtest = folder / "tables" / "backtest_summary.csv"
+    if backtest.exists():
+        import pandas as pd
+
+        frame = pd.read_csv(backtest).round(2)
+        consolidated_html += ("<h2>Backtest: how far to trust the projection</h2><p>Fitted on the lower steps, "
+                              "predicting the higher ones; errors in %.</p>"
+                              + frame.to_html(index=False, escape=True, border=0, na_rep="–"))
     links = "".join(f'<li><a href="{html.escape(p.with_suffix(".html").name)}">{html.escape(p.stem.replace("_", " "))}</a></li>'
                     for p in executed)
     csvs = "".join(f'<li><a href="tables/{html.escape(p.name)}">{html.escape(p.name)}</a></li>' for p in tables)

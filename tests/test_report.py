@@ -34,6 +34,7 @@ def test_report_pages_carry_the_seed_tables(published):
     _, folder = published
     index = (folder / "index.html").read_text()
     assert "Consolidated results" in index and "Baseline Metrics" in index and "Chat API" in index
+    assert "Backtest" in index and "p95 latency (ms)" in index
     assert "Per active user" in (folder / "capacity_report.html").read_text()
     plan = (folder / "capacity_plan.html").read_text()
     for needle in ("Scaling thresholds", "Scale out API replicas", "Replicas", "Recommendations", "Backtest"):

@@ -8,12 +8,12 @@ import re
 import numpy as np
 import pandas as pd
 
-from capkit.analysis.steps import _request_window
+from capkit.analysis.steps import DERIVED_TYPES, _request_window
 from capkit.load.recorder import merge_histograms
 
 COMPONENT_LABELS = {"chat": "Chat API", "analytics": "Analytics API", "auth": "Authentication",
                     "websocket": "WebSocket", "other": "Other"}
-_WS = re.compile(r"(^ws\b|/ws\b|/ws/|websocket)", re.IGNORECASE)
+_WS = re.compile(r"(^ws\b|\bws:|/ws\b|/ws/|websocket)", re.IGNORECASE)
 
 # status rules of the consolidated table (thresholds are parameters of component_table)
 ERROR_WARNING = 0.01
@@ -23,14 +23,15 @@ ERROR_CRITICAL = 0.05
 def component_of(name: str, method: str = "") -> str:
     """``chat``, ``analytics``, ``auth``, ``websocket`` or ``other`` for an endpoint name.
 
-    WebSocket names (``WS …``, ``/ws/…``, ``websocket``) first, then by path prefix
-    ``/api/chat``, ``/api/analytics``, ``/api/auth``.
+    WebSocket names (``WS …``, ``ws: …``, ``/ws/…``, ``websocket``) first, then by path prefix
+    ``/api/chat``, ``/api/analytics``, ``/api/auth`` or by a ``chat: …`` style name (the
+    load scenarios' derived ``STREAM`` measurements).
     """
     text = f"{method} {name}".strip()
     if _WS.search(text):
         return "websocket"
     for comp in ("chat", "analytics", "auth"):
-        if f"/api/{comp}" in text:
+        if f"/api/{comp}" in text or name.lower().startswith(f"{comp}:"):
             return comp
     return "other"
 
@@ -90,7 +91,9 @@ def component_table(requests: pd.DataFrame, raw_steps: pd.DataFrame, steps: pd.D
             return pd.DataFrame(columns=cols)
         step = int(candidates.sort_values("users")["step"].iloc[-1])
     req = _request_window(requests, raw_steps, warmup_s)
-    req = req[req["step"] == step]
+    # derived measurements (TTFT, stream total, tokens/s) are not requests: counting them would
+    # count a stream several times, and a token rate is no latency
+    req = req[(req["step"] == step) & ~req["method"].isin(DERIVED_TYPES)]
     if req.empty:
         return pd.DataFrame(columns=cols)
     users = int(steps.loc[steps["step"] == step, "users"].iloc[0])

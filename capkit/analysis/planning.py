@@ -157,7 +157,8 @@ def capacity_plan(run: RunData, limits: ResourceLimits | None = None, *, level: 
     else:
         errors["latency"] = "needs the USL fit (at least 3 clean steps with users)"
     try:
-        bt = backtest(report, train_share=train_share, level=level, bootstrap=bootstrap, seed=seed)
+        # half the resamples: the backtest's intervals only say inside/outside
+        bt = backtest(report, train_share=train_share, level=level, bootstrap=bootstrap // 2, seed=seed)
     except CapkitError as exc:
         errors["backtest"] = str(exc)
     diagnostics = regression_diagnostics(report.per_second, report.steps.loc[report.steps["clean"], "step"])

@@ -24,12 +24,14 @@ METRIC_SOURCES: dict[str, tuple[tuple[str, str, float], ...]] = {
     "network_kbps": (("service", "network_kbps", 1.0),),
     "redis_memory_mib": (("redis", "redis_used_memory_mib", 1.0), ("redis", "used_memory_mib", 1.0),
                          ("redis", "redis_used_memory", 1 / 1048576), ("redis", "used_memory", 1 / 1048576)),
-    "model_queue": (("service", "model_queue", 1.0), ("prometheus", "capkit_model_queue_depth", 1.0),
-                    ("service", "model_queue_depth", 1.0)),
-    "db_cpu_cores": (("postgres", "pg_cpu_cores", 1.0), ("postgres", "db_cpu_cores", 1.0),
+    "model_queue": (("service", "model_queue", 1.0), ("prometheus", "model_queue", 1.0),
+                    ("prometheus", "capkit_model_queue_depth", 1.0), ("service", "model_queue_depth", 1.0)),
+    "db_cpu_cores": (("postgres", "pg_backend_cpu_cores", 1.0), ("postgres", "pg_cpu_cores", 1.0),
+                     ("postgres", "db_cpu_cores", 1.0),
                      ("postgres", "cpu_cores", 1.0), ("postgres", "pg_cpu_percent", 0.01)),
 }
-# cumulative hit / miss counters, in order of preference
+# hit / miss rates per second (capkit.metrics.redis_info), then cumulative counters
+CACHE_RATES = (("redis", "redis_hits_per_s", "redis_misses_per_s"),)
 CACHE_COUNTERS = (("prometheus", "capkit_cache_hits", "capkit_cache_misses"),
                   ("redis", "redis_keyspace_hits", "redis_keyspace_misses"),
                   ("redis", "keyspace_hits", "keyspace_misses"))
@@ -93,7 +95,14 @@ def step_means(per_second: pd.DataFrame) -> pd.DataFrame:
 
 
 def cache_hit_rate(samples: pd.DataFrame) -> float:
-    """Share of cache lookups that hit over the run (from cumulative counters), NaN if not measured."""
+    """Share of cache lookups that hit over the run (from hit/miss rates or cumulative counters),
+    NaN if not measured."""
+    for source, hits_name, misses_name in CACHE_RATES:
+        s = samples[samples["source"] == source]
+        hits = s.loc[s["metric"] == hits_name, "value"].sum()
+        misses = s.loc[s["metric"] == misses_name, "value"].sum()
+        if hits + misses > 0:
+            return float(hits / (hits + misses))
     for source, hits_name, misses_name in CACHE_COUNTERS:
         s = samples[samples["source"] == source]
         hits = s[_matches(s["metric"], hits_name)]
@@ -104,7 +113,8 @@ def cache_hit_rate(samples: pd.DataFrame) -> float:
         dm = misses.groupby("metric")["value"].agg(lambda v: v.max() - v.min()).sum()
         if dh + dm > 0:
             return float(dh / (dh + dm))
-    for source, name in (("redis", "redis_hit_rate"), ("redis", "hit_rate"), ("prometheus", "capkit_cache_hit_ratio")):
+    for source, name in (("redis", "redis_hit_ratio"), ("redis", "redis_hit_rate"),
+                         ("prometheus", "cache_hit_ratio"), ("prometheus", "capkit_cache_hit_ratio")):
         s = samples[(samples["source"] == source) & _matches(samples["metric"], name)]
         if not s.empty:
             return float(s["value"].mean())

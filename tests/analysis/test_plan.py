@@ -56,11 +56,22 @@ def test_consolidated_table_has_every_component(plan):
 
 
 @pytest.mark.parametrize("name, component", [
-    ("POST /api/chat/message", "chat"), ("POST /api/chat/stream TTFT", "chat"),
+    ("POST /api/chat/message", "chat"), ("POST /api/chat/stream", "chat"), ("chat: ttft", "chat"),
+    ("ws: first token", "websocket"), ("ws: connect", "websocket"),
     ("GET /api/analytics/summary", "analytics"), ("POST /api/auth/token", "auth"),
     ("WS /api/ws/chat", "websocket"), ("websocket connect", "websocket"), ("GET /healthz", "other")])
 def test_component_of(name, component):
     assert ca.component_of(name) == component
+
+
+def test_derived_stream_rows_are_not_counted_as_requests():
+    st = store()
+    truth = SyntheticTruth(endpoints={"POST /api/chat/message": 0.5, "STREAM chat: tokens/s": 0.5})
+    r, _ = run(st, "stream", truth, seed=12)
+    rep = ca.capacity_report(r)
+    table = ca.component_table(r.requests, r.steps, rep.steps, warmup_s=r.warmup_s)
+    assert list(table["Component"]) == ["Chat API"]
+    assert table["rps"].iloc[0] == pytest.approx(rep.steps["rps"].iloc[-1])
 
 
 def test_recommendation_rules(plan):
@@ -103,12 +114,20 @@ def test_missing_metrics_show_not_measured_and_never_crash():
 
 def test_other_collectors_feed_the_canonical_resources():
     st = store()
-    truth = SyntheticTruth(baseline={"cpu_cores": 0.02, "pg_cpu_cores": 0.05, "redis_used_memory_mib": 10.0},
-                           per_user={"cpu_cores": 0.02, "pg_cpu_cores": 0.01, "redis_used_memory_mib": 0.5},
-                           noise={"cpu_cores": 0.01, "pg_cpu_cores": 0.005, "redis_used_memory_mib": 0.2},
-                           sources={"pg_cpu_cores": "postgres", "redis_used_memory_mib": "redis"})
+    # the names capkit.metrics.postgres and capkit.metrics.redis_info write
+    truth = SyntheticTruth(
+        baseline={"cpu_cores": 0.02, "pg_backend_cpu_cores": 0.05, "redis_used_memory_mib": 10.0,
+                  "redis_hits_per_s": 3.0, "redis_misses_per_s": 7.0},
+        per_user={"cpu_cores": 0.02, "pg_backend_cpu_cores": 0.01, "redis_used_memory_mib": 0.5,
+                  "redis_hits_per_s": 0.0, "redis_misses_per_s": 0.0},
+        noise={"cpu_cores": 0.01, "pg_backend_cpu_cores": 0.005, "redis_used_memory_mib": 0.2,
+               "redis_hits_per_s": 0.0, "redis_misses_per_s": 0.0},
+        sources={"pg_backend_cpu_cores": "postgres", "redis_used_memory_mib": "redis", "redis_hits_per_s": "redis",
+                 "redis_misses_per_s": "redis"})
     r, _ = run(st, "collectors", truth, seed=9)
     p = ca.capacity_plan(r, bootstrap=20)
+    assert p.cache_hit_rate == pytest.approx(0.3)
+    assert p.recommendations["Rule"].str.startswith("cache hit rate").any()
     assert p.report.fits["redis_memory_mib"].per_user == pytest.approx(0.5, rel=0.1)
     db = p.thresholds.set_index("Metric").loc["DB CPU"]
     assert db["warning_low"] <= 55 <= db["warning_high"]  # (0.6 − 0.05) / 0.01 = 55 users
