@@ -51,6 +51,20 @@ def absolute_sqlite(url: str) -> str:
     return url
 
 
+def _kernel_manager_base():
+    from jupyter_client.manager import AsyncKernelManager
+
+    return AsyncKernelManager
+
+
+class LocalKernelManager(_kernel_manager_base()):
+    """A kernel reached over local IPC sockets instead of TCP (no network exposure, no warning)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("transport", "ipc")
+        super().__init__(**kwargs)
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dict[str, str] | None = None) -> None:
     """Run one notebook with papermill; raise :class:`ReportError` naming the failing cell."""
     _fast_validation()
@@ -61,7 +75,8 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dic
     os.environ.update(env or {})
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                            cwd=str(output.parent), progress_bar=False, report_mode=True)
+                            cwd=str(output.parent), progress_bar=False, report_mode=True,
+                            kernel_manager_class="capkit.reporting.LocalKernelManager")
     except PapermillExecutionError as exc:
         raise ReportError(notebook.name, exc.ename, str(exc.evalue).splitlines()[0] if exc.evalue else "") from None
     finally:
@@ -222,8 +237,8 @@ def write_index(folder: Path, run_id: str, executed: list[Path], *, compare: str
         consolidated_html += ("<h2>Backtest: how far to trust the projection</h2><p>Fitted on the lower steps, "
                               "predicting the higher ones; errors in %.</p>"
                               + frame.to_html(index=False, escape=True, border=0, na_rep="–"))
-    links = "".join(f'<li><a href="{html.escape(p.with_suffix(".html").name)}">{html.escape(p.stem.replace("_", " "))}</a></li>'
-                    for p in executed)
+    links = "".join(f'<li><a href="{html.escape(p.with_suffix(".html").name)}">'
+                    f'{html.escape(p.stem.replace("_", " "))}</a></li>' for p in executed)
     csvs = "".join(f'<li><a href="tables/{html.escape(p.name)}">{html.escape(p.name)}</a></li>' for p in tables)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>capkit report {html.escape(run_id)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}

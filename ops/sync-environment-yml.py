@@ -2,8 +2,9 @@
 """Regenerate environment.yml from pyproject.toml (same names and versions; pip installs the project)."""
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 root = Path(__file__).resolve().parent.parent
 project = tomllib.loads((root / "pyproject.toml").read_text())["project"]

@@ -20,7 +20,8 @@ def _one_line_error(proc, *needles):
 @pytest.fixture
 def env(tmp_path):
     return {"CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}", "CAPKIT_RUNS_DIR": str(tmp_path / "runs"),
-            "CAPKIT_REPORTS_DIR": str(tmp_path / "reports"), "CAPKIT_DATABASE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"}
+            "CAPKIT_REPORTS_DIR": str(tmp_path / "reports"),
+            "CAPKIT_DATABASE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"}
 
 
 def test_unknown_profile(env, tmp_path):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import os
+from dataclasses import dataclass
 
 import pandas as pd
 
 from capkit.errors import ConfigError
-
 from capkit.store import Store, open_store
 
 

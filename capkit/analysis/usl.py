@@ -86,7 +86,8 @@ def _check(concurrency, throughput) -> tuple[np.ndarray, np.ndarray]:
     bad = ~(np.isfinite(n) & np.isfinite(x) & (n > 0) & (x > 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ConfigError(f"USL input row {i + 1} (concurrency={n[i]:g}, throughput={x[i]:g}) is not a positive finite number")
+        raise ConfigError(f"USL input row {i + 1} (concurrency={n[i]:g}, throughput={x[i]:g}) "
+                          "is not a positive finite number")
     if np.unique(n).size < 3:
         raise InsufficientDataError(f"USL fit needs at least 3 distinct concurrency levels; got {np.unique(n).size}")
     return n, x
@@ -258,7 +259,8 @@ def usl_from_steps(steps: pd.DataFrame, *, concurrency_col: str = "users", throu
     """Fit the USL on a capkit per-step summary (one row per clean step; rows with users <= 0 are dropped)."""
     missing = [c for c in (concurrency_col, throughput_col) if c not in steps.columns]
     if missing:
-        raise ConfigError(f"step table lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, steps.columns))}")
+        raise ConfigError(f"step table lacks column(s) {', '.join(missing)}; "
+                          f"it has {', '.join(map(str, steps.columns))}")
     rows = steps[pd.to_numeric(steps[concurrency_col], errors="coerce") > 0]
     return fit_usl(rows[concurrency_col], rows[throughput_col], bootstrap=bootstrap, seed=seed)
 
@@ -273,7 +275,8 @@ def read_usl_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{path}: the file holds no data rows") from None
     except pd.errors.ParserError as exc:
-        raise ConfigError(f"{path}: expected 2 columns (concurrency,throughput) on every row; {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: expected 2 columns (concurrency,throughput) on every row; "
+                          f"{str(exc).splitlines()[0]}") from None
     if raw.shape[1] != 2:
         raise ConfigError(f"{path}: expected 2 columns (concurrency,throughput), found {raw.shape[1]}")
     values = raw.apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
