@@ -61,6 +61,9 @@ def test_report_files_exist_and_carry_the_table(smoke_run):
     assert "Baseline Metrics" in index and "CPU (cores)" in index
     page = (folder / "capacity_report.html").read_text()
     assert "Per active user" in page and "from capkit import" not in page  # no code cells
+    for html_page in folder.glob("*.html"):
+        text = html_page.read_text()
+        assert "PosixPath" not in text and "Traceback" not in text, html_page.name
     assert (folder / "tables" / "baseline_metrics.csv").exists()
     assert list((folder / "figures").glob("*.png"))
     assert (work / "runs" / run_id / "load.jsonl").exists()
