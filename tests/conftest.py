@@ -83,3 +83,14 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     """Run ``python -m capkit ARGS`` in a subprocess; return the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "capkit", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=timeout)
+
+
+def assert_one_line_error(proc, *needles) -> str:
+    """A CLI failure as users must see it: non-zero exit, one `capkit: error:` line, no traceback."""
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("capkit: error: ")
+    for needle in needles:
+        assert needle in err, err
+    return err

@@ -4,17 +4,9 @@ import socket
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 
-def _one_line_error(proc, *needles):
-    assert proc.returncode != 0
-    err = proc.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith("capkit: error: ")
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture
@@ -25,20 +17,20 @@ def env(tmp_path):
 
 
 def test_unknown_profile(env, tmp_path):
-    _one_line_error(run_cli("plan", "--profile", "huge", env=env), "unknown profile 'huge'", "smoke")
+    assert_one_line_error(run_cli("plan", "--profile", "huge", env=env), "unknown profile 'huge'", "smoke")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "store.sqlite").exists()
 
 
 @pytest.mark.parametrize("spec, needle", [("0x10,abc", "'abc'"), ("0x10,0x10", "only the first stage"),
                                           ("5x-3", "'5x-3'"), ("", "''")])
 def test_malformed_stage_plan(env, tmp_path, spec, needle):
-    _one_line_error(run_cli("plan", "--stages", spec, env=env), needle)
+    assert_one_line_error(run_cli("plan", "--stages", spec, env=env), needle)
     assert not (tmp_path / "runs").exists()
 
 
 def test_store_that_cannot_be_opened(env, tmp_path):
     proc = run_cli("plan", "--profile", "smoke", "--store", "postgresql+psycopg://u:pw@127.0.0.1:1/x", env=env)
-    err = _one_line_error(proc, "results store", "***")
+    err = assert_one_line_error(proc, "results store", "***")
     assert ":pw@" not in err
     assert not (tmp_path / "runs").exists()
 
@@ -48,11 +40,11 @@ def test_port_in_use(env, tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        _one_line_error(run_cli("plan", "--profile", "smoke", "--port", str(port), env=env), f"port {port}", "in use")
+        assert_one_line_error(run_cli("plan", "--profile", "smoke", "--port", str(port), env=env), f"port {port}", "in use")
 
 
 def test_reading_a_store_that_does_not_exist(env, tmp_path):
-    _one_line_error(run_cli("runs", env=env), "no such file yet", "capkit plan")
+    assert_one_line_error(run_cli("runs", env=env), "no such file yet", "capkit plan")
     assert not (tmp_path / "store.sqlite").exists()
 
 
@@ -61,11 +53,11 @@ def test_unknown_run_id(env):
     from capkit.synthetic import write_synthetic_run
 
     write_synthetic_run(open_store(env["CAPKIT_STORE_URL"]), "known-run")
-    _one_line_error(run_cli("report", "no-such-run", env=env), "'no-such-run'", "not in the results store")
+    assert_one_line_error(run_cli("report", "no-such-run", env=env), "'no-such-run'", "not in the results store")
 
 
 def test_unknown_option_is_one_line(env):
-    _one_line_error(run_cli("plan", "--bogus", env=env), "--bogus")
+    assert_one_line_error(run_cli("plan", "--bogus", env=env), "--bogus")
 
 
 def test_report_with_relative_folders_writes_tables_beside_the_pages(tmp_path):

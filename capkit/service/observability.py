@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.routing import Match
 
@@ -17,6 +25,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total, process_resident_memory_bytes, …: what `capkit run --prometheus`
+        # maps by default, so the reference service can be measured like any other target
+        ProcessCollector(registry=r)
         self.requests = Counter("capkit_http_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=r)
         self.latency = Histogram("capkit_http_request_duration_seconds", "HTTP request latency (whole body)",

@@ -11,7 +11,7 @@ from capkit import analysis as ca
 from capkit.analysis.steps import summarize_steps
 from capkit.servicectl import free_port
 from capkit.store import open_store
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 PLAIN = '''
 from locust import FastHttpUser, between, task
@@ -82,13 +82,13 @@ def test_plain_locustfile_measured_through_prometheus(reference_service, plain, 
     assert measured == pytest.approx(steps.loc[1, "rps"], rel=0.25)
 
 
-def _one_line_error(proc, *needles):
-    assert proc.returncode != 0
-    err = proc.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith("capkit: error: ")
-    for needle in needles:
-        assert needle in err, err
+def test_reference_service_measured_through_default_prometheus_mapping(reference_service, plain, env):
+    svc = reference_service()
+    proc = run_cli("run", "--target", svc.url, "--locustfile", str(plain), "--prometheus", f"{svc.url}/metrics",
+                   "--stages", "0x2,3x4", "--warmup", "1", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data, steps = _stored(env)
+    assert steps.loc[1, "cpu_cores"] > 0 and steps.loc[1, "rss_mib"] > 20  # from process_* series
 
 
 def _no_run_left(env, tmp_path):
@@ -105,14 +105,14 @@ def test_locustfile_that_does_not_import(reference_service, env, tmp_path):
     bad.write_text("import no_such_module_capkit\n")
     svc = reference_service()
     proc = run_cli("run", "--target", svc.url, "--locustfile", str(bad), "--stages", "0x3,3x4", env=env)
-    _one_line_error(proc, "cannot be loaded", "no_such_module_capkit")
+    assert_one_line_error(proc, "cannot be loaded", "no_such_module_capkit")
     _no_run_left(env, tmp_path)
 
 
 def test_target_that_does_not_answer(plain, env, tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     proc = run_cli("run", "--target", url, "--locustfile", str(plain), "--stages", "0x3,3x4", env=env)
-    _one_line_error(proc, f"target {url} does not answer")
+    assert_one_line_error(proc, f"target {url} does not answer")
     _no_run_left(env, tmp_path)
 
 
@@ -121,7 +121,7 @@ def test_pid_that_does_not_exist(reference_service, plain, env, tmp_path):
     pid = 4_000_000  # above Linux's pid_max
     proc = run_cli("run", "--target", svc.url, "--locustfile", str(plain), "--pid", str(pid),
                    "--stages", "0x3,3x4", env=env)
-    _one_line_error(proc, f"no process with PID {pid}")
+    assert_one_line_error(proc, f"no process with PID {pid}")
     _no_run_left(env, tmp_path)
 
 
@@ -129,7 +129,7 @@ def test_prometheus_that_does_not_answer(reference_service, plain, env, tmp_path
     svc = reference_service()
     proc = run_cli("run", "--target", svc.url, "--locustfile", str(plain), "--prometheus",
                    f"http://127.0.0.1:{free_port()}/metrics", "--stages", "0x3,3x4", env=env)
-    _one_line_error(proc, "cannot scrape Prometheus metrics")
+    assert_one_line_error(proc, "cannot scrape Prometheus metrics")
     _no_run_left(env, tmp_path)
 
 
@@ -138,7 +138,7 @@ def test_prometheus_that_does_not_answer(reference_service, plain, env, tmp_path
                                           (["--metric", "a=b"], "--prometheus URL")])
 def test_bad_options(env, tmp_path, plain, args, needle):
     target = ["--target", "http://127.0.0.1:9", "--locustfile", str(plain)] if "--metric" in args else []
-    _one_line_error(run_cli("run", *target, *args, env=env), needle)
+    assert_one_line_error(run_cli("run", *target, *args, env=env), needle)
     _no_run_left(env, tmp_path)
 
 
@@ -179,5 +179,5 @@ def test_saturated_generator_is_flagged(reference_service, env, tmp_path):
 @pytest.mark.parametrize("args, needle", [(["--mix", "chat=4,bogus=1"], "--mix"), (["--think", "a"], "--think"),
                                           (["--stages", "0x10,r5"], "'r5'")])
 def test_bad_plan_options(env, tmp_path, args, needle):
-    _one_line_error(run_cli("plan", *args, env=env), needle)
+    assert_one_line_error(run_cli("plan", *args, env=env), needle)
     _no_run_left(env, tmp_path)

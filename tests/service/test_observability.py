@@ -14,7 +14,8 @@ def test_metrics_content(client):
                  "capkit_db_pool_size", "capkit_db_pool_checked_out", "capkit_db_pool_overflow", "capkit_cache_hits",
                  "capkit_cache_misses", "capkit_cache_evictions", "capkit_model_queue_depth",
                  "capkit_model_queue_wait_seconds", "capkit_model_fallbacks", "capkit_websocket_connections",
-                 "capkit_rate_limit_rejections", "capkit_model_tokens", "capkit_circuit_breaker_open"):
+                 "capkit_rate_limit_rejections", "capkit_model_tokens", "capkit_circuit_breaker_open",
+                 "capkit_redis_degraded", "process_cpu_seconds", "process_resident_memory_bytes"):
         assert name in families, name
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert samples[("capkit_http_requests_total",
