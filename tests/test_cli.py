@@ -7,8 +7,6 @@ import pytest
 from tests.conftest import assert_one_line_error, run_cli
 
 
-
-
 @pytest.fixture
 def env(tmp_path):
     return {"CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}", "CAPKIT_RUNS_DIR": str(tmp_path / "runs"),
@@ -40,7 +38,8 @@ def test_port_in_use(env, tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert_one_line_error(run_cli("plan", "--profile", "smoke", "--port", str(port), env=env), f"port {port}", "in use")
+        assert_one_line_error(run_cli("plan", "--profile", "smoke", "--port", str(port), env=env),
+                              f"port {port}", "in use")
 
 
 def test_reading_a_store_that_does_not_exist(env, tmp_path):
