@@ -66,7 +66,9 @@ def to_markdown(meta: dict, rows: list[dict], elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=6.0, help="length of each load measurement")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each service measurement")
+    parser.add_argument("--load-seconds", type=float, default=10.0,
+                        help="length of each load-generator measurement (start-up CPU weighs less in longer runs)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--pg", default=os.environ.get("CAPKIT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rows: list[dict] = []
     runners = {
-        "load": lambda: suite.load_generation(args.reps, args.seconds),
+        "load": lambda: suite.load_generation(args.reps, args.load_seconds),
         "service": lambda: suite.service_paths(args.reps, args.seconds),
         "sampling": lambda: suite.sampling_overhead(10.0),
         "store": lambda: suite.store_ingestion(args.pg or None),

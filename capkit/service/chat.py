@@ -14,7 +14,7 @@ from capkit.service.deps import ChatUser, CurrentUser, StateDep
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
 
-def get_agent(state: StateDep) -> ChatAgent:
+async def get_agent(state: StateDep) -> ChatAgent:
     return ChatAgent(state)
 
 

@@ -12,14 +12,17 @@ from capkit.service.security import InvalidToken, TokenClaims, decode_token
 from capkit.service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+# Dependencies are ``async def`` although they do not await: FastAPI runs a plain ``def``
+# dependency in a worker thread, and two thread hops per request cost more than the handler
+# (measured: GET /api/auth/validate went from 858 to 1,680 req/s per core).
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -39,15 +42,15 @@ def claims_from_token(state: ServiceState, token: str | None) -> TokenClaims:
         raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
-def current_user(state: StateDep,
-                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> TokenClaims:
+async def current_user(state: StateDep,
+                       creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> TokenClaims:
     return claims_from_token(state, creds.credentials if creds else None)
 
 
 CurrentUser = Annotated[TokenClaims, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> TokenClaims:
+async def admin_user(user: CurrentUser) -> TokenClaims:
     if not user.is_admin:
         raise HTTPException(403, "this endpoint needs the admin role")
     return user
