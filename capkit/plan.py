@@ -32,6 +32,18 @@ def service_env(settings: Settings) -> dict[str, str]:
     return settings_to_env(settings)
 
 
+REFERENCE_SERIES = ("model_queue=capkit_model_queue_depth", "capkit_cache_hits=capkit_cache_hits_total",
+                    "capkit_cache_misses=capkit_cache_misses_total",
+                    "model_fallbacks_per_s=capkit_model_fallbacks_total:rate")
+
+
+def reference_metrics(url: str):
+    """The reference service's own /metrics: model queue depth, cache hits and misses, fallbacks."""
+    from capkit.metrics.prometheus import PrometheusCollector, parse_mappings
+
+    return PrometheusCollector(f"{url}/metrics", parse_mappings(REFERENCE_SERIES), source="prometheus")
+
+
 def service_collectors(settings: Settings) -> list:
     """PostgreSQL and Redis collectors when the service is configured with them."""
     from capkit.metrics import PostgresCollector, RedisCollector
@@ -98,7 +110,7 @@ def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, por
                 last["step"] = p.step
                 say("  " + format_progress(p))
 
-        scrapers = service_collectors(settings)
+        scrapers = service_collectors(settings) + [reference_metrics(svc.url)]
         result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=default_locustfiles(),
                           service_pid=svc.pid, db_url=settings.database_url,
                           env=load_env(settings, mix=mix, think=think), generator_cpus=load_cpus,
