@@ -15,6 +15,20 @@ from capkit.servicectl import free_port, start_service
 from capkit.store import open_store
 from tests.service.conftest import fast_settings
 
+# a plain locustfile, as a team would bring its own
+PLAIN = '''
+from locust import FastHttpUser, between, task
+
+
+class Plain(FastHttpUser):
+    wait_time = between(0.02, 0.05)
+
+    @task
+    def health(self):
+        self.client.get("/healthz", name="GET /healthz")
+'''
+
+
 BASE_ENV = {"CAPKIT_THINK": "0.1,0.3", "CAPKIT_ACCOUNTS": "5"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from capkit import analysis as ca
 from capkit.analysis.steps import endpoint_table, summarize_steps
-from tests.load.conftest import assert_close_to_raw, raw_in_step, read_raw_requests, run_reference_load
+from tests.load.conftest import PLAIN, assert_close_to_raw, raw_in_step, read_raw_requests, run_reference_load
 
 
 def test_two_processes_merge_exactly(reference_service, store, tmp_path):
@@ -34,17 +34,6 @@ def test_two_processes_merge_exactly(reference_service, store, tmp_path):
         assert_close_to_raw(row["p95_ms"], values, 95)
 
 
-PLAIN = '''
-from locust import FastHttpUser, between, task
-
-
-class Plain(FastHttpUser):
-    wait_time = between(0.02, 0.05)
-
-    @task
-    def health(self):
-        self.client.get("/healthz", name="GET /healthz")
-'''
 
 
 def test_master_and_two_workers_share_an_arrival_rate(reference_service, tmp_path):

@@ -12,18 +12,7 @@ from capkit.analysis.steps import summarize_steps
 from capkit.servicectl import free_port
 from capkit.store import open_store
 from tests.conftest import assert_one_line_error, run_cli
-
-PLAIN = '''
-from locust import FastHttpUser, between, task
-
-
-class Plain(FastHttpUser):
-    wait_time = between(0.02, 0.05)
-
-    @task
-    def health(self):
-        self.client.get("/healthz", name="GET /healthz")
-'''
+from tests.load.conftest import PLAIN
 
 
 @pytest.fixture
