@@ -99,17 +99,19 @@ def _require(name: str, probe) -> None:
 def pg_url():
     """A fresh PostgreSQL database for this test module, dropped afterwards."""
     import psycopg
+    from sqlalchemy.engine import make_url
+
+    from capkit.dbadmin import create_database, drop_database
 
     admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
     _require("PostgreSQL", lambda: psycopg.connect(admin, connect_timeout=2).close())
-    name = f"capkit_test_{secrets.token_hex(4)}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(database=f"capkit_test_{secrets.token_hex(4)}").render_as_string(
+        hide_password=False)
+    create_database(url)
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield url
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(url)
 
 
 @pytest.fixture
