@@ -109,7 +109,7 @@ def stepped(users: list[int], *, idle_s: float, step_s: float, warmup_s: float) 
 
 # The profiles of `capkit plan`: smoke for tests (≤ 60 s), quick by default (≤ 4 min), full.
 PROFILES: dict[str, StagePlan] = {
-    "smoke": stepped([4, 8, 12, 16, 20], idle_s=5, step_s=6, warmup_s=2),
+    "smoke": stepped([4, 8, 12, 16, 20], idle_s=4, step_s=5, warmup_s=1),
     "quick": stepped([5, 10, 15, 20, 25, 30], idle_s=15, step_s=25, warmup_s=5),
     "full": stepped([5, 10, 20, 30, 40, 50, 60, 80], idle_s=30, step_s=60, warmup_s=10),
 }
