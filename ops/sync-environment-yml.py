@@ -2,9 +2,8 @@
 """Regenerate environment.yml from pyproject.toml (same names and versions; pip installs the project)."""
 import re
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
 project = tomllib.loads((root / "pyproject.toml").read_text())["project"]

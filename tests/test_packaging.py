@@ -4,9 +4,9 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 
 from tests.conftest import ROOT
 
