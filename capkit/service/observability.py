@@ -32,7 +32,11 @@ class Metrics:
                                 ["method", "route", "status"], registry=r)
         self.latency = Histogram("capkit_http_request_duration_seconds", "HTTP request latency (whole body)",
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        # a plain count read at scrape time: the middleware runs on the event loop, and two locked
+        # Gauge updates per request cost more than the count is worth
+        self.in_flight_now = 0
         self.in_flight = Gauge("capkit_http_requests_in_flight", "HTTP requests being served", registry=r)
+        self.in_flight.set_function(lambda: self.in_flight_now)
         self.model_queue_wait = Histogram("capkit_model_queue_wait_seconds", "wait for a generation slot",
                                           ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.model_requests = Counter("capkit_model_requests", "model admissions by outcome (ok/skipped/failed)",
@@ -117,28 +121,37 @@ class MetricsMiddleware:
     def __init__(self, app, metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, str], tuple] = {}  # labelled children, looked up once
+
+    def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        series = self._series.get(key)
+        if series is None:
+            m = self.metrics
+            series = self._series[key] = (m.latency.labels(method, route), m.requests.labels(*key))
+        series[0].observe(seconds)
+        series[1].inc()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         m = self.metrics
-        status = {"code": 500}
+        status = 500
 
         async def _send(message):
+            nonlocal status
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status = message["status"]
             await send(message)
 
-        m.in_flight.inc()
+        m.in_flight_now += 1
         t0 = time.perf_counter()
         try:
             await self.app(scope, receive, _send)
         finally:
-            m.in_flight.dec()
+            m.in_flight_now -= 1
             route = _route_of(scope["app"], scope) if "app" in scope else "unmatched"
-            method = scope.get("method", "GET")
-            m.latency.labels(method, route).observe(time.perf_counter() - t0)
-            m.requests.labels(method, route, str(status["code"])).inc()
+            self._observe(scope.get("method", "GET"), route, status, time.perf_counter() - t0)
 
 
 class BodySizeLimit:
@@ -150,7 +163,7 @@ class BodySizeLimit:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            declared = dict(scope.get("headers") or ()).get(b"content-length")
+            declared = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
             if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                 body = f'{{"detail": "request body of {int(declared)} bytes exceeds the limit of {self.max_bytes}"}}'
                 await send({"type": "http.response.start", "status": 413,

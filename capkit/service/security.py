@@ -7,6 +7,7 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import jwt
 
@@ -57,7 +58,24 @@ def issue_token(*, sub: str, uid: int, roles: list[str], secret: str, algorithm:
 
 
 def decode_token(token: str, *, secret: str, algorithm: str) -> TokenClaims:
-    """Validate ``token`` (signature, algorithm, expiry, required claims) and return its claims."""
+    """Validate ``token`` (signature, algorithm, expiry, required claims) and return its claims.
+
+    A token that verified once is remembered (:func:`_verified`, at most ``VERIFIED_CACHE``
+    tokens, keyed by the token, secret and algorithm): clients send the same token on every
+    request, and PyJWT's decode is a third of a validate request's CPU. Expiry is checked on
+    every call; tokens that fail are never remembered.
+    """
+    claims = _verified(token, secret, algorithm)
+    if claims.exp <= time.time():  # PyJWT's own rule: expired once ``exp <= now``
+        raise InvalidToken("token expired")
+    return claims
+
+
+VERIFIED_CACHE = 4096
+
+
+@lru_cache(maxsize=VERIFIED_CACHE)
+def _verified(token: str, secret: str, algorithm: str) -> TokenClaims:
     try:
         # only the configured algorithm is accepted: `alg: none` and algorithm swaps are refused
         payload = jwt.decode(token, secret, algorithms=[algorithm], options={"require": ["exp", "sub", "uid"]})

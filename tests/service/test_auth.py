@@ -3,9 +3,11 @@ import json
 import time
 
 import jwt
+import pytest
 
 from capkit.config import DEV_JWT_SECRET
-from capkit.service.security import hash_password, issue_token, verify_password
+from capkit.service.deps import bearer_token
+from capkit.service.security import InvalidToken, decode_token, hash_password, issue_token, verify_password
 
 from .conftest import PASSWORD, login
 
@@ -71,3 +73,39 @@ def test_password_hash_roundtrip():
     assert verify_password("s3cret", stored)
     assert not verify_password("S3cret", stored)
     assert not verify_password("s3cret", "garbage")
+
+
+def test_remembered_token_still_expires(client):
+    """A token validated once is remembered; expiry is still checked on every request."""
+    token = _token(expiry_s=2)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/auth/validate", headers=headers).status_code == 200
+    assert client.get("/api/auth/validate", headers=headers).status_code == 200  # from the cache
+    time.sleep(2.1)
+    r = client.get("/api/auth/validate", headers=headers)
+    assert r.status_code == 401 and r.json()["detail"] == "token expired"
+
+
+def test_verified_cache_keys_on_secret_and_keeps_no_failures():
+    token = _token()
+    claims = decode_token(token, secret=DEV_JWT_SECRET, algorithm="HS256")
+    assert claims.sub == "loadtest-0000"
+    other = "another-secret-of-at-least-32-bytes!!"
+    for _ in range(2):  # refused both times: a failure is never remembered
+        with pytest.raises(InvalidToken, match="invalid token"):
+            decode_token(token, secret=other, algorithm="HS256")
+    with pytest.raises(InvalidToken):  # the algorithm is part of the key too
+        decode_token(token, secret=DEV_JWT_SECRET, algorithm="HS512")
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ([(b"authorization", b"Bearer abc.def.ghi")], "abc.def.ghi"),
+    ([(b"host", b"x"), (b"authorization", b"bearer   abc ")], "abc"),
+    ([(b"authorization", b"Basic dXNlcjpwdw==")], None),
+    ([(b"authorization", b"Bearer")], None),
+    ([(b"authorization", b"Bearer ")], None),
+    ([(b"host", b"x")], None),
+    ([], None),
+])
+def test_bearer_token_parsing(headers, expected):
+    assert bearer_token(headers) == expected
