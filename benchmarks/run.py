@@ -7,6 +7,7 @@ Each figure is the median of N repetitions, with its anchor measured in the same
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default=os.environ.get("CAPKIT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
                         help="PostgreSQL URL for the store ingestion figure ('' to skip)")
     args = parser.parse_args(argv)
+    # capkit's bytecode, as a normal install has it (site-packages arrive compiled by pip; an
+    # editable install under PYTHONDONTWRITEBYTECODE=1 would recompile capkit on every import)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "capkit"), quiet=1)
     t0 = time.time()
     rows: list[dict] = []
     runners = {

@@ -142,8 +142,7 @@ def db_create():
 def report(run_id, store_url, compare_id, target_users, bootstrap, cpu_limit, memory_limit_mib, db_connection_limit,
            bandwidth_mbps):
     """Execute the report notebooks for RUN_ID (default: the latest) into reports/RUN_ID/."""
-    from capkit.plan import limit_parameters
-    from capkit.reporting import publish
+    from capkit.reporting import limit_parameters, publish
     from capkit.store import open_store
 
     settings = _settings(store_url=store_url)

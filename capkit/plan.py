@@ -136,14 +136,9 @@ def _analyse(settings: Settings, result: RunResult, limits: ResourceLimits, *, r
         return PlanResult(result, None, None, None, analysis_error=str(exc))
     index = None
     if report:
-        from capkit.reporting import publish
+        from capkit.reporting import limit_parameters, publish
 
         say("publishing the report (papermill)…")
         index = publish(result.run_id, store_url=settings.store_url, reports_dir=Path(settings.reports_dir),
                         parameters=limit_parameters(limits)).index
     return PlanResult(result, ca.markdown_table(cap.baseline), cap.headline(), index)
-
-
-def limit_parameters(limits: ResourceLimits) -> dict:
-    return {"cpu_cores": limits.cpu_cores, "memory_mib": limits.memory_mib,
-            "db_connections": limits.db_connections, "network_mbps": limits.network_mbps}

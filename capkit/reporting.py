@@ -30,9 +30,13 @@ PAGE_KEY = "capkit_page"
 
 def _fast_validation() -> None:
     """Skip jsonschema's optional IRI-format checker: importing ``rfc3987_syntax`` compiles a
-    grammar (~2 s per process) and no notebook field uses the ``iri`` format."""
+    grammar (~2 s per process) and no notebook field uses the ``iri`` format. Applied when this
+    module is imported, before anything here can import nbformat (and with it jsonschema)."""
     if "jsonschema" not in sys.modules:
         sys.modules.setdefault("rfc3987_syntax", None)
+
+
+_fast_validation()
 
 
 @dataclass
@@ -41,6 +45,12 @@ class Published:
     folder: Path
     index: Path
     notebooks: list[Path]
+
+
+def limit_parameters(limits) -> dict:
+    """The notebooks' parameters for a :class:`~capkit.schemas.ResourceLimits`."""
+    return {"cpu_cores": limits.cpu_cores, "memory_mib": limits.memory_mib,
+            "db_connections": limits.db_connections, "network_mbps": limits.network_mbps}
 
 
 def absolute_sqlite(url: str) -> str:
@@ -57,17 +67,55 @@ def _kernel_manager_base():
     return AsyncKernelManager
 
 
+# Report figures lay themselves out (``tight_layout``); the inline backend's default
+# ``bbox_inches="tight"`` would draw every figure once more to crop it (~1 s per report).
+KERNEL_ARGS = ("--InlineBackend.print_figure_kwargs={'bbox_inches': None}",)
+
+
 class LocalKernelManager(_kernel_manager_base()):
-    """A kernel reached over local IPC sockets instead of TCP (no network exposure, no warning)."""
+    """A kernel reached over local IPC sockets instead of TCP (no network exposure, no warning),
+    started with :data:`KERNEL_ARGS`."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("transport", "ipc")
         super().__init__(**kwargs)
 
+    def format_kernel_cmd(self, extra_arguments=None):
+        return super().format_kernel_cmd(list(extra_arguments or []) + list(KERNEL_ARGS))
 
-def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dict[str, str] | None = None) -> None:
-    """Run one notebook with papermill; raise :class:`ReportError` naming the failing cell."""
-    _fast_validation()
+
+# What a report kernel imports while it starts: the parent imports papermill and merges the pages
+# meanwhile, so ~1.5 s of the kernel's imports are off the report's critical path.
+PRELOAD = "import matplotlib.pyplot, capkit.analysis.plots"
+
+
+def start_kernel(cwd: Path, env: dict[str, str]) -> LocalKernelManager:
+    """Launch a report kernel now (it preloads :data:`PRELOAD`); hand it to :func:`execute_notebook`
+    and shut it down with :func:`stop_kernel`."""
+    from jupyter_core.utils import run_sync
+
+    km = LocalKernelManager(kernel_name="python3")
+    run_sync(km.start_kernel)(extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}"],
+                              env={**os.environ, **env}, cwd=str(cwd))
+    return km
+
+
+def stop_kernel(km) -> None:
+    from jupyter_core.utils import run_sync
+
+    if run_sync(km.is_alive)():
+        run_sync(km.shutdown_kernel)(now=True)  # also removes its connection file and sockets
+    else:
+        run_sync(km.cleanup_resources)()
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dict[str, str] | None = None,
+                     km=None) -> None:
+    """Run one notebook with papermill; raise :class:`ReportError` naming the failing cell.
+
+    ``km``: a kernel from :func:`start_kernel` (its owner shuts it down); without it papermill
+    starts and stops one, with ``env`` in its environment.
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -76,7 +124,12 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dic
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
                             cwd=str(output.parent), progress_bar=False, report_mode=True,
-                            kernel_manager_class="capkit.reporting.LocalKernelManager")
+                            # no save at every cell start and end (85 JSON dumps with validation per
+                            # report, ~1.5 s on the critical path): papermill writes once at the end,
+                            # and on a failing cell before raising
+                            request_save_on_cell_execute=False,
+                            kernel_manager_class="capkit.reporting.LocalKernelManager",
+                            **({"km": km} if km is not None else {}))
     except PapermillExecutionError as exc:
         raise ReportError(notebook.name, exc.ename, str(exc.evalue).splitlines()[0] if exc.evalue else "") from None
     finally:
@@ -87,15 +140,45 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dic
                 os.environ[key] = value
 
 
-def to_html(executed: Path) -> Path:
-    """HTML without code cells; also writes every figure as PNG beside it."""
-    _fast_validation()
-    import nbformat
+def html_exporter():
+    """nbconvert's HTML exporter without code cells or prompts, its templates loaded."""
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(executed), as_version=4)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
+    exporter.template  # noqa: B018 - load and compile the Jinja templates now
+    return exporter
+
+
+class _Background:
+    """Run ``fn`` in a thread while the kernel works (the parent only waits on it); ``result()``
+    joins and re-raises its error."""
+
+    def __init__(self, fn):
+        import threading
+
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn):
+        try:
+            self._value = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def to_html(executed: Path, exporter=None) -> Path:
+    """HTML without code cells; also writes every figure as PNG beside it."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    body, _ = (exporter or html_exporter()).from_notebook_node(nb)
     out = executed.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     figures = executed.parent / "figures"
@@ -113,7 +196,6 @@ def to_html(executed: Path) -> Path:
 def merge_notebooks(paths: list[Path]):
     """One notebook of every page's cells, each cell tagged with its page; the pages' ``parameters``
     cells become one (the first cell) so papermill injects the parameters once."""
-    _fast_validation()
     import nbformat
 
     params, cells = [], []
@@ -173,7 +255,11 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
     final = reports_dir / run_id
     work = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=reports_dir))
     names = list(notebooks) + ([COMPARE_NOTEBOOK] if compare else [])
+    store_env = {STORE_ENV: absolute_sqlite(store_url)}
+    km = None
     try:
+        km = start_kernel(work, store_env)  # first: it imports while the rest is prepared
+        exporter = _Background(html_exporter)  # nbconvert's import and templates, meanwhile too
         params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
                   **({"baseline_run_id": compare} if compare else {}), **(parameters or {})}
         merged = work / ".merged.ipynb"
@@ -181,13 +267,16 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
 
         nbformat.write(merge_notebooks([notebook_dir / n for n in names]), str(merged))
         try:
-            execute_notebook(merged, merged, params, env={STORE_ENV: absolute_sqlite(store_url)})
+            execute_notebook(merged, merged, params, km=km)
         except ReportError as exc:
             raise ReportError(_failing_page(merged, names), exc.ename, exc.evalue) from None
+        finally:
+            stop_kernel(km)
+            km = None
         executed = split_pages(merged, names, work)
         merged.unlink()
         for page in executed:
-            to_html(page)
+            to_html(page, exporter.result())
         write_index(work, run_id, executed, compare=compare)
         if final.exists():
             shutil.rmtree(final)
@@ -195,6 +284,9 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        if km is not None:
+            stop_kernel(km)
     return Published(run_id=run_id, folder=final, index=final / "index.html",
                      notebooks=[final / p.name for p in executed])
 
@@ -213,30 +305,46 @@ def _failing_page(merged: Path, names: list[str]) -> str:
     return names[0]
 
 
+def csv_table(path: Path, decimals: int | None = None) -> str:
+    """An HTML table of a CSV the report wrote (csv module: the parent never imports pandas).
+
+    Numbers print with 6 significant digits, or ``decimals`` places; empty cells as "–".
+    """
+    import csv
+
+    def cell(text: str) -> str:
+        if text == "":
+            return "–"
+        try:
+            value = float(text)
+        except ValueError:
+            return html.escape(text)
+        if value.is_integer() and "." not in text and "e" not in text.lower():
+            return html.escape(text)
+        return f"{value:.{decimals}f}" if decimals is not None else f"{value:.6g}"
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def write_index(folder: Path, run_id: str, executed: list[Path], *, compare: str | None = None) -> Path:
     """A small landing page: the consolidated results and Baseline Metrics tables, links to every
     page and table."""
     tables = sorted((folder / "tables").glob("*.csv")) if (folder / "tables").exists() else []
     baseline = folder / "tables" / "baseline_metrics.csv"
-    table_html = consolidated_html = ""
-    if baseline.exists():
-        import pandas as pd
-
-        table_html = pd.read_csv(baseline).to_html(index=False, escape=True, border=0, classes="baseline")
+    table_html = csv_table(baseline) if baseline.exists() else ""
     consolidated = folder / "tables" / "consolidated_results.csv"
-    if consolidated.exists():
-        import pandas as pd
-
-        consolidated_html = ("<h2>Consolidated results (peak clean step)</h2>"
-                             + pd.read_csv(consolidated).to_html(index=False, escape=True, border=0, na_rep="–"))
+    consolidated_html = ("<h2>Consolidated results (peak clean step)</h2>" + csv_table(consolidated)
+                         if consolidated.exists() else "")
     backtest = folder / "tables" / "backtest_summary.csv"
     if backtest.exists():
-        import pandas as pd
-
-        frame = pd.read_csv(backtest).round(2)
         consolidated_html += ("<h2>Backtest: how far to trust the projection</h2><p>Fitted on the lower steps, "
-                              "predicting the higher ones; errors in %.</p>"
-                              + frame.to_html(index=False, escape=True, border=0, na_rep="–"))
+                              "predicting the higher ones; errors in %.</p>" + csv_table(backtest, decimals=2))
     links = "".join(f'<li><a href="{html.escape(p.with_suffix(".html").name)}">'
                     f'{html.escape(p.stem.replace("_", " "))}</a></li>' for p in executed)
     csvs = "".join(f'<li><a href="tables/{html.escape(p.name)}">{html.escape(p.name)}</a></li>' for p in tables)

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS
+from statsmodels.tools.tools import add_constant
 
 from capkit.schemas import RESOURCES
 
@@ -18,7 +19,7 @@ ALPHA = 0.01  # diagnostics flag at 1 %: six resources × three tests would cry 
 
 def _hac(y: np.ndarray, X: np.ndarray):
     lags = int(4 * (len(y) / 100) ** (2 / 9))
-    return sm.OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True)
+    return OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True)
 
 
 def nonlinearity(users, values) -> tuple[float, float]:
@@ -64,7 +65,7 @@ def influential_steps(users, values, step) -> list[int]:
     k = len(means)
     if k < 4:
         return []
-    res = sm.OLS(means["y"].to_numpy(), sm.add_constant(means["u"].to_numpy(), has_constant="add")).fit()
+    res = OLS(means["y"].to_numpy(), add_constant(means["u"].to_numpy(), has_constant="add")).fit()
     with np.errstate(all="ignore"):
         cooks = res.get_influence().cooks_distance[0]
     return [int(s) for s, d in zip(means.index, cooks, strict=True) if np.isfinite(d) and d > 1.0]

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS
+from statsmodels.tools.tools import add_constant
 
 from capkit.analysis.usl import USLFit, usl_throughput
 from capkit.errors import InsufficientDataError
@@ -117,7 +118,7 @@ def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None 
     z = max(float(np.mean(z_i)), 0.0) if estimated else float(think_time_s)
     a, b = float(np.mean(log_ratio)), 0.0
     if len(rows) >= 3:
-        res = sm.OLS(log_ratio, sm.add_constant(n, has_constant="add")).fit()
+        res = OLS(log_ratio, add_constant(n, has_constant="add")).fit()
         if res.pvalues[1] < 0.05:
             a, b = float(res.params[0]), float(res.params[1])
     rng = np.random.default_rng(seed)

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
+from statsmodels.regression.linear_model import OLS
+from statsmodels.tools.tools import add_constant
 
 from capkit.errors import InsufficientDataError
 from capkit.schemas import RESOURCES, ResourceLimits
@@ -106,8 +107,8 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
             f"{resource}: {len(y)} samples at {levels} user level(s); a fit needs at least 2 clean steps "
             f"and 5 samples — run longer steps or more of them")
     lags = hac_lags if hac_lags is not None else int(4 * (len(y) / 100) ** (2 / 9))
-    X = sm.add_constant(u, has_constant="add")
-    res = sm.OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True)
+    X = add_constant(u, has_constant="add")
+    res = OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True)
     ci = res.conf_int(alpha=1 - level)
     fit = ResourceFit(
         resource=resource, n=len(y), steps=steps or levels, level=level,

@@ -75,6 +75,69 @@ def _solve(n: np.ndarray, x: np.ndarray, start: np.ndarray | None = None,
     return theta, _jacobian(theta, n)
 
 
+_LOWER = np.array([0.0, 0.0, 1e-12])
+
+
+def _solve_many(n: np.ndarray, ys: np.ndarray, start: np.ndarray, tol: float = 1e-10,
+                max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (σ, κ, λ) for every row of ``ys`` at once, from ``start``.
+
+    The bootstrap refits, vectorised: Levenberg–Marquardt on (B, 3) parameters with the
+    bounds σ, κ ≥ 0 held by an active set (a parameter at its bound whose gradient points
+    outward stays there). One ``least_squares`` call per resample cost ~5 ms of SciPy set-up,
+    1.6 s of a report; this is ~50 ms for 200. Returns ``(thetas, converged)``: rows that did
+    not converge (or went non-finite) are for :func:`_solve` to refit.
+    """
+    b = ys.shape[0]
+    scale = ys.max(axis=1)
+    y = ys / scale[:, None]
+    theta = np.tile(start, (b, 1)) / np.column_stack([np.ones(b), np.ones(b), scale])
+    nm1, nn1 = n - 1.0, n * (n - 1.0)
+
+    r, d = _residuals(theta, y, n, nm1, nn1)
+    cost = 0.5 * np.einsum("bm,bm->b", r, r)
+    mu = np.full(b, 1e-3)
+    done = np.zeros(b, dtype=bool)
+    eye = np.eye(3)
+    for _ in range(max_iter):
+        live = ~done
+        if not live.any():
+            break
+        t, rl, dl = theta[live], r[live], d[live]
+        common = -t[:, 2:3] * nn1 / dl**2
+        jac = np.stack([common, common * n, n / dl], axis=2)  # (B, m, 3)
+        grad = np.einsum("bmi,bm->bi", jac, rl)
+        jtj = np.einsum("bmi,bmj->bij", jac, jac)
+        fixed = (t <= _LOWER) & (grad > 0)  # at a bound and pushed outward: hold
+        free = (~fixed).astype(float)
+        a = jtj * free[:, :, None] * free[:, None, :]
+        diag = np.einsum("bii->bi", jtj)
+        a = a + eye * (mu[live, None] * np.maximum(diag, 1e-300) * free + (1.0 - free))[:, :, None]
+        step = np.linalg.solve(a, -(grad * free)[:, :, None])[:, :, 0]
+        trial = np.maximum(t + step, _LOWER)
+        r_new, d_new = _residuals(trial, y[live], n, nm1, nn1)
+        c_new = 0.5 * np.einsum("bm,bm->b", r_new, r_new)
+        better = np.isfinite(c_new) & (c_new <= cost[live])
+        idx = np.flatnonzero(live)
+        gain = cost[live] - c_new
+        moved = np.abs(trial - t) <= tol * (tol + np.abs(t))
+        small = better & ((gain <= tol * cost[live]) | moved.all(axis=1))
+        acc = idx[better]
+        theta[acc], r[acc], d[acc], cost[acc] = trial[better], r_new[better], d_new[better], c_new[better]
+        mu[acc] = np.maximum(mu[acc] / 3.0, 1e-12)
+        mu[idx[~better]] *= 4.0
+        done[idx[small]] = True
+        done[idx[~better & (mu[idx] > 1e12)]] = True  # no decrease left to find: stationary
+    ok = done & np.isfinite(theta).all(axis=1)
+    return theta * np.column_stack([np.ones(b), np.ones(b), scale]), ok
+
+
+def _residuals(t: np.ndarray, y: np.ndarray, n: np.ndarray, nm1: np.ndarray, nn1: np.ndarray):
+    """Residuals X(N)/scale − y of each row of parameters ``t`` (B, 3), and the denominators."""
+    d = 1.0 + t[:, :1] * nm1 + t[:, 1:2] * nn1
+    return t[:, 2:3] * n / d - y, d
+
+
 def _check(concurrency, throughput) -> tuple[np.ndarray, np.ndarray]:
     try:
         n = np.asarray(concurrency, dtype=float).ravel()
@@ -245,11 +308,12 @@ def fit_usl(concurrency, throughput, *, bootstrap: int = 200, seed: int | None =
     if bootstrap:
         rng = np.random.default_rng(seed)
         resid = (x - fitted) - np.mean(x - fitted)
-        samples = np.empty((bootstrap, 3))
-        for b in range(bootstrap):
-            # Keep resampled throughput positive: the model has no meaning for X <= 0.
-            y = np.maximum(fitted + rng.choice(resid, size=n.size, replace=True), 1e-9 * fitted)
-            samples[b] = _solve(n, y, start=theta, tol=1e-10)[0]
+        # Keep resampled throughput positive: the model has no meaning for X <= 0.
+        ys = np.array([np.maximum(fitted + rng.choice(resid, size=n.size, replace=True), 1e-9 * fitted)
+                       for _ in range(bootstrap)])
+        samples, ok = _solve_many(n, ys, theta)
+        for i in np.flatnonzero(~ok):
+            samples[i] = _solve(n, ys[i], start=theta, tol=1e-10)[0]
     return USLFit(float(theta[0]), float(theta[1]), float(theta[2]), n, x,
                   dict(zip(PARAMS, map(float, se))), samples, seed)
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import pandas as pd
 from sqlalchemy import create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from capkit.errors import RunNotFoundError, StoreError, redact_url
 from capkit.store import tables as t
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where frames are read: opening a store stays light
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -107,6 +109,8 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
     def _frame(self, stmt) -> pd.DataFrame:
+        import pandas as pd
+
         try:
             with self.engine.connect() as conn:
                 return pd.read_sql(stmt, conn)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from capkit.analysis import fit_usl, usl_from_steps
-from capkit.analysis.usl import read_usl_csv, usl_report, usl_throughput
+from capkit.analysis.usl import _solve, _solve_many, read_usl_csv, usl_report, usl_throughput
 from capkit.errors import ConfigError, InsufficientDataError
 
 DATA = Path(__file__).parent / "data"
@@ -260,3 +260,46 @@ def test_bad_options():
         fit_usl(n, x, bootstrap=-1)
     with pytest.raises(ConfigError, match="level"):
         fit_usl(n, x, bootstrap=0).confint(1.5)
+
+
+# --- the vectorised bootstrap refit agrees with SciPy's per-resample fit -----------------------
+
+
+def _resamples(n, x, count=200, seed=0):
+    theta, _ = _solve(n, x)
+    fitted = usl_throughput(n, *theta)
+    rng = np.random.default_rng(seed)
+    resid = (x - fitted) - np.mean(x - fitted)
+    return theta, np.array([np.maximum(fitted + rng.choice(resid, size=n.size, replace=True), 1e-9 * fitted)
+                            for _ in range(count)])
+
+
+@pytest.mark.parametrize("case", ["cisco", "specsdm91", "amdahl"])
+def test_batched_bootstrap_refits_match_least_squares(case):
+    """Each of 200 resamples: the batched Levenberg–Marquardt reaches SciPy's optimum (same cost to
+    1e-9, same parameters to 1e-5 or 1e-8 absolute), including κ held at its bound (Amdahl data)."""
+    if case == "amdahl":
+        n = np.arange(1, 17.0)
+        x = 100 * n / (1 + 0.1 * (n - 1)) * (1 + np.random.default_rng(3).normal(0, 0.01, n.size))
+    else:
+        n, x = load(case)
+    theta, ys = _resamples(n, x)
+    batch, ok = _solve_many(n, ys, theta)
+    ref = np.array([_solve(n, y, start=theta, tol=1e-10)[0] for y in ys])
+    assert ok.all()
+
+    def cost(t, y):
+        return float(np.sum((usl_throughput(n, *t) - y) ** 2))
+
+    for b, r, y in zip(batch, ref, ys):
+        assert cost(b, y) <= cost(r, y) * (1 + 1e-9)
+        np.testing.assert_allclose(b, r, rtol=1e-5, atol=1e-8)
+    if case == "amdahl":
+        assert (batch[:, 1] == 0).sum() > 20  # κ at its bound in many resamples: the active set is exercised
+
+
+def test_batched_refit_reports_rows_it_did_not_finish():
+    n, x = load("cisco")
+    theta, ys = _resamples(n, x, count=20)
+    _, ok = _solve_many(n, ys, theta * np.array([3.0, 0.2, 0.5]), max_iter=1)
+    assert not ok.any()  # fit_usl refits these with least_squares
