@@ -214,7 +214,10 @@ class USLFit:
         if self.samples is not None:
             derived = np.array([_peak(*row) for row in self.samples])
             draws = np.column_stack([self.samples, derived])
-            q = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
+            with np.errstate(invalid="ignore"):  # inf − inf while interpolating between two infinities
+                q = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
+            # κ = 0 in a resample means no peak (N* = inf): a percentile between two of those is inf
+            q = np.where(np.isnan(q) & np.isposinf(draws).any(axis=0), np.inf, q)
             return pd.DataFrame({"lower": q[0], "upper": q[1]}, index=list(PARAMS + DERIVED))
         theta = np.array([self.sigma, self.kappa, self.lambda_])
         t = stats.t.ppf(0.5 + level / 2, self.df_residual) if self.df_residual > 0 else math.nan

@@ -303,3 +303,14 @@ def test_batched_refit_reports_rows_it_did_not_finish():
     theta, ys = _resamples(n, x, count=20)
     _, ok = _solve_many(n, ys, theta * np.array([3.0, 0.2, 0.5]), max_iter=1)
     assert not ok.any()  # fit_usl refits these with least_squares
+
+
+def test_peak_interval_is_infinite_not_nan_when_resamples_have_no_peak():
+    """Linear scaling (κ ≈ 0): most resamples hold κ at its bound, N* = inf; the interval says so."""
+    n = np.arange(1, 17.0)
+    x = 50 * n * (1 + np.random.default_rng(1).normal(0, 0.01, n.size))
+    fit = fit_usl(n, x, bootstrap=200, seed=0)
+    assert (fit.samples[:, 1] == 0).mean() > 0.5
+    ci = fit.confint(0.95)
+    assert not ci.isna().any().any()
+    assert ci.loc["peak_concurrency", "upper"] == math.inf
