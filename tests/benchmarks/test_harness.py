@@ -48,3 +48,20 @@ def test_analysis_frames_have_the_requested_size():
 
     steps, samples = synthetic_frames(10_000)
     assert len(samples) == 10_000 and len(steps) == 6
+
+
+def test_the_lean_papermill_anchor_executes_a_notebook_and_a_failure_is_loud(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    out = tmp_path / "out.ipynb"
+    seconds = suite._timed([sys.executable, "-c", suite.LEAN_PAPERMILL, "-k", "python3", str(tmp_path / "in.ipynb"),
+                            str(out)], {})
+    assert seconds > 0
+    assert nbformat.read(out, as_version=4).cells[0].outputs[0]["text"].strip() == "42"
+    with pytest.raises(BenchError, match="failed"):
+        suite._timed([sys.executable, "-c", suite.LEAN_PAPERMILL, "-k", "python3", str(tmp_path / "missing.ipynb"),
+                      str(out)], {})
