@@ -28,6 +28,7 @@ async def get_settings_dep(state: StateDep) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
+
 def claims_from_token(state: ServiceState, token: str | None) -> TokenClaims:
     """Decode ``token`` or raise 401 naming what is wrong."""
     if not token:
