@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ class LocalKernelManager(_kernel_manager_base()):
 
 
 # What a report kernel imports while it starts: the parent imports papermill and merges the pages
-# meanwhile, so ~1.5 s of the kernel's imports are off the report's critical path.
+# meanwhile (~0.7 s of the kernel's imports overlap that preparation, timed per step of publish).
 PRELOAD = "import matplotlib.pyplot, capkit.analysis.plots"
 
 
@@ -109,35 +110,21 @@ def stop_kernel(km) -> None:
         run_sync(km.cleanup_resources)()
 
 
-def execute_notebook(notebook: Path, output: Path, parameters: dict, *, env: dict[str, str] | None = None,
-                     km=None) -> None:
-    """Run one notebook with papermill; raise :class:`ReportError` naming the failing cell.
-
-    ``km``: a kernel from :func:`start_kernel` (its owner shuts it down); without it papermill
-    starts and stops one, with ``env`` in its environment.
-    """
+def execute_notebook(notebook: Path, output: Path, parameters: dict, *, km) -> None:
+    """Run one notebook with papermill in ``km`` (from :func:`start_kernel`; its owner shuts it
+    down); raise :class:`ReportError` naming the failing cell."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                            cwd=str(output.parent), progress_bar=False, report_mode=True,
+                            cwd=str(output.parent), progress_bar=False, report_mode=True, km=km,
                             # no save at every cell start and end (85 JSON dumps with validation per
-                            # report, ~1.5 s on the critical path): papermill writes once at the end,
+                            # report, ~1 s on the critical path): papermill writes once at the end,
                             # and on a failing cell before raising
-                            request_save_on_cell_execute=False,
-                            kernel_manager_class="capkit.reporting.LocalKernelManager",
-                            **({"km": km} if km is not None else {}))
+                            request_save_on_cell_execute=False)
     except PapermillExecutionError as exc:
         raise ReportError(notebook.name, exc.ename, str(exc.evalue).splitlines()[0] if exc.evalue else "") from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def html_exporter():
@@ -149,36 +136,13 @@ def html_exporter():
     return exporter
 
 
-class _Background:
-    """Run ``fn`` in a thread while the kernel works (the parent only waits on it); ``result()``
-    joins and re-raises its error."""
-
-    def __init__(self, fn):
-        import threading
-
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn):
-        try:
-            self._value = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
-            self._error = exc
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def to_html(executed: Path, exporter=None) -> Path:
-    """HTML without code cells; also writes every figure as PNG beside it."""
+def to_html(executed: Path, exporter) -> Path:
+    """HTML without code cells (``exporter`` from :func:`html_exporter`); also writes every figure
+    as PNG beside it."""
     import nbformat
 
     nb = nbformat.read(str(executed), as_version=4)
-    body, _ = (exporter or html_exporter()).from_notebook_node(nb)
+    body, _ = exporter.from_notebook_node(nb)
     out = executed.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     figures = executed.parent / "figures"
@@ -259,7 +223,9 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
     km = None
     try:
         km = start_kernel(work, store_env)  # first: it imports while the rest is prepared
-        exporter = _Background(html_exporter)  # nbconvert's import and templates, meanwhile too
+        pool = ThreadPoolExecutor(max_workers=1)  # nbconvert's import and templates, meanwhile too
+        exporter = pool.submit(html_exporter)
+        pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it
         params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
                   **({"baseline_run_id": compare} if compare else {}), **(parameters or {})}
         merged = work / ".merged.ipynb"

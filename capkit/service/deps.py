@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from capkit.config import Settings
 from capkit.service.security import InvalidToken, TokenClaims, decode_token
@@ -56,12 +57,9 @@ class BearerClaims(HTTPBearer):
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive), else None;
     read straight from the ASGI headers, as HTTPBearer would but without building its models."""
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
+    value = next((v for k, v in headers if k == b"authorization"), None)
+    scheme, token = get_authorization_scheme_param(value.decode("latin-1") if value is not None else None)
+    return token if scheme.lower() == "bearer" and token else None
 
 
 current_user = BearerClaims()
