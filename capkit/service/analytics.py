@@ -11,6 +11,7 @@ from sqlalchemy import Engine, case, distinct, func, select
 
 from capkit.service.db import conversations, messages, model_calls, users, utcnow
 from capkit.service.deps import AdminUser, CurrentUser, StateDep
+from capkit.service.responses import json_response
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
@@ -71,35 +72,36 @@ def volume_by_user(engine: Engine, limit: int) -> dict:
     return {"users": [{"username": u, "messages": int(n), "conversations": int(c)} for u, n, c in rows]}
 
 
-async def cached(state, response: Response, key: str, fn: Callable, *args) -> dict:
-    """Answer from the analytics cache, or run ``fn`` (breaker-guarded) and cache it for the TTL."""
+async def cached(state, key: str, fn: Callable, *args) -> Response:
+    """Answer from the analytics cache, or run ``fn`` (breaker-guarded) and cache it for the TTL.
+
+    The cache holds the JSON document and a hit is sent as it is (no decode and re-encode);
+    ``X-Cache`` says which it was."""
     raw = await state.analytics_cache.get(key)
     if raw is not None:
-        response.headers["X-Cache"] = "hit"
-        return json.loads(raw)
-    result = await state.run_db(fn, *args)
-    await state.analytics_cache.set(key, json.dumps(result), state.settings.cache_ttl_s)
-    response.headers["X-Cache"] = "miss"
-    return result
+        return json_response(raw, {"X-Cache": "hit"})
+    body = json.dumps(await state.run_db(fn, *args), separators=(",", ":"))
+    await state.analytics_cache.set(key, body, state.settings.cache_ttl_s)
+    return json_response(body, {"X-Cache": "miss"})
 
 
-@router.get("/summary")
-async def get_summary(state: StateDep, _user: CurrentUser, response: Response) -> dict:
-    return await cached(state, response, "summary", summary)
+# response_model=dict: the OpenAPI schema these routes had when they returned their dicts
+@router.get("/summary", response_model=dict)
+async def get_summary(state: StateDep, _user: CurrentUser) -> Response:
+    return await cached(state, "summary", summary)
 
 
-@router.get("/trends")
-async def get_trends(state: StateDep, _user: CurrentUser, response: Response,
-                     days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict:
-    return await cached(state, response, f"trends:{days}", conversation_trends, days)
+@router.get("/trends", response_model=dict)
+async def get_trends(state: StateDep, _user: CurrentUser, days: Annotated[int, Query(ge=1, le=365)] = 30) -> Response:
+    return await cached(state, f"trends:{days}", conversation_trends, days)
 
 
-@router.get("/models")
-async def get_model_metrics(state: StateDep, _admin: AdminUser, response: Response) -> dict:
-    return await cached(state, response, "models", model_metrics)
+@router.get("/models", response_model=dict)
+async def get_model_metrics(state: StateDep, _admin: AdminUser) -> Response:
+    return await cached(state, "models", model_metrics)
 
 
-@router.get("/users")
-async def get_volume_by_user(state: StateDep, _user: CurrentUser, response: Response,
-                             limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict:
-    return await cached(state, response, f"users:{limit}", volume_by_user, limit)
+@router.get("/users", response_model=dict)
+async def get_volume_by_user(state: StateDep, _user: CurrentUser,
+                             limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> Response:
+    return await cached(state, f"users:{limit}", volume_by_user, limit)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from capkit.service.db import users
 from capkit.service.deps import CurrentUser, StateDep
+from capkit.service.responses import model_response
 from capkit.service.security import issue_token, verify_password
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -52,5 +53,5 @@ async def token(body: TokenRequest, state: StateDep) -> TokenResponse:
 
 
 @router.get("/validate", response_model=ValidateResponse)
-async def validate(user: CurrentUser) -> ValidateResponse:
-    return ValidateResponse(sub=user.sub, roles=list(user.roles), exp=user.exp)
+async def validate(user: CurrentUser) -> Response:
+    return model_response(ValidateResponse(sub=user.sub, roles=list(user.roles), exp=user.exp))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from capkit.service.agent import ChatAgent
 from capkit.service.deps import ChatUser, CurrentUser, StateDep
+from capkit.service.responses import model_response
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -42,12 +43,12 @@ def check_message(body: ChatRequest, max_chars: int) -> None:
 
 
 @router.post("/message", response_model=ChatResponse)
-async def message(body: ChatRequest, user: ChatUser, agent: AgentDep, state: StateDep) -> ChatResponse:
+async def message(body: ChatRequest, user: ChatUser, agent: AgentDep, state: StateDep) -> Response:
     check_message(body, state.settings.max_message_chars)
     turn = await agent.start(user.uid, body.conversation_id, body.message)
     r = await agent.reply(turn)
-    return ChatResponse(conversation_id=r.conversation_id, reply=r.reply, tokens=r.tokens, model=r.model,
-                        cached=r.cached)
+    return model_response(ChatResponse(conversation_id=r.conversation_id, reply=r.reply, tokens=r.tokens,
+                                       model=r.model, cached=r.cached))
 
 
 @router.post("/stream")

@@ -66,7 +66,8 @@ def test_cached_with_hits_and_misses_counted(client):
     first = client.get("/api/analytics/summary", headers=h)
     second = client.get("/api/analytics/summary", headers=h)
     assert first.headers["x-cache"] == "miss" and second.headers["x-cache"] == "hit"
-    assert first.json() == second.json()
+    assert first.json() == second.json() and first.json()["users"] > 0
+    assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
     metrics = client.get("/metrics").text
     assert 'capkit_cache_hits_total{cache="analytics"} 1.0' in metrics
     assert 'capkit_cache_misses_total{cache="analytics"} 1.0' in metrics

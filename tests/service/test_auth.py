@@ -27,6 +27,7 @@ def test_token_issue_and_validate(client):
     assert claims["sub"] == "loadtest-0001" and claims["exp"] > time.time()
     v = client.get("/api/auth/validate", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert v.status_code == 200 and v.json()["sub"] == "loadtest-0001" and v.json()["roles"] == ["user"]
+    assert v.headers["content-type"] == "application/json" and v.json()["exp"] == claims["exp"]
 
 
 def test_admin_role(client):
