@@ -18,14 +18,17 @@ from benchmarks.harness import (
     median,
     run_locust,
     start_server,
+    together,
     uvicorn_cmd,
 )
 
 PLUGIN = ROOT / "capkit" / "load" / "plugin.py"
 
 
-def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="higher", reps=None):
-    ratio = value / anchor_value if anchor_value else None
+def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="higher", reps=None, ratio=None):
+    """One figure; ``ratio`` defaults to ``value / anchor_value`` (pass the median of paired ratios)."""
+    if ratio is None and anchor_value:
+        ratio = value / anchor_value
     met = None
     if goal is not None:
         subject = ratio if anchor_value else value
@@ -34,36 +37,54 @@ def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="
             "ratio": ratio, "goal": goal, "better": better, "met": met, "reps": reps}
 
 
+def paired_ratio(values: list[float], anchors: list[float]) -> float:
+    """The median of per-repetition ratios, each figure over the anchor measured with it."""
+    if len(values) != len(anchors) or not values:
+        raise BenchError(f"paired ratio needs as many anchors as values (got {len(values)} and {len(anchors)})")
+    return median([v / a for v, a in zip(values, anchors)])
+
+
 def load_generation(reps: int, seconds: float, users: int = 16) -> list[dict]:
-    """1. Requests per generator core: capkit's recorded path vs bare FastHttpUser vs HttpUser vs wrk."""
+    """1. Requests per generator core: capkit's recorded path vs bare FastHttpUser vs HttpUser vs wrk.
+
+    The three Locust generators run at the same time on the generator core (paired: each ratio
+    is taken within one repetition), each with its own users, against one fast server on the
+    other core, and each is measured over a steady window that leaves Locust's start-up (about
+    one CPU-second) out; wrk runs alone after them."""
     gen, srv = cores()
     port = free_port()
     server = start_server(uvicorn_cmd("benchmarks.apps:raw_app", port), cpus=srv, health="/")
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-"))
+    skip = min(2.0, seconds / 3)
     try:
         results = {"capkit": [], "fasthttp": [], "httpuser": [], "wrk": []}
-        for _ in range(reps):  # interleaved, so drift hits every variant alike
-            results["fasthttp"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users,
-                                                  seconds=seconds, cpus=gen).per_core)
-            results["capkit"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users,
-                                                seconds=seconds, cpus=gen, shaped=True,
-                                                env={"CAPKIT_RAW_DIR": str(work)}).per_core)
-            results["httpuser"].append(run_locust([LOCUSTFILES / "fast_httpuser.py"], server.url, users=users,
-                                                  seconds=seconds, cpus=gen).per_core)
+        for _ in range(reps):
+            got = together({
+                "fasthttp": lambda: run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users,
+                                               seconds=seconds, cpus=gen, skip=skip),
+                "capkit": lambda: run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users,
+                                             seconds=seconds, cpus=gen, shaped=True, skip=skip,
+                                             env={"CAPKIT_RAW_DIR": str(work)}),
+                "httpuser": lambda: run_locust([LOCUSTFILES / "fast_httpuser.py"], server.url, users=users,
+                                               seconds=seconds, cpus=gen, skip=skip)})
+            for name, load in got.items():
+                results[name].append(load.per_core)
             if shutil.which("wrk"):
                 results["wrk"].append(_wrk(server.url, seconds, gen))
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    fast = median(results["fasthttp"])
-    rows = [row("load generation: capkit recorded path (FastHttpUser + plugin)", median(results["capkit"]),
-                "req/s per core", "bare Locust FastHttpUser", fast, goal=0.90, reps=results["capkit"]),
-            row("load generation: bare Locust FastHttpUser", fast, "req/s per core", reps=results["fasthttp"]),
-            row("load generation: capkit vs plain HttpUser locustfile (seed's style)", median(results["capkit"]),
-                "req/s per core", "Locust HttpUser", median(results["httpuser"]), goal=3.5, reps=results["httpuser"])]
+    capkit, fast, plain = results["capkit"], results["fasthttp"], results["httpuser"]
+    rows = [row("load generation: capkit recorded path (FastHttpUser + plugin)", median(capkit),
+                "req/s per core", "bare Locust FastHttpUser", median(fast), goal=0.90, reps=capkit,
+                ratio=paired_ratio(capkit, fast)),
+            row("load generation: bare Locust FastHttpUser", median(fast), "req/s per core", reps=fast),
+            row("load generation: capkit vs plain HttpUser locustfile (seed's style)", median(capkit),
+                "req/s per core", "Locust HttpUser", median(plain), goal=3.5, reps=plain,
+                ratio=paired_ratio(capkit, plain))]
     if results["wrk"]:
-        rows.append(row("load generation: wrk (C, 1 thread)", median(results["wrk"]), "req/s per core",
-                        reps=results["wrk"]))
+        rows.append(row("load generation: wrk (C, 1 thread, alone on the core)", median(results["wrk"]),
+                        "req/s per core", reps=results["wrk"]))
     return rows
 
 
@@ -82,41 +103,59 @@ def _wrk(url: str, seconds: float, cpus: set[int]) -> float:
     raise BenchError(f"wrk printed no Requests/sec: {out[-200:]}")
 
 
+SERVICE_PATHS = {"auth": "GET /api/auth/validate", "analytics": "GET /api/analytics/summary (cached)",
+                 "chat": "POST /api/chat/message (8 tokens)"}
+
+
 def service_paths(reps: int, seconds: float, users: int = 16) -> list[dict]:
-    """2. Reference service req/s per service core vs a bare FastAPI endpoint on the same core."""
+    """2. Reference service req/s per service core vs a bare FastAPI endpoint on the same core.
+
+    Paired: for each path and repetition the reference service and the bare FastAPI app run
+    at the same time, both pinned to the service core, each under its own saturating Locust
+    load from the generator core; each server's figure is its requests over its own CPU time.
+    Two servers sharing a core lose some speed to each other (caches, switches), alike."""
     gen, srv = cores()
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-svc-"))
     env = {"CAPKIT_DATABASE_URL": f"sqlite:///{work / 'service.sqlite'}", "CAPKIT_MODEL_TOKENS": "8",
            "CAPKIT_RATE_LIMIT_CHAT": "1000000/minute"}
-    results: dict[str, list[float]] = {"auth": [], "analytics": [], "chat": [], "bare": []}
+    results: dict[str, list[float]] = {p: [] for p in SERVICE_PATHS}
+    anchors: dict[str, list[float]] = {p: [] for p in SERVICE_PATHS}
+
+    def serve(path: str):
+        port = free_port()
+        cmd = (uvicorn_cmd("benchmarks.apps:bare_fastapi", port, factory=True) if path == "bare"
+               else [sys.executable, "-m", "capkit", "serve", "--port", str(port)])
+        return start_server(cmd, cpus=srv, env=env, timeout=60)
+
+    def measure(server, path: str) -> float:
+        before = server.cpu_seconds()
+        load = run_locust([LOCUSTFILES / "service_paths.py"], server.url, users=users, seconds=seconds, cpus=gen,
+                          env={"BENCH_PATH": path})
+        used = server.cpu_seconds() - before
+        if used <= 0:
+            raise BenchError(f"{path}: the server used no CPU time while it answered {load.requests} requests")
+        return load.requests / used
+
     try:
         for _ in range(reps):
-            for path in results:
-                port = free_port()
-                if path == "bare":
-                    cmd = uvicorn_cmd("benchmarks.apps:bare_fastapi", port, factory=True)
-                else:
-                    cmd = [sys.executable, "-m", "capkit", "serve", "--port", str(port)]
-                server = start_server(cmd, cpus=srv, env=env, timeout=60)
+            for path in SERVICE_PATHS:
+                servers = together({"bare": lambda: serve("bare"), path: lambda p=path: serve(p)})
                 try:
-                    before = server.cpu_seconds()
-                    load = run_locust([LOCUSTFILES / "service_paths.py"], server.url, users=users, seconds=seconds,
-                                      cpus=gen, env={"BENCH_PATH": path})
-                    used = server.cpu_seconds() - before
+                    got = together({name: lambda s=s, n=name: measure(s, n) for name, s in servers.items()})
                 finally:
-                    server.stop()
-                if load.failures > load.requests * 0.01:
-                    raise BenchError(f"{path}: {load.failures} of {load.requests} requests failed")
-                results[path].append(load.requests / used if used > 0 else 0.0)
+                    for s in servers.values():
+                        s.stop()
+                results[path].append(got[path])
+                anchors[path].append(got["bare"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    bare = median(results["bare"])
     goals = {"auth": 0.70}
-    labels = {"auth": "GET /api/auth/validate", "analytics": "GET /api/analytics/summary (cached)",
-              "chat": "POST /api/chat/message (8 tokens)"}
-    rows = [row(f"service: {labels[p]}", median(results[p]), "req/s per service core", "bare FastAPI endpoint",
-                bare, goal=goals.get(p), reps=results[p]) for p in labels]
-    rows.append(row("service: bare FastAPI endpoint", bare, "req/s per service core", reps=results["bare"]))
+    rows = [row(f"service: {label}", median(results[p]), "req/s per service core", "bare FastAPI endpoint",
+                median(anchors[p]), goal=goals.get(p), reps=results[p], ratio=paired_ratio(results[p], anchors[p]))
+            for p, label in SERVICE_PATHS.items()]
+    every_bare = [v for p in SERVICE_PATHS for v in anchors[p]]
+    rows.append(row("service: bare FastAPI endpoint (sharing the core with each path)", median(every_bare),
+                    "req/s per service core", reps=every_bare))
     return rows
 
 

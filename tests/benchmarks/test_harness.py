@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from benchmarks import suite
-from benchmarks.harness import LOCUSTFILES, BenchError, free_port, run_locust, start_server, uvicorn_cmd
+from benchmarks.harness import LOCUSTFILES, BenchError, free_port, run_locust, start_server, together, uvicorn_cmd
 from benchmarks.run import to_markdown
 
 
@@ -31,6 +31,49 @@ def test_locust_against_the_raw_endpoint_counts_requests_and_cpu():
     assert result.requests > 0 and result.failures == 0
     assert result.cpu_s > 0 and result.per_core == result.requests / result.cpu_s
     assert server.popen.poll() is not None
+
+
+def test_the_steady_window_leaves_start_up_out_and_a_run_too_short_for_it_is_loud():
+    server = start_server(uvicorn_cmd("benchmarks.apps:raw_app", free_port()), cpus=None, health="/")
+    try:
+        result = run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=2, seconds=3, cpus=None, skip=1.0)
+        with pytest.raises(BenchError, match="measured nothing after its first 5 s"):
+            run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=1, seconds=1, cpus=None, skip=5.0)
+    finally:
+        server.stop()
+    w = result.window
+    assert 0 < w["requests"] < result.requests and 0 < w["cpu_s"] < result.cpu_s
+    assert 1.0 < w["seconds"] < 2.5  # from 1 s after the start until the 3 s run stops
+    assert result.per_core == w["requests"] / w["cpu_s"]
+
+
+def test_jobs_run_together_and_a_failing_one_raises():
+    import threading
+
+    both = threading.Barrier(2, timeout=10)  # passes only if the two jobs run at the same time
+
+    def job(name):
+        def run():
+            both.wait()
+            return name.upper()
+        return run
+
+    assert together({"a": job("a"), "b": job("b")}) == {"a": "A", "b": "B"}
+
+    def fails():
+        raise BenchError("no server")
+
+    with pytest.raises(BenchError, match="no server"):
+        together({"ok": lambda: "fine", "bad": fails})
+
+
+def test_paired_ratio_is_the_median_of_per_repetition_ratios():
+    # drift moves figure and anchor together: the ratio of medians (200 / 150) is not the paired one
+    assert suite.paired_ratio([100, 200, 300], [125, 250, 150]) == pytest.approx(0.8)
+    r = suite.row("x", 200.0, "req/s", "anchor", 160.0, goal=0.7, ratio=0.65)
+    assert r["ratio"] == 0.65 and r["met"] is False
+    with pytest.raises(BenchError, match="as many anchors"):
+        suite.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_rows_compare_against_their_anchor_and_goal():
