@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,16 @@ KERNEL_ARGS = ("--InlineBackend.print_figure_kwargs={'bbox_inches': None}",)
 
 class LocalKernelManager(_kernel_manager_base()):
     """A kernel reached over local IPC sockets instead of TCP (no network exposure, no warning),
-    started with :data:`KERNEL_ARGS`."""
+    started with :data:`KERNEL_ARGS`.
+
+    Each kernel gets its own absolute socket path: jupyter_client's default is the relative
+    ``kernel-ipc-<n>``, which two kernels started together by one process share (their messages
+    then cross and fail the signature check), and a short one, for the 107-byte limit of a Unix
+    socket path."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("transport", "ipc")
+        kwargs.setdefault("ip", os.path.join(tempfile.gettempdir(), f"capkit-kernel-{uuid.uuid4().hex[:12]}-ipc"))
         super().__init__(**kwargs)
 
     def format_kernel_cmd(self, extra_arguments=None):

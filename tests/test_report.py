@@ -89,3 +89,35 @@ def test_check_passes_and_refuses_nonsense(tmp_path):
     unknown = run_cli("check", "nope", "--store", store, "--junit", str(tmp_path / "j.xml"), timeout=120)
     assert unknown.returncode == 2 and "not in the results store" in unknown.stderr
     assert 'name="analysis"' in (tmp_path / "j.xml").read_text()
+
+
+def test_two_kernels_started_together_keep_to_their_own_sockets(tmp_path):
+    """Each report kernel has its own IPC socket path: two started at once by one process (the
+    default relative ``kernel-ipc-<n>`` path was shared) each run their own notebook."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import nbformat
+
+    from capkit.reporting import execute_notebook, start_kernel, stop_kernel
+
+    notebooks = []
+    for name in ("a", "b"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("name = None", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell("import os; print(name, os.getpid())")]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+        notebooks.append(tmp_path / f"{name}.ipynb")
+    kms = [start_kernel(tmp_path, {}), start_kernel(tmp_path, {})]
+    try:
+        assert kms[0].ip != kms[1].ip and all(Path(km.ip).is_absolute() for km in kms)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda args: execute_notebook(args[0], args[0], {"name": args[0].stem}, km=args[1]),
+                          zip(notebooks, kms)))
+    finally:
+        for km in kms:
+            stop_kernel(km)
+    printed = [nbformat.read(p, as_version=4).cells[-1].outputs[0]["text"].split() for p in notebooks]
+    assert [p[0] for p in printed] == ["a", "b"] and printed[0][1] != printed[1][1]  # two kernels answered
+    assert not [p for km in kms for p in Path(km.ip).parent.glob(Path(km.ip).name + "-*")]  # sockets removed
