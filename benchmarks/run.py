@@ -52,9 +52,10 @@ def to_markdown(meta: dict, rows: list[dict], elapsed: float) -> str:
              f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gib']} GiB; Python {meta['python']}; "
              f"locust {meta['locust']}, fastapi {meta['fastapi']}, uvicorn {meta['uvicorn']}, "
              f"papermill {meta['papermill']}; {meta['date']}; suite took {elapsed / 60:.1f} min.", "",
-             "Each value is the median of the repetitions; the anchor is measured in the same run. Load generation "
-             "and service ratios are paired: figure and anchor run at the same time on the same core, and the ratio "
-             "is the median of the per-repetition ratios (steady while the machine's speed drifts).", "",
+             "Each value is the median of the repetitions; the anchor is measured in the same run. Ratios with an "
+             "anchor are the median of per-repetition ratios: load generation and service figures run at the same "
+             "time as their anchor on the same core (steady while the machine's speed drifts), the report right "
+             "after its anchors.", "",
              "| figure | value | anchor | ratio | goal | met |", "|---|---|---|---|---|---|"]
     for r in rows:
         anchor = f"{r['anchor']}: {r['anchor_value']:,.3g}" if r["anchor"] else "–"

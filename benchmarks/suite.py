@@ -256,10 +256,13 @@ def report_pipeline(reps: int) -> list[dict]:
             lean_t.append(_timed([sys.executable, "-c", LEAN_PAPERMILL, *papermill_args], {}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # ratios per repetition: the three runs of one repetition follow each other within seconds
     return [row("report pipeline: capkit report (all notebooks + HTML)", median(report_t), "s",
-                "one trivial papermill run", median(trivial_t), goal=2.0, better="lower", reps=report_t),
+                "one trivial papermill run", median(trivial_t), goal=2.0, better="lower", reps=report_t,
+                ratio=paired_ratio(report_t, trivial_t)),
             row("report pipeline: capkit report vs papermill without the IRI-grammar import", median(report_t), "s",
-                "trivial papermill run, rfc3987_syntax skipped", median(lean_t), better="lower", reps=lean_t)]
+                "trivial papermill run, rfc3987_syntax skipped", median(lean_t), better="lower", reps=lean_t,
+                ratio=paired_ratio(report_t, lean_t))]
 
 
 LEAN_PAPERMILL = ("import sys; sys.modules['rfc3987_syntax'] = None; sys.argv[0] = 'papermill'; "

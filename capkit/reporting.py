@@ -139,8 +139,23 @@ def html_exporter():
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    exporter.template  # noqa: B018 - load and compile the Jinja templates now
-    return exporter
+    exporter.from_notebook_node(_warm_up_notebook())  # templates, Markdown, filters: their first use costs
+    return exporter                                    # ~0.5 s, paid here while the kernel works
+
+
+def _warm_up_notebook():
+    """A tiny notebook with what report pages hold: Markdown with a table, text, HTML, a PNG."""
+    import nbformat
+
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    cell = nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="text\n"),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "**a** | b\n---|---\n1 | 2"}),
+        nbformat.v4.new_output("execute_result", data={"text/html": "<table><tr><td>1</td></tr></table>",
+                                                       "text/plain": "1"}, execution_count=1),
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})])
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title\n\n| a | b |\n|---|---|\n| 1 | 2 |"),
+                                           cell])
 
 
 def to_html(executed: Path, exporter) -> Path:
