@@ -11,6 +11,7 @@ import compileall
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,8 @@ def to_markdown(meta: dict, rows: list[dict], elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--report-reps", type=int, default=5,
+                        help="repetitions of the report section (its anchor, a papermill start-up, varies most)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each service measurement")
     parser.add_argument("--load-seconds", type=float, default=10.0,
                         help="length of each load-generator measurement (start-up CPU weighs less in longer runs)")
@@ -81,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     # capkit's bytecode, as a normal install has it (site-packages arrive compiled by pip; an
     # editable install under PYTHONDONTWRITEBYTECODE=1 would recompile capkit on every import)
     compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "capkit"), quiet=1)
+    # SIGTERM unwinds like Ctrl-C: the sections' finally blocks stop the servers they started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.time()
     rows: list[dict] = []
     runners = {
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": lambda: suite.sampling_overhead(10.0),
         "store": lambda: suite.store_ingestion(args.pg or None),
         "analysis": suite.analysis_scaling,
-        "report": lambda: suite.report_pipeline(args.reps),
+        "report": lambda: suite.report_pipeline(args.report_reps),
         "plan": suite.main_job,
     }
     try:

@@ -25,8 +25,10 @@ from benchmarks.harness import (
 PLUGIN = ROOT / "capkit" / "load" / "plugin.py"
 
 
-def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="higher", reps=None, ratio=None):
-    """One figure; ``ratio`` defaults to ``value / anchor_value`` (pass the median of paired ratios)."""
+def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="higher", reps=None, ratio=None,
+        anchor_reps=None):
+    """One figure; ``ratio`` defaults to ``value / anchor_value`` (pass the median of paired ratios);
+    ``reps`` and ``anchor_reps`` keep every repetition for the JSON."""
     if ratio is None and anchor_value:
         ratio = value / anchor_value
     met = None
@@ -34,7 +36,7 @@ def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="
         subject = ratio if anchor_value else value
         met = subject >= goal if better == "higher" else subject <= goal
     return {"figure": figure, "value": value, "unit": unit, "anchor": anchor, "anchor_value": anchor_value,
-            "ratio": ratio, "goal": goal, "better": better, "met": met, "reps": reps}
+            "ratio": ratio, "goal": goal, "better": better, "met": met, "reps": reps, "anchor_reps": anchor_reps}
 
 
 def paired_ratio(values: list[float], anchors: list[float]) -> float:
@@ -47,10 +49,12 @@ def paired_ratio(values: list[float], anchors: list[float]) -> float:
 def load_generation(reps: int, seconds: float, users: int = 16) -> list[dict]:
     """1. Requests per generator core: capkit's recorded path vs bare FastHttpUser vs HttpUser vs wrk.
 
-    The three Locust generators run at the same time on the generator core (paired: each ratio
-    is taken within one repetition), each with its own users, against one fast server on the
-    other core, and each is measured over a steady window that leaves Locust's start-up (about
-    one CPU-second) out; wrk runs alone after them."""
+    Each generator runs alone on the generator core (as in a real test: one process per core),
+    against one fast server on the other core, the variants one after the other within each
+    repetition; each ratio is the median of the per-repetition ratios. Generators are measured
+    over their steady part, which leaves Locust's start-up (about one CPU-second) out. (Run at
+    the same time on one core they lose a third of their speed to each other, HttpUser less
+    than FastHttpUser, which would bias the HttpUser ratio.)"""
     gen, srv = cores()
     port = free_port()
     server = start_server(uvicorn_cmd("benchmarks.apps:raw_app", port), cpus=srv, health="/")
@@ -59,16 +63,13 @@ def load_generation(reps: int, seconds: float, users: int = 16) -> list[dict]:
     try:
         results = {"capkit": [], "fasthttp": [], "httpuser": [], "wrk": []}
         for _ in range(reps):
-            got = together({
-                "fasthttp": lambda: run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users,
-                                               seconds=seconds, cpus=gen, skip=skip),
-                "capkit": lambda: run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users,
-                                             seconds=seconds, cpus=gen, shaped=True, skip=skip,
-                                             env={"CAPKIT_RAW_DIR": str(work)}),
-                "httpuser": lambda: run_locust([LOCUSTFILES / "fast_httpuser.py"], server.url, users=users,
-                                               seconds=seconds, cpus=gen, skip=skip)})
-            for name, load in got.items():
-                results[name].append(load.per_core)
+            results["fasthttp"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users,
+                                                  seconds=seconds, cpus=gen, skip=skip).per_core)
+            results["capkit"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users,
+                                                seconds=seconds, cpus=gen, shaped=True, skip=skip,
+                                                env={"CAPKIT_RAW_DIR": str(work)}).per_core)
+            results["httpuser"].append(run_locust([LOCUSTFILES / "fast_httpuser.py"], server.url, users=users,
+                                                  seconds=seconds, cpus=gen, skip=skip).per_core)
             if shutil.which("wrk"):
                 results["wrk"].append(_wrk(server.url, seconds, gen))
     finally:
@@ -77,14 +78,14 @@ def load_generation(reps: int, seconds: float, users: int = 16) -> list[dict]:
     capkit, fast, plain = results["capkit"], results["fasthttp"], results["httpuser"]
     rows = [row("load generation: capkit recorded path (FastHttpUser + plugin)", median(capkit),
                 "req/s per core", "bare Locust FastHttpUser", median(fast), goal=0.90, reps=capkit,
-                ratio=paired_ratio(capkit, fast)),
+                ratio=paired_ratio(capkit, fast), anchor_reps=fast),
             row("load generation: bare Locust FastHttpUser", median(fast), "req/s per core", reps=fast),
             row("load generation: capkit vs plain HttpUser locustfile (seed's style)", median(capkit),
-                "req/s per core", "Locust HttpUser", median(plain), goal=3.5, reps=plain,
-                ratio=paired_ratio(capkit, plain))]
+                "req/s per core", "Locust HttpUser", median(plain), goal=3.5, reps=capkit,
+                ratio=paired_ratio(capkit, plain), anchor_reps=plain)]
     if results["wrk"]:
-        rows.append(row("load generation: wrk (C, 1 thread, alone on the core)", median(results["wrk"]),
-                        "req/s per core", reps=results["wrk"]))
+        rows.append(row("load generation: wrk (C, 1 thread)", median(results["wrk"]), "req/s per core",
+                        reps=results["wrk"]))
     return rows
 
 
@@ -113,7 +114,8 @@ def service_paths(reps: int, seconds: float, users: int = 16) -> list[dict]:
     Paired: for each path and repetition the reference service and the bare FastAPI app run
     at the same time, both pinned to the service core, each under its own saturating Locust
     load from the generator core; each server's figure is its requests over its own CPU time.
-    Two servers sharing a core lose some speed to each other (caches, switches), alike."""
+    Two servers sharing a core lose some speed to each other (caches, switches), not necessarily
+    alike: the auth route is also measured with each server alone, one after the other."""
     gen, srv = cores()
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-svc-"))
     env = {"CAPKIT_DATABASE_URL": f"sqlite:///{work / 'service.sqlite'}", "CAPKIT_MODEL_TOKENS": "8",
@@ -136,6 +138,7 @@ def service_paths(reps: int, seconds: float, users: int = 16) -> list[dict]:
             raise BenchError(f"{path}: the server used no CPU time while it answered {load.requests} requests")
         return load.requests / used
 
+    alone: dict[str, list[float]] = {"auth": [], "bare": []}
     try:
         for _ in range(reps):
             for path in SERVICE_PATHS:
@@ -147,12 +150,23 @@ def service_paths(reps: int, seconds: float, users: int = 16) -> list[dict]:
                         s.stop()
                 results[path].append(got[path])
                 anchors[path].append(got["bare"])
+            for path in alone:  # the goal's route once more, each server alone on the core, one after the other
+                server = serve(path)
+                try:
+                    alone[path].append(measure(server, path))
+                finally:
+                    server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     goals = {"auth": 0.70}
     rows = [row(f"service: {label}", median(results[p]), "req/s per service core", "bare FastAPI endpoint",
-                median(anchors[p]), goal=goals.get(p), reps=results[p], ratio=paired_ratio(results[p], anchors[p]))
+                median(anchors[p]), goal=goals.get(p), reps=results[p], ratio=paired_ratio(results[p], anchors[p]),
+                anchor_reps=anchors[p])
             for p, label in SERVICE_PATHS.items()]
+    rows.append(row("service: GET /api/auth/validate, servers alone on the core one after the other",
+                    median(alone["auth"]), "req/s per service core", "bare FastAPI endpoint alone",
+                    median(alone["bare"]), reps=alone["auth"], ratio=paired_ratio(alone["auth"], alone["bare"]),
+                    anchor_reps=alone["bare"]))
     every_bare = [v for p in SERVICE_PATHS for v in anchors[p]]
     rows.append(row("service: bare FastAPI endpoint (sharing the core with each path)", median(every_bare),
                     "req/s per service core", reps=every_bare))
@@ -259,10 +273,10 @@ def report_pipeline(reps: int) -> list[dict]:
     # ratios per repetition: the three runs of one repetition follow each other within seconds
     return [row("report pipeline: capkit report (all notebooks + HTML)", median(report_t), "s",
                 "one trivial papermill run", median(trivial_t), goal=2.0, better="lower", reps=report_t,
-                ratio=paired_ratio(report_t, trivial_t)),
+                ratio=paired_ratio(report_t, trivial_t), anchor_reps=trivial_t),
             row("report pipeline: capkit report vs papermill without the IRI-grammar import", median(report_t), "s",
-                "trivial papermill run, rfc3987_syntax skipped", median(lean_t), better="lower", reps=lean_t,
-                ratio=paired_ratio(report_t, lean_t))]
+                "trivial papermill run, rfc3987_syntax skipped", median(lean_t), better="lower", reps=report_t,
+                ratio=paired_ratio(report_t, lean_t), anchor_reps=lean_t)]
 
 
 LEAN_PAPERMILL = ("import sys; sys.modules['rfc3987_syntax'] = None; sys.argv[0] = 'papermill'; "
