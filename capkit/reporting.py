@@ -147,7 +147,7 @@ def _warm_up_notebook():
     """A tiny notebook with what report pages hold: Markdown with a table, text, HTML, a PNG."""
     import nbformat
 
-    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="  # 1×1
     cell = nbformat.v4.new_code_cell("x", outputs=[
         nbformat.v4.new_output("stream", name="stdout", text="text\n"),
         nbformat.v4.new_output("display_data", data={"text/markdown": "**a** | b\n---|---\n1 | 2"}),

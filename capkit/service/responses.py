@@ -3,7 +3,7 @@
 A route that returns a pydantic model makes FastAPI validate it again against ``response_model``
 and then serialize it; one that returns a ``dict`` goes through ``jsonable_encoder``. On the hot
 routes that is a fifth of the request: GET /api/auth/validate took 136 µs in-process returning
-its model and 103 µs returning :func:`model_response` (median of 12 interleaved rounds of 3,000
+its model and 103 µs returning :func:`model_response` (best of 12 interleaved rounds of 3,000
 requests, one core). Routes keep ``response_model`` for their OpenAPI schema.
 """
 
