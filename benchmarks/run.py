@@ -54,9 +54,9 @@ def to_markdown(meta: dict, rows: list[dict], elapsed: float) -> str:
              f"locust {meta['locust']}, fastapi {meta['fastapi']}, uvicorn {meta['uvicorn']}, "
              f"papermill {meta['papermill']}; {meta['date']}; suite took {elapsed / 60:.1f} min.", "",
              "Each value is the median of the repetitions; the anchor is measured in the same run. Ratios with an "
-             "anchor are the median of per-repetition ratios: load generation and service figures run at the same "
-             "time as their anchor on the same core (steady while the machine's speed drifts), the report right "
-             "after its anchors.", "",
+             "anchor are the median of per-repetition ratios: service figures run at the same time as their anchor "
+             "on the same core (steady while the machine's speed drifts), load generators and the report right "
+             "after their anchors.", "",
              "| figure | value | anchor | ratio | goal | met |", "|---|---|---|---|---|---|"]
     for r in rows:
         anchor = f"{r['anchor']}: {r['anchor_value']:,.3g}" if r["anchor"] else "–"
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="repetitions of the report section (its anchor, a papermill start-up, varies most)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each service measurement")
     parser.add_argument("--load-seconds", type=float, default=10.0,
-                        help="length of each load-generator measurement (start-up CPU weighs less in longer runs)")
+                        help="length of each load-generator run (measured from 2 s after its start, when it is steady)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--pg", default=os.environ.get("CAPKIT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),

@@ -127,11 +127,14 @@ class Store:
     def get_run(self, run_id: str) -> dict:
         """The run's row as a dict (``spec`` and ``machine`` decoded); without pandas, which
         `capkit report` would otherwise import just to check the run exists (~0.5 s)."""
-        row = self._read(lambda conn: conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first())
-        if row is None:
-            known = self._read(lambda conn: conn.execute(
-                select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(3)).scalars().all())
-            raise RunNotFoundError(run_id, list(known))
+        def read(conn):
+            found = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
+            if found is None:  # name the latest runs instead
+                raise RunNotFoundError(run_id, list(conn.execute(
+                    select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(3)).scalars()))
+            return found
+
+        row = self._read(read)
         row = dict(row)
         row["spec"] = json.loads(row["spec"])
         row["machine"] = json.loads(row["machine"]) if row.get("machine") else {}

@@ -43,7 +43,7 @@ def test_the_steady_window_leaves_start_up_out_and_a_run_too_short_for_it_is_lou
         server.stop()
     w = result.window
     assert 0 < w["requests"] < result.requests and 0 < w["cpu_s"] < result.cpu_s
-    assert 1.0 < w["seconds"] < 2.5  # from 1 s after the start until the 3 s run stops
+    assert 1.0 <= w["seconds"] < 3.0  # opens 1 s after the start, closes when the 3 s run stops
     assert result.per_core == w["requests"] / w["cpu_s"]
 
 
