@@ -77,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-seconds", type=float, default=10.0,
                         help="length of each load-generator run (measured from 2 s after its start, when it is steady)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where results.md/json go (default: benchmarks/, or benchmarks/partial/ with --only, "
+                             "so that a partial run does not replace the full one)")
     parser.add_argument("--pg", default=os.environ.get("CAPKIT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
                         help="PostgreSQL URL for the store ingestion figure ('' to skip)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        here = Path(__file__).resolve().parent
+        args.out = here if set(args.only) >= set(SECTIONS) else here / "partial"
     # capkit's bytecode, as a normal install has it (site-packages arrive compiled by pip; an
     # editable install under PYTHONDONTWRITEBYTECODE=1 would recompile capkit on every import)
     compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "capkit"), quiet=1)

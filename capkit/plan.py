@@ -5,6 +5,7 @@ Everything it starts is stopped on the way out, also on Ctrl-C, SIGTERM or failu
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -128,17 +129,24 @@ def run_plan(settings: Settings, plan: StagePlan, *, limits: ResourceLimits, por
 
 def _analyse(settings: Settings, result: RunResult, limits: ResourceLimits, *, report: bool,
              say: Callable[[str], None]) -> PlanResult:
-    from capkit import analysis as ca
-
-    try:
-        cap = ca.capacity_report(ca.load_run(open_store(settings.store_url), result.run_id), limits)
-    except CapkitError as exc:
-        return PlanResult(result, None, None, None, analysis_error=str(exc))
-    index = None
+    workspace = nullcontext()
     if report:
-        from capkit.reporting import limit_parameters, publish
+        from capkit.reporting import Workspace
 
-        say("publishing the report (papermill)…")
-        index = publish(result.run_id, store_url=settings.store_url, reports_dir=Path(settings.reports_dir),
-                        parameters=limit_parameters(limits)).index
+        # the report kernel starts now and imports (~2 s) while this process computes the table
+        workspace = Workspace(Path(settings.reports_dir), settings.store_url)
+    with workspace:
+        from capkit import analysis as ca
+
+        try:
+            cap = ca.capacity_report(ca.load_run(open_store(settings.store_url), result.run_id), limits)
+        except CapkitError as exc:
+            return PlanResult(result, None, None, None, analysis_error=str(exc))
+        index = None
+        if report:
+            from capkit.reporting import limit_parameters, publish
+
+            say("publishing the report (papermill)…")
+            index = publish(result.run_id, store_url=settings.store_url, reports_dir=Path(settings.reports_dir),
+                            parameters=limit_parameters(limits), workspace=workspace).index
     return PlanResult(result, ca.markdown_table(cap.baseline), cap.headline(), index)

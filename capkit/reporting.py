@@ -92,8 +92,8 @@ class LocalKernelManager(_kernel_manager_base()):
         return super().format_kernel_cmd(list(extra_arguments or []) + list(KERNEL_ARGS))
 
 
-# What a report kernel imports while it starts: the parent imports papermill and merges the pages
-# meanwhile (~0.7 s of the kernel's imports overlap that preparation, timed per step of publish).
+# What a report kernel imports while it starts (~2 s): the parent checks the runs, imports papermill
+# and merges the pages meanwhile (see :class:`Workspace`).
 PRELOAD = "import matplotlib.pyplot, capkit.analysis.plots"
 
 
@@ -215,9 +215,47 @@ def split_pages(executed: Path, names: list[str], folder: Path) -> list[Path]:
     return out
 
 
+class Workspace:
+    """Where a report is built: a hidden folder beside its final place and a kernel started in it.
+
+    Open it first, check the inputs while the kernel imports (~2 s), then :func:`publish` into it.
+    Closing stops the kernel and removes the folder unless :func:`publish` moved it into place,
+    so a failure anywhere leaves no process and nothing half-written.
+    """
+
+    def __init__(self, reports_dir: Path, store_url: str):
+        self.reports_dir = reports_dir.resolve()  # the kernel runs in the folder: no relative paths
+        self._made_reports_dir = not self.reports_dir.exists()
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix=".report-", dir=self.reports_dir))
+        self.km = None
+        try:
+            self.km = start_kernel(self.folder, {STORE_ENV: absolute_sqlite(store_url)})
+        except BaseException:
+            self.close()
+            raise
+
+    def stop_kernel(self) -> None:
+        if self.km is not None:
+            km, self.km = self.km, None
+            stop_kernel(km)
+
+    def close(self) -> None:
+        self.stop_kernel()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self._made_reports_dir and not any(self.reports_dir.iterdir()):
+            self.reports_dir.rmdir()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict | None = None,
             notebooks: tuple[str, ...] = REPORT_NOTEBOOKS, notebook_dir: Path = NOTEBOOK_DIR,
-            compare: str | None = None) -> Published:
+            compare: str | None = None, workspace: Workspace | None = None) -> Published:
     """Execute ``notebooks`` for ``run_id`` into ``reports_dir/run_id`` and write its ``index.html``.
 
     Parameters
@@ -232,49 +270,43 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
         Pages, executed together in one kernel.
     compare : str, optional
         A second run: adds the comparison page with ``baseline_run_id=compare``.
+    workspace : Workspace, optional
+        One opened earlier with the same ``reports_dir`` and ``store_url`` (its kernel already
+        started); its owner closes it. Without it, one is opened and closed here.
 
-    The folder is built aside and moved into place at the end: a failed report leaves the
+    The report is built aside and moved into place at the end: a failed report leaves the
     previous one (if any) untouched and nothing half-written.
     """
-    reports_dir = reports_dir.resolve()  # the kernel runs in the report folder: no relative paths
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    final = reports_dir / run_id
-    work = Path(tempfile.mkdtemp(prefix=f".{run_id}-", dir=reports_dir))
+    if workspace is None:
+        with Workspace(reports_dir, store_url) as ws:
+            return publish(run_id, store_url=store_url, reports_dir=reports_dir, parameters=parameters,
+                           notebooks=notebooks, notebook_dir=notebook_dir, compare=compare, workspace=ws)
+    work, km = workspace.folder, workspace.km
+    pool = ThreadPoolExecutor(max_workers=1)  # nbconvert's import and templates while the kernel works
+    exporter = pool.submit(html_exporter)
+    pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it
     names = list(notebooks) + ([COMPARE_NOTEBOOK] if compare else [])
-    store_env = {STORE_ENV: absolute_sqlite(store_url)}
-    km = None
-    try:
-        km = start_kernel(work, store_env)  # first: it imports while the rest is prepared
-        pool = ThreadPoolExecutor(max_workers=1)  # nbconvert's import and templates, meanwhile too
-        exporter = pool.submit(html_exporter)
-        pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it
-        params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
-                  **({"baseline_run_id": compare} if compare else {}), **(parameters or {})}
-        merged = work / ".merged.ipynb"
-        import nbformat
+    params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
+              **({"baseline_run_id": compare} if compare else {}), **(parameters or {})}
+    merged = work / ".merged.ipynb"
+    import nbformat
 
-        nbformat.write(merge_notebooks([notebook_dir / n for n in names]), str(merged))
-        try:
-            execute_notebook(merged, merged, params, km=km)
-        except ReportError as exc:
-            raise ReportError(_failing_page(merged, names), exc.ename, exc.evalue) from None
-        finally:
-            stop_kernel(km)
-            km = None
-        executed = split_pages(merged, names, work)
-        merged.unlink()
-        for page in executed:
-            to_html(page, exporter.result())
-        write_index(work, run_id, executed, compare=compare)
-        if final.exists():
-            shutil.rmtree(final)
-        work.rename(final)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    nbformat.write(merge_notebooks([notebook_dir / n for n in names]), str(merged))
+    try:
+        execute_notebook(merged, merged, params, km=km)
+    except ReportError as exc:
+        raise ReportError(_failing_page(merged, names), exc.ename, exc.evalue) from None
     finally:
-        if km is not None:
-            stop_kernel(km)
+        workspace.stop_kernel()
+    executed = split_pages(merged, names, work)
+    merged.unlink()
+    for page in executed:
+        to_html(page, exporter.result())
+    write_index(work, run_id, executed, compare=compare)
+    final = workspace.reports_dir / run_id
+    if final.exists():
+        shutil.rmtree(final)
+    work.rename(final)
     return Published(run_id=run_id, folder=final, index=final / "index.html",
                      notebooks=[final / p.name for p in executed])
 

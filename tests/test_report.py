@@ -2,6 +2,7 @@
 
 import xml.etree.ElementTree as ET
 
+import psutil
 import pytest
 
 from capkit.errors import ReportError
@@ -48,12 +49,23 @@ def test_report_pages_carry_the_seed_tables(published):
     assert {"capacity_report", "scalability", "capacity_plan", "comparison"} <= figures
 
 
-def test_unknown_compare_run_is_one_line_before_any_kernel(tmp_path):
-    env = {"CAPKIT_STORE_URL": f"sqlite:///{FIXTURE_STORE}", "CAPKIT_REPORTS_DIR": str(tmp_path)}
+def test_unknown_compare_run_is_one_line_and_leaves_nothing(tmp_path):
+    """The report kernel starts while the runs are checked: a failed check stops it and removes
+    its folder, and the reports folder it had to create."""
+    reports = tmp_path / "reports"
+    env = {"CAPKIT_STORE_URL": f"sqlite:///{FIXTURE_STORE}", "CAPKIT_REPORTS_DIR": str(reports)}
     proc = run_cli("report", FIXTURE_RUN, "--compare", "nope", env=env, timeout=60)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         proc.stderr.strip()] and "'nope'" in proc.stderr
     assert not list(tmp_path.iterdir())
+    assert [p.pid for p in psutil.process_iter() if str(reports) in _cwd(p)] == []  # no kernel left
+
+
+def _cwd(proc) -> str:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return ""
 
 
 def test_wrong_parameter_type_fails_the_report_with_one_clear_message(tmp_path):

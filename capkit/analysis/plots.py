@@ -43,6 +43,11 @@ def _figure(build):
             matplotlib.rcParams["axes.titley"] = saved
         if fig is not None:
             _layout(fig)
+            # Drawn once, when it is shown or saved. Agg's draw_idle draws at once, and IPython's
+            # post-execute hook (pyplot.draw_all) calls it for every stale figure just before the
+            # inline backend renders the same figure to show it: a second full draw of each figure.
+            # Any later change to the figure marks it stale again.
+            fig.stale = False
         return fig
     return wrapper
 

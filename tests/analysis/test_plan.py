@@ -186,3 +186,33 @@ def test_export_plan_tables(plan, tmp_path):
             "recommendations.csv", "backtest_summary.csv", "usl.csv", "latency_crossings.csv"} <= written
     assert list(pd.read_csv(tmp_path / "consolidated_results.csv").columns)[:3] == [
         "Component", "Test scenario", "Throughput"]
+
+
+@pytest.mark.parametrize("draw", ["plot_resource_fits", "plot_usl", "plot_latency_model", "plot_backtest"])
+def test_report_figures_are_drawn_once_when_shown(plan, draw):
+    """IPython's post-execute hook (pyplot.draw_all) draws every stale figure, and Agg draws at
+    once, just before the inline backend draws the same figure to show it: report figures come
+    back up to date, so only the showing draws them. A later change marks them stale again."""
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from capkit.analysis import plots
+
+    fig = getattr(plots, draw)(plan.report if draw == "plot_resource_fits" else plan)
+    draws = []
+    fig.canvas.mpl_connect("draw_event", draws.append)
+    interactive = matplotlib.is_interactive()
+    matplotlib.interactive(True)  # as in a notebook once the inline backend is active
+    try:
+        plt.draw_all()
+        assert draws == []
+        fig.savefig(io.BytesIO(), format="png")  # what showing it does
+        assert len(draws) == 1
+        fig.axes[0].set_xlim(0, 10)
+        plt.draw_all()
+        assert len(draws) == 2
+    finally:
+        matplotlib.interactive(interactive)
+        plt.close(fig)
