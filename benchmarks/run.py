@@ -68,13 +68,24 @@ def to_markdown(meta: dict, rows: list[dict], elapsed: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def output_dir(only: list[str], out: Path | None) -> Path:
+    """``out`` if given; else ``benchmarks/`` for the whole suite and ``benchmarks/partial/`` for
+    some sections, so that a partial run does not replace the full results."""
+    if out is not None:
+        return out
+    here = Path(__file__).resolve().parent
+    return here if set(only) >= set(SECTIONS) else here / "partial"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--report-reps", type=int, default=5,
                         help="repetitions of the report section (its anchor, a papermill start-up, varies most)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each service measurement")
-    parser.add_argument("--load-seconds", type=float, default=10.0,
+    parser.add_argument("--load-reps", type=int, default=5,
+                        help="repetitions of the capkit/bare FastHttpUser pair (the other generators run --reps)")
+    parser.add_argument("--load-seconds", type=float, default=8.0,
                         help="length of each load-generator run (measured from 2 s after its start, when it is steady)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", type=Path, default=None,
@@ -83,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default=os.environ.get("CAPKIT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
                         help="PostgreSQL URL for the store ingestion figure ('' to skip)")
     args = parser.parse_args(argv)
-    if args.out is None:
-        here = Path(__file__).resolve().parent
-        args.out = here if set(args.only) >= set(SECTIONS) else here / "partial"
+    args.out = output_dir(args.only, args.out)
     # capkit's bytecode, as a normal install has it (site-packages arrive compiled by pip; an
     # editable install under PYTHONDONTWRITEBYTECODE=1 would recompile capkit on every import)
     compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "capkit"), quiet=1)
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rows: list[dict] = []
     runners = {
-        "load": lambda: suite.load_generation(args.reps, args.load_seconds),
+        "load": lambda: suite.load_generation(args.reps, args.load_seconds, pair_reps=args.load_reps),
         "service": lambda: suite.service_paths(args.reps, args.seconds),
         "sampling": lambda: suite.sampling_overhead(10.0),
         "store": lambda: suite.store_ingestion(args.pg or None),

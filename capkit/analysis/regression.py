@@ -114,7 +114,8 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
         resource=resource, n=len(y), steps=steps or levels, level=level,
         baseline=float(res.params[0]), baseline_ci=(float(ci[0, 0]), float(ci[0, 1])),
         per_user=float(res.params[1]), per_user_ci=(float(ci[1, 0]), float(ci[1, 1])),
-        per_user_p=float(res.pvalues[1]), r2=float(res.rsquared), resid_sd=float(np.sqrt(res.scale)),
+        per_user_p=float(res.pvalues[1]), resid_sd=float(np.sqrt(res.scale)),
+        r2=float(res.rsquared) if res.centered_tss > 0 else math.nan,  # 0/0 for a constant resource
         limit=float(limit), capacity=math.inf, capacity_low=math.inf, capacity_high=math.inf,
         params=np.asarray(res.params, dtype=float), cov=np.asarray(res.cov_params(), dtype=float),
         df_resid=float(res.df_resid))

@@ -53,6 +53,17 @@ def test_flat_resource_has_no_capacity():
     assert math.isinf(fit.capacity_high)
 
 
+def test_a_constant_resource_fits_without_warnings_and_has_no_r2():
+    """A resource that never moves (SQLite's one DB connection, a fixed thread count): R² is 0/0."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_resource_regression([0, 0, 10, 10, 20, 20], [3.0] * 6, resource="threads", limit=100)
+    assert math.isnan(fit.r2) and fit.per_user == pytest.approx(0, abs=1e-12)
+    assert fit.baseline == pytest.approx(3.0)
+
+
 def test_too_few_levels_is_a_clear_error():
     with pytest.raises(InsufficientDataError, match="at least 2 clean steps"):
         fit_resource_regression([5, 5, 5, 5, 5, 5], [1, 2, 3, 4, 5, 6], resource="cpu_cores", limit=1)

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks import suite
 from benchmarks.harness import LOCUSTFILES, BenchError, free_port, run_locust, start_server, together, uvicorn_cmd
-from benchmarks.run import to_markdown
+from benchmarks.run import SECTIONS, output_dir, to_markdown
 
 
 def test_a_server_that_does_not_start_fails_loudly():
@@ -108,3 +108,10 @@ def test_the_lean_papermill_anchor_executes_a_notebook_and_a_failure_is_loud(tmp
     with pytest.raises(BenchError, match="failed"):
         suite._timed([sys.executable, "-c", suite.LEAN_PAPERMILL, "-k", "python3", str(tmp_path / "missing.ipynb"),
                       str(out)], {})
+
+
+def test_a_partial_run_keeps_the_full_results(tmp_path):
+    full = output_dir(list(SECTIONS), None)
+    assert (full / "results.md").exists()  # where the README's table comes from
+    assert output_dir(["report"], None) == full / "partial"
+    assert output_dir(["report"], tmp_path) == tmp_path == output_dir(list(SECTIONS), tmp_path)
