@@ -54,8 +54,8 @@ def to_markdown(meta: dict, rows: list[dict], elapsed: float) -> str:
              f"locust {meta['locust']}, fastapi {meta['fastapi']}, uvicorn {meta['uvicorn']}, "
              f"papermill {meta['papermill']}; {meta['date']}; suite took {elapsed / 60:.1f} min.", "",
              "Each value is the median of the repetitions; the anchor is measured in the same run. Ratios with an "
-             "anchor are the median of per-repetition ratios: service figures run at the same time as their anchor "
-             "on the same core (steady while the machine's speed drifts), load generators and the report right "
+             "anchor are the median of per-repetition ratios. Rows saying 'at the same time' or 'both at once' ran "
+             "with their anchor on the same core (steady while the machine's speed drifts); the others right "
              "after their anchors.", "",
              "| figure | value | anchor | ratio | goal | met |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-reps", type=int, default=5,
                         help="repetitions of the report section (its anchor, a papermill start-up, varies most)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each service measurement")
-    parser.add_argument("--load-reps", type=int, default=5,
-                        help="repetitions of the capkit/bare FastHttpUser pair (the other generators run --reps)")
+    parser.add_argument("--load-reps", type=int, default=4,
+                        help="repetitions of the capkit/bare FastHttpUser pair run at the same time (the goal's ratio)")
     parser.add_argument("--load-seconds", type=float, default=8.0,
                         help="length of each load-generator run (measured from 2 s after its start, when it is steady)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))

@@ -46,57 +46,64 @@ def paired_ratio(values: list[float], anchors: list[float]) -> float:
     return median([v / a for v, a in zip(values, anchors)])
 
 
-def load_generation(reps: int, seconds: float, users: int = 16, pair_reps: int = 5) -> list[dict]:
+def load_generation(reps: int, seconds: float, users: int = 16, pair_reps: int = 4) -> list[dict]:
     """1. Requests per generator core: capkit's recorded path vs bare FastHttpUser vs HttpUser vs wrk.
 
-    Each generator runs alone on the generator core (as in a real test: one process per core),
-    against one fast server on the other core, the variants one after the other within each
-    repetition (bare and capkit swap places every repetition); each ratio is the median of the
-    per-repetition ratios. The capkit/bare pair, whose ratio is near 1 and whose goal is close,
-    runs ``max(reps, pair_reps)`` repetitions (one repetition's ratio strays by up to ±10 % here
-    while the two differ by 2–3 %); HttpUser and wrk run in the first ``reps``. Generators are measured
-    over their steady part, which leaves Locust's start-up (about one CPU-second) out. (Run at
-    the same time on one core they lose a third of their speed to each other, HttpUser less
-    than FastHttpUser, which would bias the HttpUser ratio.)"""
+    Absolute figures: each generator runs alone on the generator core (as in a real test: one
+    process per core) against one fast server on the other core, the variants one after the
+    other in each of ``reps`` repetitions (bare and capkit swap places every repetition). The
+    HttpUser ratio is the median of those repetitions' ratios: run at the same time on one core,
+    HttpUser and FastHttpUser lose unequal shares of their speed to each other.
+
+    The capkit/bare ratio (the goal, near 1) is **paired**: both run at the same time on the
+    generator core in each of ``pair_reps`` repetitions, so both see the same machine speed —
+    one after the other, one repetition's ratio strayed by up to ±10 % here while the two differ
+    by a few %. Generators are measured over their steady part, which leaves Locust's start-up
+    (about one CPU-second) out."""
     gen, srv = cores()
     port = free_port()
     server = start_server(uvicorn_cmd("benchmarks.apps:raw_app", port), cpus=srv, health="/")
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-"))
     skip = min(2.0, seconds / 3)
+
+    def bare() -> float:
+        return run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users, seconds=seconds, cpus=gen,
+                          skip=skip).per_core
+
+    def recorded() -> float:
+        return run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users, seconds=seconds,
+                          cpus=gen, shaped=True, skip=skip, env={"CAPKIT_RAW_DIR": str(work)}).per_core
+
     try:
-        results = {"capkit": [], "fasthttp": [], "httpuser": [], "wrk": []}
-
-        def bare():
-            results["fasthttp"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py"], server.url, users=users,
-                                                  seconds=seconds, cpus=gen, skip=skip).per_core)
-
-        def recorded():
-            results["capkit"].append(run_locust([LOCUSTFILES / "fast_fasthttp.py", PLUGIN], server.url, users=users,
-                                                seconds=seconds, cpus=gen, shaped=True, skip=skip,
-                                                env={"CAPKIT_RAW_DIR": str(work)}).per_core)
-
-        for rep in range(max(reps, pair_reps)):
-            # the pair swaps places every repetition: a core that speeds up or slows down over a
-            # repetition favours each side in turn instead of always the same one
-            for run in ((bare, recorded) if rep % 2 == 0 else (recorded, bare)):
-                run()
-            if rep >= reps:
-                continue
+        results = {"capkit": [], "fasthttp": [], "httpuser": [], "wrk": [], "pair_capkit": [], "pair_fasthttp": []}
+        for rep in range(reps):
+            # a core that speeds up or slows down over a repetition favours each side in turn
+            for name, run in ((("fasthttp", bare), ("capkit", recorded)) if rep % 2 == 0
+                              else (("capkit", recorded), ("fasthttp", bare))):
+                results[name].append(run())
             results["httpuser"].append(run_locust([LOCUSTFILES / "fast_httpuser.py"], server.url, users=users,
                                                   seconds=seconds, cpus=gen, skip=skip).per_core)
             if shutil.which("wrk"):
                 results["wrk"].append(_wrk(server.url, seconds, gen))
+        for _ in range(pair_reps):
+            pair = together({"capkit": recorded, "fasthttp": bare})
+            results["pair_capkit"].append(pair["capkit"])
+            results["pair_fasthttp"].append(pair["fasthttp"])
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     capkit, fast, plain = results["capkit"], results["fasthttp"], results["httpuser"]
-    rows = [row("load generation: capkit recorded path (FastHttpUser + plugin)", median(capkit),
-                "req/s per core", "bare Locust FastHttpUser", median(fast), goal=0.90, reps=capkit,
+    pair_capkit, pair_fast = results["pair_capkit"], results["pair_fasthttp"]
+    rows = [row("load generation: capkit recorded path (FastHttpUser + plugin), both at once on the generator core",
+                median(pair_capkit), "req/s per core", "bare Locust FastHttpUser, at the same time",
+                median(pair_fast), goal=0.90, reps=pair_capkit, ratio=paired_ratio(pair_capkit, pair_fast),
+                anchor_reps=pair_fast),
+            row("load generation: capkit recorded path, alone on the generator core", median(capkit),
+                "req/s per core", "bare Locust FastHttpUser alone", median(fast), reps=capkit,
                 ratio=paired_ratio(capkit, fast), anchor_reps=fast),
-            row("load generation: bare Locust FastHttpUser", median(fast), "req/s per core", reps=fast),
-            row("load generation: capkit vs plain HttpUser locustfile (seed's style)", median(capkit[:len(plain)]),
-                "req/s per core", "Locust HttpUser", median(plain), goal=3.5, reps=capkit[:len(plain)],
-                ratio=paired_ratio(capkit[:len(plain)], plain), anchor_reps=plain)]
+            row("load generation: capkit vs plain HttpUser locustfile (seed's style), each alone", median(capkit),
+                "req/s per core", "Locust HttpUser", median(plain), goal=3.5, reps=capkit,
+                ratio=paired_ratio(capkit, plain), anchor_reps=plain)]
     if results["wrk"]:
         rows.append(row("load generation: wrk (C, 1 thread)", median(results["wrk"]), "req/s per core",
                         reps=results["wrk"]))
@@ -175,9 +182,9 @@ def service_paths(reps: int, seconds: float, users: int = 16) -> list[dict]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     goals = {"auth": 0.70}
-    rows = [row(f"service: {label}", median(results[p]), "req/s per service core", "bare FastAPI endpoint",
-                median(anchors[p]), goal=goals.get(p), reps=results[p], ratio=paired_ratio(results[p], anchors[p]),
-                anchor_reps=anchors[p])
+    rows = [row(f"service: {label}", median(results[p]), "req/s per service core",
+                "bare FastAPI endpoint, at the same time", median(anchors[p]), goal=goals.get(p), reps=results[p],
+                ratio=paired_ratio(results[p], anchors[p]), anchor_reps=anchors[p])
             for p, label in SERVICE_PATHS.items()]
     rows.append(row("service: GET /api/auth/validate, servers alone on the core one after the other",
                     median(alone["auth"]), "req/s per service core", "bare FastAPI endpoint alone",

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from capkit.errors import ReportError
+from capkit.errors import ConfigError, ReportError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOKS = ("overview.ipynb", "capacity_report.ipynb", "scalability.ipynb", "capacity_plan.ipynb")
@@ -226,8 +226,12 @@ class Workspace:
     def __init__(self, reports_dir: Path, store_url: str):
         self.reports_dir = reports_dir.resolve()  # the kernel runs in the folder: no relative paths
         self._made_reports_dir = not self.reports_dir.exists()
-        self.reports_dir.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix=".report-", dir=self.reports_dir))
+        try:
+            self.reports_dir.mkdir(parents=True, exist_ok=True)
+            self.folder = Path(tempfile.mkdtemp(prefix=".report-", dir=self.reports_dir))
+        except OSError as exc:
+            raise ConfigError(f"cannot write reports to {self.reports_dir}: {exc.strerror}; "
+                              "set CAPKIT_REPORTS_DIR to a folder you can write") from None
         self.km = None
         try:
             self.km = start_kernel(self.folder, {STORE_ENV: absolute_sqlite(store_url)})
@@ -272,7 +276,8 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
         A second run: adds the comparison page with ``baseline_run_id=compare``.
     workspace : Workspace, optional
         One opened earlier with the same ``reports_dir`` and ``store_url`` (its kernel already
-        started); its owner closes it. Without it, one is opened and closed here.
+        started), used for this report only; its owner closes it. Without it, one is opened and
+        closed here.
 
     The report is built aside and moved into place at the end: a failed report leaves the
     previous one (if any) untouched and nothing half-written.
@@ -282,6 +287,8 @@ def publish(run_id: str, *, store_url: str, reports_dir: Path, parameters: dict 
             return publish(run_id, store_url=store_url, reports_dir=reports_dir, parameters=parameters,
                            notebooks=notebooks, notebook_dir=notebook_dir, compare=compare, workspace=ws)
     work, km = workspace.folder, workspace.km
+    if km is None:
+        raise ValueError("a Workspace holds one report: open a new one for the next")
     pool = ThreadPoolExecutor(max_workers=1)  # nbconvert's import and templates while the kernel works
     exporter = pool.submit(html_exporter)
     pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it

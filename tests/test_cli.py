@@ -70,3 +70,13 @@ def test_report_with_relative_folders_writes_tables_beside_the_pages(tmp_path):
     folder = tmp_path / "reports" / "rel-run"
     assert (folder / "tables" / "baseline_metrics.csv").exists()
     assert not (folder / "reports").exists()
+
+
+def test_reports_folder_that_cannot_be_written(env, tmp_path):
+    from capkit.store import open_store
+    from capkit.synthetic import write_synthetic_run
+
+    write_synthetic_run(open_store(env["CAPKIT_STORE_URL"]), "known-run")
+    (tmp_path / "a-file").write_text("in the way")
+    env = {**env, "CAPKIT_REPORTS_DIR": str(tmp_path / "a-file" / "reports")}
+    assert_one_line_error(run_cli("report", "known-run", env=env), "cannot write reports to", "CAPKIT_REPORTS_DIR")
