@@ -54,12 +54,26 @@ class ProcessTreeSampler:
         self._cpu_prev: dict[int, float] = {}
         self._demand_prev: dict[int, float] = {}
         self._t_prev: float | None = None
+        self._procs: dict[int, psutil.Process] = {pid: self.root}
 
     def _tree(self) -> list[psutil.Process]:
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        pids = tree_pids(self.root.pid)
+        if pids is None:  # no children files in this kernel: psutil reads every process's stat
+            try:
+                return [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return []
+        procs = []
+        for pid in pids:
+            proc = self._procs.get(pid)
+            if proc is None:
+                try:
+                    proc = psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    continue
+            procs.append(proc)
+        self._procs = {proc.pid: proc for proc in procs}  # kept: a Process reads its start time once
+        return procs
 
     def alive(self) -> bool:
         return self.root.is_running() and self.root.status() != psutil.STATUS_ZOMBIE
@@ -113,6 +127,41 @@ class ProcessTreeSampler:
             return sum(1 for f in proc.open_files() if f.path == self.db.path)
         return sum(1 for c in proc.net_connections(kind="tcp")
                    if c.raddr and c.raddr.port == self.db.port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def child_pids(pid: int, proc: str = "/proc") -> list[int] | None:
+    """Direct children of ``pid``, from ``/proc/<pid>/task/<tid>/children`` (Linux ≥ 3.5): one small
+    read per thread of the tree, where psutil's ``children()`` reads the stat file of every process
+    on the machine (≈ 85 % of a sample's CPU with ~90 processes). ``[]`` when ``pid`` is gone;
+    None when the kernel has no such files (then use psutil)."""
+    task = f"{proc}/{pid}/task"
+    try:
+        tids = os.listdir(task)
+    except OSError:
+        return []
+    if not os.path.exists(f"{task}/{pid}/children"):
+        return None if os.path.exists(f"{task}/{pid}") else []
+    out: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"{task}/{tid}/children", "rb") as fh:
+                out.extend(int(child) for child in fh.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return out
+
+
+def tree_pids(root: int, proc: str = "/proc") -> list[int] | None:
+    """``root`` and all its descendants (see :func:`child_pids`), or None where the kernel cannot tell."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        children = child_pids(pid, proc)
+        if children is None:
+            return None
+        out.append(pid)
+        todo.extend(children)
+    return out
 
 
 def _run_and_wait_s(pid: int) -> float | None:
