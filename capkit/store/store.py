@@ -134,8 +134,7 @@ class Store:
                     select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(3)).scalars()))
             return found
 
-        row = self._read(read)
-        row = dict(row)
+        row = dict(self._read(read))
         row["spec"] = json.loads(row["spec"])
         row["machine"] = json.loads(row["machine"]) if row.get("machine") else {}
         return row
