@@ -22,7 +22,7 @@ from benchmarks.harness import (
     uvicorn_cmd,
 )
 
-PLUGIN = ROOT / "capkit" / "load" / "plugin.py"
+PLUGIN = ROOT / "capkit" / "loadgen" / "plugin.py"
 
 
 def row(figure, value, unit, anchor=None, anchor_value=None, goal=None, better="higher", reps=None, ratio=None,
@@ -101,7 +101,7 @@ def load_generation(reps: int, seconds: float, users: int = 16, pair_reps: int =
             row("load generation: capkit recorded path, alone on the generator core", median(capkit),
                 "req/s per core", "bare Locust FastHttpUser alone", median(fast), reps=capkit,
                 ratio=paired_ratio(capkit, fast), anchor_reps=fast),
-            row("load generation: capkit vs plain HttpUser locustfile (seed's style), each alone", median(capkit),
+            row("load generation: capkit vs plain HttpUser locustfile, each alone", median(capkit),
                 "req/s per core", "Locust HttpUser", median(plain), goal=3.5, reps=capkit,
                 ratio=paired_ratio(capkit, plain), anchor_reps=plain)]
     if results["wrk"]:
@@ -220,7 +220,7 @@ def sampling_overhead(seconds: float) -> list[dict]:
 
 def store_ingestion(pg_url: str | None, batches: int = 40, per_batch: int = 200) -> list[dict]:
     """4. Per-second request rows/s into SQLite and PostgreSQL."""
-    from capkit.load.recorder import SecondAggregator
+    from capkit.records.seconds import SecondAggregator
     from capkit.store import open_store
 
     agg = SecondAggregator()
@@ -247,7 +247,8 @@ def store_ingestion(pg_url: str | None, batches: int = 40, per_batch: int = 200)
 def analysis_scaling() -> list[dict]:
     """5. 10⁴, 10⁵, 10⁶ samples through step aggregation, fits and projection."""
     from benchmarks.analysis_data import synthetic_frames
-    from capkit.analysis import fit_resources, per_second_resources
+    from capkit.analysis.regression import ResourceFit, fit_resources
+    from capkit.analysis.steps import per_second_resources
     from capkit.schemas import ResourceLimits
 
     rows = []
@@ -257,7 +258,7 @@ def analysis_scaling() -> list[dict]:
         per_second = per_second_resources(samples, steps, warmup_s=2.0)
         fits = fit_resources(per_second, ResourceLimits())
         missing = [r for r in ("cpu_cores", "rss_mib", "db_connections", "network_kbps")
-                   if not hasattr(fits.get(r), "capacity")]
+                   if not isinstance(fits.get(r), ResourceFit)]
         if missing:
             raise BenchError(f"analysis of {n:,} samples fitted no model for {', '.join(missing)}")
         elapsed = time.perf_counter() - t0
@@ -289,7 +290,7 @@ def report_pipeline(reps: int) -> list[dict]:
             report_t.append(_timed([sys.executable, "-m", "capkit", "report", "bench-run"], env))
             trivial_t.append(_timed([sys.executable, "-m", "papermill", *papermill_args], {}))
             # the same papermill run without jsonschema's IRI grammar, which capkit skips (see
-            # capkit.reporting._fast_validation): the anchor's own start-up, for the second ratio
+            # capkit.report.execute.fast_validation): the anchor's own start-up, for the second ratio
             lean_t.append(_timed([sys.executable, "-c", LEAN_PAPERMILL, *papermill_args], {}))
     finally:
         shutil.rmtree(work, ignore_errors=True)

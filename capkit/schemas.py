@@ -1,9 +1,11 @@
-"""Data contracts shared by the packages: stage plans, run specs, limits, fitted estimates."""
+"""Data contracts shared by the packages: stage plans, run specs and metadata, limits, and the
+result types every range and every missing number is given as (:class:`Interval`, :class:`NotMeasured`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -168,4 +170,81 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "model_queue": ("Model queue", "waiting requests"),
 }
 
-RunStatus = Literal["running", "complete", "incomplete"]
+
+
+class RunStatus(StrEnum):
+    """What became of a run (stored as its value)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """A stored run's metadata (the ``runs`` row), typed."""
+
+    run_id: str
+    created_at: float
+    ended_at: float | None
+    status: RunStatus
+    reason: str | None
+    target: str
+    scenario: str | None
+    git_sha: str | None
+    spec: RunSpec
+    machine: dict
+
+    @classmethod
+    def from_row(cls, row: dict) -> "RunMeta":
+        """From a ``runs`` row whose ``spec`` and ``machine`` are still JSON text or already decoded."""
+        import json
+
+        spec, machine = row["spec"], row.get("machine") or {}
+        spec = RunSpec.model_validate_json(spec) if isinstance(spec, str) else RunSpec.model_validate(spec)
+        machine = json.loads(machine) if isinstance(machine, str) else dict(machine)
+        return cls(run_id=row["run_id"], created_at=float(row["created_at"]),
+                   ended_at=None if row.get("ended_at") is None else float(row["ended_at"]),
+                   status=RunStatus(row["status"]), reason=row.get("reason"), target=row["target"],
+                   scenario=row.get("scenario"), git_sha=row.get("git_sha"), spec=spec, machine=machine)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number with its range: ``estimate`` within ``[low, high]`` at confidence ``level``.
+
+    Bounds may be infinite (a limit never reached within the data's support). ``str()`` gives
+    the short form used in tables, ``64 (59–70)``.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    level: float = 0.95
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.estimate)
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def __str__(self) -> str:
+        fmt = lambda x: "∞" if math.isinf(x) else f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"  # noqa: E731
+        return f"{fmt(self.estimate)} ({fmt(self.low)}–{fmt(self.high)})"
+
+
+@dataclass(frozen=True)
+class NotMeasured:
+    """A quantity that could not be measured or fitted, with why; falsy, prints as ``not measured (why)``."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return f"not measured ({self.reason})"

@@ -10,41 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_STORE = ROOT / "tests" / "fixtures" / "fixture.sqlite"
-FIXTURE_RUN = "fixture-run"
-FIXTURE_RUN_B = "fixture-run-b"  # the comparison notebook's second run (known different CPU cost)
+from tests.fixture_store import FIXTURE_RUN, FIXTURE_RUN_B, FIXTURE_STORE, ROOT  # noqa: F401 (re-exported)
+
 PG_BASE = os.environ.get("CAPKIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
-    """The seeded synthetic run the notebooks' default parameters point at."""
-    from capkit.store import open_store
-    from capkit.synthetic import fixture_truth, write_synthetic_run
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    store = open_store(f"sqlite:///{path}")
-    write_synthetic_run(store, FIXTURE_RUN, seed=7, truth=fixture_truth("a"), git_sha="a" * 40)
-    write_synthetic_run(store, FIXTURE_RUN_B, seed=8, truth=fixture_truth("b"), start=1.7e9 + 3600,
-                        git_sha="b" * 40)
-    store.engine.dispose()
-
-
-_built = []
-
-
-def ensure_fixture_store() -> None:
-    """Build the fixture store once per session (``tests/`` and ``notebooks/`` both ask for it)."""
-    if not _built:
-        build_fixture_store()
-        _built.append(True)
-
-
-def pytest_sessionstart(session):
-    ensure_fixture_store()
 
 
 def _pg_available() -> bool:
@@ -65,7 +34,7 @@ def pg_url():
     """A fresh PostgreSQL database for one test, dropped afterwards (never skipped under CI=true)."""
     from sqlalchemy.engine import make_url
 
-    from capkit.dbadmin import create_database, drop_database
+    from capkit.store.admin import create_database, drop_database
 
     if not _pg_available():
         if IN_CI:

@@ -31,8 +31,9 @@ def test_make_help_lists_the_targets():
         assert re.search(rf"make {target}\s+\S", out), out
 
 
-@pytest.mark.parametrize("module", ["capkit.cli", "capkit.orchestrator", "capkit.plan", "capkit.analysis",
-                                    "capkit.reporting", "capkit.load.runner", "capkit.service.app"])
+@pytest.mark.parametrize("module", ["capkit.cli", "capkit.runs.orchestrator", "capkit.runs.reference",
+                                    "capkit.analysis", "capkit.report.publish", "capkit.runs.locust",
+                                    "capkit.service.app"])
 def test_nothing_outside_the_load_processes_imports_locust(module):
     code = f"import sys, {module}; sys.exit(1 if 'locust' in sys.modules or 'gevent' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

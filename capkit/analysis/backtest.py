@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from capkit.analysis.latency import fit_latency
 from capkit.analysis.regression import fit_resource_regression
-from capkit.analysis.usl import fit_usl
+from capkit.analysis.usl import fit_usl, usl_throughput
 from capkit.errors import CapkitError, InsufficientDataError, ParameterError
 from capkit.schemas import RESOURCES
 
@@ -39,14 +38,14 @@ def _split(steps: pd.DataFrame, train_share: float) -> tuple[pd.DataFrame, pd.Da
     return clean[clean["users"] <= loaded["users"].iloc[k - 1]], loaded.iloc[:k], loaded.iloc[k:]
 
 
-def backtest(report, *, train_share: float = 0.6, level: float = 0.95, bootstrap: int = 200,
+def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootstrap: int = 200,
              seed: int = 0) -> Backtest:
     """Refit every model on the lowest ``train_share`` of the clean user steps (and the idle step),
     predict the rest.
 
     Parameters
     ----------
-    report : CapacityReport
+    resources : ResourceCapacity
         Steps and per-second resources of one run.
     train_share : float
         Share of the clean user steps to fit on (at least 2 steps, at least 1 left to predict).
@@ -61,26 +60,26 @@ def backtest(report, *, train_share: float = 0.6, level: float = 0.95, bootstrap
     """
     if not 0 < float(train_share) < 1:
         raise ParameterError(f"train_share must be between 0 and 1 (exclusive), got {train_share!r}")
-    train_all, train, test = _split(report.steps, float(train_share))
+    train_all, train, test = _split(resources.steps, float(train_share))
     rows = []
-    ps = report.per_second
+    ps = resources.per_second
     for resource in RESOURCES:
         if resource not in ps.columns:
             continue
-        d = ps[ps["step"].isin(train_all["step"])][["users", resource]].dropna()
+        d = ps[ps["step"].isin(train_all["step"])][["users", resource, "step"]].dropna()
         try:
-            fit = fit_resource_regression(d["users"], d[resource], resource=resource, limit=1.0, level=level)
+            # no time term: the held-out steps lie beyond the training steps in time as in load
+            fit = fit_resource_regression(d["users"], d[resource], resource=resource, limit=1.0, level=level,
+                                          steps=d["step"])
         except CapkitError:
             continue
-        t = stats.t.ppf(0.5 + level / 2, fit.df_resid)
         for st in test.itertuples():
             obs = ps.loc[ps["step"] == st.step, resource].dropna()
             if obs.empty:
                 continue
-            pred = fit.predict([st.users]).iloc[0]
-            half = t * np.sqrt(((pred["ci_high"] - pred["mean"]) / t) ** 2 + fit.resid_sd**2 / len(obs))
+            pred = fit.predict([st.users]).iloc[0]  # its prediction interval is a new step's mean
             rows.append(_row(RESOURCES[resource][0], st.users, float(obs.mean()), float(pred["mean"]),
-                             float(pred["mean"] - half), float(pred["mean"] + half)))
+                             float(pred["pi_low"]), float(pred["pi_high"])))
     q = (1 - level) / 2
     if len(train) >= 3:
         try:
@@ -89,7 +88,7 @@ def backtest(report, *, train_share: float = 0.6, level: float = 0.95, bootstrap
             usl = None
         if usl is not None:
             n = test["users"].to_numpy(float)
-            boot = (np.array([usl_pred(s, n) for s in usl.samples]) if usl.samples is not None
+            boot = (np.array([usl_throughput(n, *s) for s in usl.samples]) if usl.samples is not None
                     else np.tile(usl.predict(n), (2, 1)))
             for i, st in enumerate(test.itertuples()):
                 rows.append(_row("Throughput (req/s)", st.users, st.rps, float(usl.predict(n[i])),
@@ -111,12 +110,6 @@ def backtest(report, *, train_share: float = 0.6, level: float = 0.95, bootstrap
                .reset_index()) if len(preds) else pd.DataFrame(
         columns=["quantity", "steps", "mean_abs_error_pct", "max_abs_error_pct", "inside_share"])
     return Backtest(train["users"].astype(int).tolist(), test["users"].astype(int).tolist(), preds, summary)
-
-
-def usl_pred(theta, n):
-    from capkit.analysis.usl import usl_throughput
-
-    return usl_throughput(n, *theta)
 
 
 def _row(quantity, users, observed, predicted, low, high) -> dict:

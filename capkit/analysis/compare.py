@@ -10,13 +10,16 @@ import pandas as pd
 from scipy import stats
 
 from capkit.analysis.regression import ResourceFit
-from capkit.schemas import RESOURCES
+from capkit.schemas import RESOURCES, Interval
 
 
-def _z_row(quantity: str, a: float, b: float, se_a: float, se_b: float, alpha: float) -> dict:
+def _z_row(quantity: str, a: float, b: float, se_a: float, se_b: float, alpha: float,
+           df: float | None = None) -> dict:
+    """Difference b − a with a t test on ``df`` degrees of freedom (z when None)."""
     diff = b - a
     se = math.sqrt(se_a**2 + se_b**2) if math.isfinite(se_a) and math.isfinite(se_b) else math.nan
-    p = float(2 * stats.norm.sf(abs(diff) / se)) if se and math.isfinite(se) and se > 0 else math.nan
+    dist = stats.t(max(df, 1.0)) if df is not None else stats.norm
+    p = float(2 * dist.sf(abs(diff) / se)) if se and math.isfinite(se) and se > 0 else math.nan
     return {"quantity": quantity, "run_a": a, "run_b": b, "difference": diff,
             "change_pct": 100 * diff / abs(a) if a else math.nan, "p_value": p,
             "significant": bool(math.isfinite(p) and p < alpha)}
@@ -24,11 +27,11 @@ def _z_row(quantity: str, a: float, b: float, se_a: float, se_b: float, alpha: f
 
 def _capacity_se(fit: ResourceFit) -> float:
     """Delta-method standard error of capacity = (limit − baseline) / per_user."""
-    b0, b1 = fit.params
+    b0, b1 = fit.params[:2]
     if b1 <= 0:
         return math.nan
     grad = np.array([-1 / b1, -(fit.limit - b0) / b1**2])
-    return float(math.sqrt(max(grad @ fit.cov @ grad, 0.0)))
+    return float(math.sqrt(max(grad @ fit.cov[:2, :2] @ grad, 0.0)))
 
 
 def _boot_row(quantity: str, a: float, b: float, sa, sb, alpha: float) -> dict:
@@ -61,7 +64,7 @@ def compare_runs(a, b, *, usl_a=None, usl_b=None, level: float = 0.95) -> pd.Dat
     -------
     DataFrame
         quantity, run_a, run_b, difference, change_pct, p_value, significant. Per-user costs and
-        baselines use the HAC standard errors (z test); capacities the delta method.
+        baselines use the step-level standard errors (t test); capacities the delta method.
     """
     alpha = 1 - level
     rows = []
@@ -70,13 +73,14 @@ def compare_runs(a, b, *, usl_a=None, usl_b=None, level: float = 0.95) -> pd.Dat
         if not (isinstance(fa, ResourceFit) and isinstance(fb, ResourceFit)):
             rows.append({"quantity": f"{label} per user ({unit})", "note": "not measured in both runs"})
             continue
-        rows.append(_z_row(f"{label} per user ({unit})", fa.per_user, fb.per_user,
-                           math.sqrt(fa.cov[1, 1]), math.sqrt(fb.cov[1, 1]), alpha))
-        rows.append(_z_row(f"{label} baseline ({unit})", fa.baseline, fb.baseline,
-                           math.sqrt(fa.cov[0, 0]), math.sqrt(fb.cov[0, 0]), alpha))
-        if math.isfinite(fa.capacity) and math.isfinite(fb.capacity):
-            rows.append(_z_row(f"{label} capacity (users)", fa.capacity, fb.capacity, _capacity_se(fa),
-                               _capacity_se(fb), alpha))
+        rows.append(_z_row(f"{label} per user ({unit})", fa.per_user.estimate, fb.per_user.estimate,
+                           math.sqrt(fa.cov[1, 1]), math.sqrt(fb.cov[1, 1]), alpha, fa.df_resid + fb.df_resid))
+        rows.append(_z_row(f"{label} baseline ({unit})", fa.baseline.estimate, fb.baseline.estimate,
+                           math.sqrt(fa.cov[0, 0]), math.sqrt(fb.cov[0, 0]), alpha, fa.df_resid + fb.df_resid))
+        ca, cb = fa.capacity, fb.capacity
+        if isinstance(ca, Interval) and isinstance(cb, Interval) and ca.finite and cb.finite:
+            rows.append(_z_row(f"{label} capacity (users)", ca.estimate, cb.estimate, _capacity_se(fa),
+                               _capacity_se(fb), alpha, fa.df_resid + fb.df_resid))
     if usl_a is not None and usl_b is not None:
         for i, (name, attr) in enumerate((("USL σ (contention)", "sigma"), ("USL κ (coherency)", "kappa"),
                                           ("USL λ (req/s per user)", "lambda_"))):
@@ -86,10 +90,10 @@ def compare_runs(a, b, *, usl_a=None, usl_b=None, level: float = 0.95) -> pd.Dat
             else:
                 rows.append(_z_row(name, va, vb, usl_a.stderr[attr], usl_b.stderr[attr], alpha))
         if usl_a.samples is not None and usl_b.samples is not None:
-            from capkit.analysis.usl import _peak
+            from capkit.analysis.usl import peak
 
-            xa = [_peak(*s)[1] for s in usl_a.samples]
-            xb = [_peak(*s)[1] for s in usl_b.samples]
+            xa = [peak(*s)[1] for s in usl_a.samples]
+            xb = [peak(*s)[1] for s in usl_b.samples]
             rows.append(_boot_row("USL X_max (req/s)", usl_a.max_throughput, usl_b.max_throughput, xa, xb, alpha))
     cols = ["quantity", "run_a", "run_b", "difference", "change_pct", "p_value", "significant", "note"]
     return pd.DataFrame(rows).reindex(columns=cols)

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from capkit.analysis.steps import DERIVED_TYPES, _request_window
-from capkit.load.recorder import merge_histograms
+from capkit.analysis.steps import DERIVED_TYPES, request_window
+from capkit.records.histograms import merge_histograms
 
 COMPONENT_LABELS = {"chat": "Chat API", "analytics": "Analytics API", "auth": "Authentication",
                     "websocket": "WebSocket", "other": "Other"}
@@ -90,7 +90,7 @@ def component_table(requests: pd.DataFrame, raw_steps: pd.DataFrame, steps: pd.D
         if candidates.empty:
             return pd.DataFrame(columns=cols)
         step = int(candidates.sort_values("users")["step"].iloc[-1])
-    req = _request_window(requests, raw_steps, warmup_s)
+    req = request_window(requests, raw_steps, warmup_s)
     # derived measurements (TTFT, stream total, tokens/s) are not requests: counting them would
     # count a stream several times, and a token rate is no latency
     req = req[(req["step"] == step) & ~req["method"].isin(DERIVED_TYPES)]

@@ -1,36 +1,52 @@
-"""Loading a stored run into DataFrames (the analysis reads the store, never writes it)."""
+"""Reading a stored run into DataFrames (the analysis reads the store, never writes it)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-from capkit.errors import ConfigError
+from capkit.errors import CapkitError, ConfigError
+from capkit.schemas import RunMeta
 from capkit.store import Store, open_store
+
+# the store a report kernel reads (set by `capkit report`; the tests hand the fixture store in here)
+REPORT_STORE_ENV = "CAPKIT_REPORT_STORE_URL"
 
 
 @dataclass
 class RunData:
-    """Everything stored about one run."""
+    """Everything stored about one run: its metadata and its steps, request rows and samples."""
 
-    run: dict
+    meta: RunMeta
     steps: pd.DataFrame
     requests: pd.DataFrame
     samples: pd.DataFrame
 
     @property
     def run_id(self) -> str:
-        return self.run["run_id"]
+        return self.meta.run_id
 
     @property
     def warmup_s(self) -> float:
-        return float(self.run["spec"]["plan"].get("warmup_s", 0.0))
+        return float(self.meta.spec.plan.warmup_s)
 
 
-def resolve_url(url: str) -> str:
-    """``env:NAME`` reads the URL from environment variable NAME (keeps secrets out of notebooks)."""
+def resolve_url(url: str | None) -> str:
+    """The store URL to read.
+
+    ``env:NAME`` reads it from environment variable NAME (keeps secrets out of notebooks). None
+    means the project's own store: ``CAPKIT_REPORT_STORE_URL``, else ``CAPKIT_STORE_URL``, else
+    ``runs/capkit.sqlite`` of the project a notebook is opened in (its folder or a parent's), so
+    an analyst who opens a notebook sees their own latest run.
+    """
+    if url is None:
+        for name in (REPORT_STORE_ENV, "CAPKIT_STORE_URL"):
+            if os.environ.get(name):
+                return os.environ[name]
+        return _project_store()
     if url.startswith("env:"):
         name = url[4:]
         if not os.environ.get(name):
@@ -39,15 +55,38 @@ def resolve_url(url: str) -> str:
     return url
 
 
-def load_run(store: Store | str, run_id: str | None = None) -> RunData:
-    """Load ``run_id`` (the latest run when None) from a store or a store URL.
+def _project_store() -> str:
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "runs" / "capkit.sqlite").exists() or (folder / "pyproject.toml").exists():
+            return f"sqlite:///{folder / 'runs' / 'capkit.sqlite'}"
+    return "sqlite:///runs/capkit.sqlite"
 
-    Raises :class:`~capkit.errors.RunNotFoundError` for an unknown id.
+
+def read_run(store: Store | str | None = None, run_id: str | None = None, *, before: str | None = None) -> RunData:
+    """Read ``run_id`` from a store or a store URL (see :func:`resolve_url`).
+
+    Parameters
+    ----------
+    store : Store, str or None
+        An open store, a URL, or None for the project's own store.
+    run_id : str, optional
+        The run; None for the latest run (the latest before ``before``, when given).
+    before : str, optional
+        With ``run_id=None``: the run stored just before this one (a comparison's baseline).
+
+    Raises
+    ------
+    RunNotFoundError
+        For an unknown id.
     """
-    if isinstance(store, str):
+    if not isinstance(store, Store):
         store = open_store(resolve_url(store), create=False)
     if run_id is None:
-        run_id = store.latest_run_id() or "<latest>"
-    run = store.get_run(run_id)
-    return RunData(run=run, steps=store.steps(run_id), requests=store.request_stats(run_id),
+        run_id = store.latest_run_id(before=before)
+        if run_id is None:
+            raise CapkitError("the results store holds no " + ("earlier run" if before else "runs yet")
+                              + "; run `capkit plan` first")
+    meta = store.get_run(run_id)
+    return RunData(meta=meta, steps=store.steps(run_id), requests=store.request_stats(run_id),
                    samples=store.samples(run_id))

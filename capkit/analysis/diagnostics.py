@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.regression.linear_model import OLS
 from statsmodels.tools.tools import add_constant
 
@@ -17,51 +18,55 @@ from capkit.schemas import RESOURCES
 ALPHA = 0.01  # diagnostics flag at 1 %: six resources × three tests would cry wolf at 5 %
 
 
-def _hac(y: np.ndarray, X: np.ndarray):
-    lags = int(4 * (len(y) / 100) ** (2 / 9))
-    return OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True)
+def _step_means(users, values, step) -> pd.DataFrame:
+    frame = pd.DataFrame({"u": np.asarray(users, float), "y": np.asarray(values, float), "s": np.asarray(step)})
+    return frame.dropna().groupby("s").mean()
 
 
-def nonlinearity(users, values) -> tuple[float, float]:
-    """(coefficient, p-value) of a quadratic term added to ``value ~ users`` (HAC errors).
+def nonlinearity(users, values, step=None) -> tuple[float, float]:
+    """(coefficient, p-value) of a quadratic term added to ``value ~ users``, fitted on step means
+    (steps are the units: the load is constant within one).
 
     A significant positive term means the cost per user grows with load: the linear capacity
-    is optimistic. Needs ≥ 3 user levels; (nan, nan) otherwise.
+    is optimistic. Needs ≥ 3 user levels and ≥ 5 steps; (nan, nan) otherwise.
     """
-    u = np.asarray(users, dtype=float)
-    y = np.asarray(values, dtype=float)
-    if len(np.unique(u)) < 3 or len(y) < 8:
+    means = _step_means(users, values, step if step is not None else users)
+    u, y = means["u"].to_numpy(), means["y"].to_numpy()
+    if len(np.unique(u)) < 3 or len(y) < 5:
         return math.nan, math.nan
     scale = max(float(np.max(np.abs(u))), 1.0)
     X = np.column_stack([np.ones_like(u), u / scale, (u / scale) ** 2])
-    res = _hac(y, X)
+    res = OLS(y, X).fit()
     return float(res.params[2] / scale**2), float(res.pvalues[2])
 
 
 def within_step_drift(ts, step, values) -> tuple[float, float]:
     """(slope per minute, p-value) of ``value`` against time within steps at constant load.
 
-    Each step is centred on its own mean and time, so the slope is the pooled within-step trend;
-    a significant positive one at constant load is a leak suspicion (memory, connections).
+    Each step's own slope is one observation (its seconds are autocorrelated); the mean slope
+    over the steps is tested with t on steps − 1 degrees of freedom. A significant positive one
+    at constant load is a leak suspicion (memory, connections).
     """
     frame = pd.DataFrame({"ts": np.asarray(ts, float), "step": np.asarray(step), "y": np.asarray(values, float)})
-    frame = frame.dropna().sort_values("ts")
-    if len(frame) < 8 or frame.groupby("step")["ts"].count().max() < 3:
+    frame = frame.dropna()
+    slopes = []
+    for _, g in frame.groupby("step"):
+        if len(g) >= 3 and np.ptp(g["ts"]) > 0:
+            t = (g["ts"] - g["ts"].mean()).to_numpy() / 60.0
+            slopes.append(float(t @ (g["y"] - g["y"].mean()).to_numpy() / (t @ t)))
+    if len(slopes) < 3:
         return math.nan, math.nan
-    g = frame.groupby("step")
-    y = (frame["y"] - g["y"].transform("mean")).to_numpy()
-    t = (frame["ts"] - g["ts"].transform("mean")).to_numpy() / 60.0
-    if not np.any(t):
-        return math.nan, math.nan
-    res = _hac(y, t[:, None])
-    return float(res.params[0]), float(res.pvalues[0])
+    slopes = np.asarray(slopes)
+    se = slopes.std(ddof=1) / math.sqrt(len(slopes))
+    if se == 0:
+        return float(slopes.mean()), (0.0 if slopes.mean() != 0 else 1.0)
+    return float(slopes.mean()), float(2 * stats.t.sf(abs(slopes.mean()) / se, len(slopes) - 1))
 
 
 def influential_steps(users, values, step) -> list[int]:
     """Steps whose mean has a Cook's distance above 1 on the fit of the k step means (k ≥ 4);
     such a step alone moves the per-user cost. (4/k flags a step in most runs of 5–8 steps.)"""
-    frame = pd.DataFrame({"u": np.asarray(users, float), "y": np.asarray(values, float), "s": np.asarray(step)})
-    means = frame.dropna().groupby("s").mean()
+    means = _step_means(users, values, step)
     k = len(means)
     if k < 4:
         return []
@@ -95,7 +100,7 @@ def regression_diagnostics(per_second: pd.DataFrame, clean_steps, *, alpha: floa
             rows.append({"resource": resource, "Resource": label, "note": "not measured"})
             continue
         d = data[["ts", "step", "users", resource]].dropna()
-        quad, quad_p = nonlinearity(d["users"], d[resource])
+        quad, quad_p = nonlinearity(d["users"], d[resource], d["step"])
         drift, drift_p = within_step_drift(d["ts"], d["step"], d[resource])
         infl = influential_steps(d["users"], d[resource], d["step"])
         notes = []

@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 from capkit.analysis.compare import compare_runs
 from capkit.analysis.regression import ResourceFit
 from capkit.errors import ParameterError
-from capkit.schemas import RESOURCES
+from capkit.schemas import RESOURCES, Interval
 
 
 @dataclass(frozen=True)
@@ -43,29 +43,38 @@ class GateResult:
     message: str
 
 
-def evaluate_gates(report, thresholds: GateThresholds, *, baseline=None, level: float = 0.95) -> list[GateResult]:
-    """Evaluate every switched-on gate for ``report`` (and against ``baseline``, a CapacityReport).
+def evaluate_gates(resources, thresholds: GateThresholds, *, baseline=None, level: float = 0.95) -> list[GateResult]:
+    """Evaluate every switched-on gate for ``resources`` (and against ``baseline``), failing closed.
 
-    p95 is the highest p95 of the clean steps with users; the error rate counts every user step
-    (a step flagged for errors must fail the gate, not vanish from it); capacity is the binding
-    constraint's planning capacity; regression is the capacity loss per resource against the
-    baseline, failing only when it is larger than allowed *and* significant at ``level``.
+    p95 is the highest p95 of **every** step with users, flagged ones included (an overloaded top
+    step must fail the gate, not vanish from it); the error rate counts every user step; capacity
+    is the binding constraint's planning capacity — with no fitted, limiting resource it fails as
+    "not measured"; regression is the capacity loss per resource against the baseline, failing when
+    it is larger than allowed *and* significant at ``level``, and failing as "not measured" when a
+    resource fitted in the baseline cannot be fitted in this run.
+
+    Parameters
+    ----------
+    resources, baseline : ResourceCapacity
+    thresholds : GateThresholds
+    level : float
 
     Returns
     -------
     list of GateResult
     """
     out = []
-    steps = report.steps
+    steps = resources.steps
     loaded = steps[steps["users"] > 0]
-    clean = loaded[loaded["clean"]]
     if thresholds.max_p95_ms is not None:
-        p95 = float(clean["p95_ms"].max()) if len(clean) and clean["p95_ms"].notna().any() else math.nan
+        p95 = float(loaded["p95_ms"].max()) if len(loaded) and loaded["p95_ms"].notna().any() else math.nan
         ok = math.isfinite(p95) and p95 <= thresholds.max_p95_ms
+        top = loaded.loc[loaded["p95_ms"].idxmax()] if math.isfinite(p95) else None
+        where = (f" at {int(top['users'])} users" + (f" (step flagged: {top['flags']})" if top["flags"] else "")
+                 if top is not None else "")
         out.append(GateResult("p95", ok, p95, thresholds.max_p95_ms,
-                              f"highest p95 of the clean steps {p95:,.0f} ms "
-                              f"(limit {thresholds.max_p95_ms:,.0f} ms)"
-                              if math.isfinite(p95) else "no clean step with requests"))
+                              f"highest p95 of the steps {p95:,.0f} ms{where} (limit {thresholds.max_p95_ms:,.0f} ms)"
+                              if math.isfinite(p95) else "not measured (no step with requests)"))
     if thresholds.max_error_rate is not None:
         total = float(loaded["requests"].sum())
         rate = float(loaded["failures"].sum()) / total if total else math.nan
@@ -73,29 +82,51 @@ def evaluate_gates(report, thresholds: GateThresholds, *, baseline=None, level: 
         out.append(GateResult("error_rate", ok, rate, thresholds.max_error_rate,
                               f"error rate {rate:.2%} over {total:,.0f} requests "
                               f"(limit {thresholds.max_error_rate:.2%})"
-                              if total else "no requests"))
+                              if total else "not measured (no requests)"))
     if thresholds.min_capacity is not None:
-        b = report.binding
-        cap = b.capacity_low if b is not None else math.inf
-        name = RESOURCES[b.resource][0] if b is not None else "no resource"
-        out.append(GateResult("capacity", cap >= thresholds.min_capacity, cap, thresholds.min_capacity,
-                              f"planning capacity {cap:,.0f} users ({name}); minimum {thresholds.min_capacity:,.0f}"))
+        b = resources.binding
+        if b is None:
+            out.append(GateResult("capacity", False, math.nan, thresholds.min_capacity,
+                                  "not measured (no fitted resource reaches its limit: no capacity to check)"))
+        else:
+            cap = b.capacity.low
+            out.append(GateResult("capacity", cap >= thresholds.min_capacity, cap, thresholds.min_capacity,
+                                  f"planning capacity {cap:,.0f} users ({RESOURCES[b.resource][0]}); "
+                                  f"minimum {thresholds.min_capacity:,.0f}"))
     if thresholds.max_regression is not None and baseline is not None:
-        table = compare_runs(baseline, report, level=level)
+        table = compare_runs(baseline, resources, level=level)
         for resource, (label, _) in RESOURCES.items():
-            fa, fb = baseline.fits.get(resource), report.fits.get(resource)
-            if not (isinstance(fa, ResourceFit) and isinstance(fb, ResourceFit)) or not math.isfinite(fa.capacity):
+            fa, fb = baseline.fits.get(resource), resources.fits.get(resource)
+            if not (isinstance(fa, ResourceFit) and isinstance(fa.capacity, Interval)):
+                continue  # nothing to regress from
+            if not isinstance(fb, ResourceFit):
+                out.append(GateResult(f"regression_{resource}", False, math.nan, thresholds.max_regression,
+                                      f"not measured in this run ({fb.reason if fb is not None else 'absent'}); "
+                                      f"the baseline had {label} capacity {fa.capacity.estimate:,.0f} users"))
                 continue
-            loss = (fa.capacity - fb.capacity) / fa.capacity if math.isfinite(fb.capacity) else -math.inf
+            cap_b = fb.capacity.estimate if isinstance(fb.capacity, Interval) else math.inf
+            loss = (fa.capacity.estimate - cap_b) / fa.capacity.estimate if math.isfinite(cap_b) else -math.inf
             row = table[table["quantity"] == f"{label} capacity (users)"]
             p = float(row["p_value"].iloc[0]) if len(row) else math.nan
             significant = bool(row["significant"].iloc[0]) if len(row) else False
             ok = not (loss > thresholds.max_regression and significant)
             out.append(GateResult(f"regression_{resource}", ok, loss, thresholds.max_regression,
-                                  f"{label} capacity {fa.capacity:,.0f} → {fb.capacity:,.0f} users "
+                                  f"{label} capacity {fa.capacity.estimate:,.0f} → {cap_b:,.0f} users "
                                   f"({-loss:+.1%}, p={p:.3g}; fails above {thresholds.max_regression:.0%} loss "
                                   f"when significant)"))
     return out
+
+
+def check_run(store, run_id: str, *, limits, thresholds: GateThresholds, baseline_id: str | None = None,
+              level: float = 0.95) -> list[GateResult]:
+    """The gates of stored run ``run_id`` (against ``baseline_id``); raises :class:`CapkitError`
+    for an unknown run or one too poor to fit."""
+    from capkit.analysis.capacity import resource_capacity
+    from capkit.analysis.data import read_run
+
+    resources = resource_capacity(read_run(store, run_id), limits, level=level)
+    baseline = resource_capacity(read_run(store, baseline_id), limits, level=level) if baseline_id else None
+    return evaluate_gates(resources, thresholds, baseline=baseline, level=level)
 
 
 def junit_xml(results: list[GateResult], *, suite: str = "capkit.check") -> str:

@@ -17,6 +17,7 @@ from statsmodels.tools.tools import add_constant
 
 from capkit.analysis.usl import USLFit, usl_throughput
 from capkit.errors import InsufficientDataError
+from capkit.schemas import Interval
 
 MIN_RESPONSE_S = 1e-4
 
@@ -53,9 +54,14 @@ class LatencyModel:
         return pd.DataFrame({"users": u, "mean_ms": mean[0], "p95_ms": p95[0],
                              "p95_low": np.quantile(boot, q, axis=0), "p95_high": np.quantile(boot, 1 - q, axis=0)})
 
-    def crossing(self, name: str) -> tuple[float, float, float]:
+    def crossing(self, name: str) -> Interval:
+        """Users at which the modelled p95 reaches the ``name`` ("warning"/"critical") threshold;
+        an infinite estimate when it does not within the searched range."""
         row = self.crossings[self.crossings["threshold"] == name].iloc[0]
-        return float(row["users"]), float(row["low"]), float(row["high"])
+        return Interval(float(row["users"]), float(row["low"]), float(row["high"]), self.level)
+
+    def threshold_ms(self, name: str) -> float:
+        return float(self.crossings.loc[self.crossings["threshold"] == name, "ms"].iloc[0])
 
 
 def _first_crossing(grid: np.ndarray, curves: np.ndarray, threshold: float) -> np.ndarray:

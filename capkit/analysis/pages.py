@@ -9,64 +9,59 @@ from pathlib import Path
 import pandas as pd
 
 from capkit.analysis.compare import compare_runs
-from capkit.analysis.planning import CapacityPlan, plan_for
-from capkit.errors import ParameterError
+from capkit.analysis.parameters import ReportParameters
+from capkit.analysis.result import CapacityResult, result_for
+from capkit.analysis.tables import export_tables, fits_table, markdown_table
+from capkit.store import open_store
 
-NOTEBOOK_PARAMETERS = (
-    "store_url", "run_id", "output_dir", "cpu_cores", "memory_mib", "db_connections", "network_mbps",
-    "redis_memory_mib", "model_queue_limit", "db_cpu_cores", "latency_warning_ms", "latency_critical_ms",
-    "cpu_thresholds", "memory_thresholds", "db_cpu_thresholds", "think_time_s", "target_users", "headroom",
-    "train_share", "level", "bootstrap", "seed",
-)
 CONSOLIDATED_COLUMNS = ["Component", "Test scenario", "Throughput", "Response time (p95)", "Error rate", "Status",
                         "Recommendations"]
 
-
-def notebook_parameters(namespace: dict) -> dict:
-    """The report parameters found in a notebook's namespace (pass ``globals()``).
-
-    Raises :class:`ParameterError` when one is missing (a parameters cell was edited away).
-    """
-    missing = [n for n in ("store_url", "run_id") if n not in namespace]
-    if missing:
-        raise ParameterError(f"notebook parameter(s) {', '.join(missing)} missing from the parameters cell")
-    return {n: namespace[n] for n in NOTEBOOK_PARAMETERS if n in namespace and n != "output_dir"}
+__all__ = ["open_result", "overview_md", "notes_md", "consolidated", "backtest_md", "comparison",
+           "comparison_display", "markdown_table", "fits_table"]
 
 
-def overview_md(plan: CapacityPlan) -> str:
+def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> CapacityResult:
+    """The result a report page shows, from its ``parameters`` cell: validates the parameters,
+    analyses the run (once per kernel) and writes its tables into ``output_dir`` when given."""
+    params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
+    result = result_for(params)
+    export_tables(result, output_dir)
+    return result
+
+
+def overview_md(result: CapacityResult) -> str:
     """Run, target, git SHA, status, steps and the flagged ones, as Markdown."""
-    r = plan.run.run
-    steps = plan.report.steps
-    when = datetime.fromtimestamp(float(r["created_at"]), tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    m = result.run.meta
+    steps = result.resources.steps
+    when = datetime.fromtimestamp(m.created_at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     flagged = steps[~steps["clean"]]
-    lines = [f"**Run** `{r['run_id']}` · {when} · target `{r['target']}` · scenario {r.get('scenario') or '–'}"
-             f" · git `{(r.get('git_sha') or '–')[:12]}` · status **{r['status']}**"
-             + (f" ({r['reason']})" if r.get("reason") else ""),
-             f"{len(steps)} steps ({plan.report.clean_user_steps} clean with users), "
-             f"warm-up {plan.run.warmup_s:g} s trimmed from each; {int(steps['requests'].sum()):,} requests."]
+    lines = [f"**Run** `{m.run_id}` · {when} · target `{m.target}` · scenario {m.scenario or '–'}"
+             f" · git `{(m.git_sha or '–')[:12]}` · status **{m.status}**" + (f" ({m.reason})" if m.reason else ""),
+             f"{len(steps)} steps ({result.resources.clean_user_steps} clean with users), "
+             f"warm-up {result.run.warmup_s:g} s trimmed from each; {int(steps['requests'].sum()):,} requests."]
     if len(flagged):
         lines.append("Left out of the fits: " + "; ".join(f"step {s.step} ({s.users} users): {s.flags}"
                                                           for s in flagged.itertuples()))
     return "\n\n".join(lines)
 
 
-def notes_md(plan: CapacityPlan) -> str:
+def notes_md(result: CapacityResult) -> str:
     """Models that could not be fitted, with why (empty string when all were)."""
-    if not plan.errors:
-        return ""
-    return "\n".join(f"- **{name}** not available: {why}" for name, why in plan.errors.items())
+    return "\n".join(f"- **{name}** not available: {why.reason}" for name, why in result.errors.items())
 
 
-def consolidated(plan: CapacityPlan) -> pd.DataFrame:
-    """The seed's consolidated results table (display columns only)."""
-    return plan.components.reindex(columns=CONSOLIDATED_COLUMNS)
+def consolidated(result: CapacityResult) -> pd.DataFrame:
+    """The consolidated results table (display columns only)."""
+    return result.components.reindex(columns=CONSOLIDATED_COLUMNS)
 
 
-def backtest_md(plan: CapacityPlan) -> str:
+def backtest_md(result: CapacityResult) -> str:
     """One paragraph on how far to trust the projection."""
-    bt = plan.backtest
+    bt = result.backtest
     if bt is None:
-        return f"Backtest not available: {plan.errors.get('backtest', 'too few steps')}."
+        why = result.errors.get("backtest")
+        return f"Backtest not available: {why.reason if why else 'too few steps'}."
     worst = bt.summary.sort_values("max_abs_error_pct").iloc[-1] if len(bt.summary) else None
     text = (f"Fitted on the steps at {', '.join(map(str, bt.train_users))} users (and the idle step), "
             f"predicted {', '.join(map(str, bt.test_users))} users.")
@@ -76,14 +71,23 @@ def backtest_md(plan: CapacityPlan) -> str:
     return text
 
 
-def comparison_for(params: dict, baseline_run_id: str, output_dir: str | None = None):
-    """(plan of ``baseline_run_id``, plan of ``params['run_id']``, comparison table); writes
-    ``comparison.csv`` into ``output_dir`` when given."""
-    if not isinstance(baseline_run_id, str) or not baseline_run_id:
-        raise ParameterError(f"parameter baseline_run_id={baseline_run_id!r} is not a non-empty string")
-    a = plan_for(**{**params, "run_id": baseline_run_id})
-    b = plan_for(**params)
-    table = compare_runs(a.report, b.report, usl_a=a.usl, usl_b=b.usl, level=params.get("level", 0.95))
+def comparison(store_url=None, run_id=None, output_dir=None, baseline_run_id=None, **parameters):
+    """(baseline result, result, comparison table) for a comparison page; the baseline defaults to the
+    run stored before ``run_id``. Writes ``comparison.csv`` into ``output_dir`` when given."""
+    params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, **parameters)
+    b = result_for(params)
+    if baseline_run_id is None:
+        from capkit.analysis.data import resolve_url
+
+        store = open_store(resolve_url(params.store_url), create=False)
+        baseline_run_id = store.latest_run_id(before=b.run_id)
+        store.engine.dispose()
+        if baseline_run_id is None:
+            from capkit.errors import ParameterError
+
+            raise ParameterError(f"no run was stored before {b.run_id}: pass baseline_run_id")
+    a = result_for(params.replace(run_id=baseline_run_id))
+    table = compare_runs(a.resources, b.resources, usl_a=a.usl, usl_b=b.usl, level=params.level)
     if output_dir:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         table.to_csv(Path(output_dir) / "comparison.csv", index=False)

@@ -8,7 +8,6 @@ import math
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 
 from capkit.analysis.regression import ResourceFit
 from capkit.schemas import RESOURCES
@@ -53,14 +52,14 @@ def _figure(build):
 
 
 @_figure
-def plot_resource_fits(report):
+def plot_resource_fits(resources):
     """Each resource against users: per-second samples, step means, the fit with its CI and PI."""
-    names = [r for r in RESOURCES if r in report.per_second.columns]
+    names = [r for r in RESOURCES if r in resources.per_second.columns]
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.6), squeeze=False)
     for ax, resource in zip(axes[0], names):
         label, unit = RESOURCES[resource]
-        data = report.per_second[["users", resource, "step"]].dropna()
-        clean = data["step"].isin(report.steps.loc[report.steps["clean"], "step"])
+        data = resources.per_second[["users", resource, "step"]].dropna()
+        clean = data["step"].isin(resources.steps.loc[resources.steps["clean"], "step"])
         # jittered scatter (seaborn's stripplot costs ~1 s per report for the same picture)
         jitter = np.random.default_rng(0).uniform(-0.3, 0.3, int(clean.sum()))
         ax.plot(data.loc[clean, "users"] + jitter, data.loc[clean, resource], ls="none", marker="o", ms=2.5,
@@ -68,7 +67,7 @@ def plot_resource_fits(report):
         if (~clean).any():
             ax.scatter(data.loc[~clean, "users"], data.loc[~clean, resource], marker="x", color="tab:red",
                        s=12, label="flagged step")
-        fit = report.fits.get(resource)
+        fit = resources.fits.get(resource)
         if isinstance(fit, ResourceFit):
             top = max(data["users"].max(), 1) * 1.15
             grid = fit.predict(np.linspace(0, top, 60))
@@ -76,8 +75,8 @@ def plot_resource_fits(report):
             ax.fill_between(grid["users"], grid["ci_low"], grid["ci_high"], color="black", alpha=0.2,
                             label=f"{fit.level:.0%} CI")
             ax.fill_between(grid["users"], grid["pi_low"], grid["pi_high"], color="tab:orange", alpha=0.15,
-                            label=f"{fit.level:.0%} PI")
-            ax.set_title(f"{label}: {fit.per_user:.3g} {unit}/user")
+                            label=f"{fit.level:.0%} PI (step mean)")
+            ax.set_title(f"{label}: {fit.per_user.estimate:.3g} {unit}/user")
         else:
             ax.set_title(f"{label}: no fit")
         ax.set_xlabel("active users")
@@ -87,46 +86,16 @@ def plot_resource_fits(report):
 
 
 @_figure
-def plot_latency(report, warning_ms: float = 500.0, critical_ms: float = 2000.0):
-    """p50/p95/p99 per step against users, with the warning and critical thresholds."""
-    steps = report.steps[report.steps["users"] > 0]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for q, style in (("p50_ms", ":"), ("p95_ms", "-"), ("p99_ms", "--")):
-        ax.plot(steps["users"], steps[q], style, marker="o", label=q.replace("_ms", ""))
-    top = np.nanmax(steps[["p99_ms"]].to_numpy()) if len(steps) else 1.0
-    for value, name, color in ((warning_ms, "warning", "tab:orange"), (critical_ms, "critical", "tab:red")):
-        if math.isfinite(top) and value <= top * 1.5:
-            ax.axhline(value, color=color, lw=1, label=f"{name} {value:g} ms")
-    ax.set_xlabel("active users")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency per step (exact, merged HDR histograms)")
-    ax.legend(fontsize=8)
-    return fig
-
-
-@_figure
-def plot_throughput(report):
-    """Requests per second per step against users."""
-    steps = report.steps[report.steps["users"] > 0]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    sns.lineplot(data=steps, x="users", y="rps", marker="o", ax=ax)
-    ax.set_xlabel("active users")
-    ax.set_ylabel("requests/s")
-    ax.set_title("Throughput per step")
-    return fig
-
-
-@_figure
-def plot_usl(plan):
+def plot_usl(result):
     """Throughput per clean step with the USL curve and its bootstrap band."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    steps = plan.report.steps[(plan.report.steps["users"] > 0)]
+    steps = result.resources.steps[(result.resources.steps["users"] > 0)]
     clean = steps["clean"]
     ax.scatter(steps.loc[clean, "users"], steps.loc[clean, "rps"], color="tab:blue", label="clean step", zorder=3)
     if (~clean).any():
         ax.scatter(steps.loc[~clean, "users"], steps.loc[~clean, "rps"], marker="x", color="tab:red",
                    label="flagged step")
-    usl = plan.usl
+    usl = result.usl
     if usl is not None:
         top = max(float(steps["users"].max()) * 2, min(usl.peak_concurrency * 1.2, float(steps["users"].max()) * 4))
         n = np.linspace(1, top, 200)
@@ -145,11 +114,11 @@ def plot_usl(plan):
 
 
 @_figure
-def plot_latency_model(plan):
+def plot_latency_model(result):
     """Measured mean and p95 per step, the modelled curves, the p95 band and the thresholds."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    lat = plan.latency
-    steps = plan.report.steps[plan.report.steps["users"] > 0]
+    lat = result.latency
+    steps = result.resources.steps[result.resources.steps["users"] > 0]
     ax.scatter(steps["users"], steps["mean_ms"], color="tab:blue", label="mean (measured)")
     ax.scatter(steps["users"], steps["p95_ms"], color="tab:orange", label="p95 (measured)")
     if lat is not None:
@@ -171,9 +140,9 @@ def plot_latency_model(plan):
 
 
 @_figure
-def plot_backtest(plan):
+def plot_backtest(result):
     """Observed against predicted for the held-out steps, one panel per quantity (None without a backtest)."""
-    bt = plan.backtest
+    bt = result.backtest
     if bt is None or bt.predictions.empty:
         return None
     quantities = list(dict.fromkeys(bt.predictions["quantity"]))
@@ -190,19 +159,20 @@ def plot_backtest(plan):
 
 
 @_figure
-def plot_comparison(plan_a, plan_b, name_a: str = "A", name_b: str = "B"):
+def plot_comparison(result_a, result_b, name_a: str = "A", name_b: str = "B"):
     """Throughput per step of two runs with their USL curves, and CPU per second against users."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for plan, name, color in ((plan_a, name_a, "tab:blue"), (plan_b, name_b, "tab:orange")):
-        s = plan.report.steps[plan.report.steps["clean"] & (plan.report.steps["users"] > 0)]
+    for result, name, color in ((result_a, name_a, "tab:blue"), (result_b, name_b, "tab:orange")):
+        s = result.resources.steps[result.resources.steps["clean"] & (result.resources.steps["users"] > 0)]
         axes[0].scatter(s["users"], s["rps"], color=color, label=name)
-        if plan.usl is not None:
+        if result.usl is not None:
             n = np.linspace(1, float(s["users"].max()) * 1.5, 100)
-            axes[0].plot(n, plan.usl.predict(n), color=color, lw=1)
-        fit = plan.report.fits.get("cpu_cores")
+            axes[0].plot(n, result.usl.predict(n), color=color, lw=1)
+        fit = result.resources.fits.get("cpu_cores")
         if isinstance(fit, ResourceFit):
             grid = fit.predict(np.linspace(0, float(s["users"].max()) * 1.2, 50))
-            axes[1].plot(grid["users"], grid["mean"], color=color, label=f"{name}: {fit.per_user:.3g} cores/user")
+            axes[1].plot(grid["users"], grid["mean"], color=color,
+                         label=f"{name}: {fit.per_user.estimate:.3g} cores/user")
             axes[1].fill_between(grid["users"], grid["ci_low"], grid["ci_high"], color=color, alpha=0.2)
     axes[0].set(xlabel="active users", ylabel="requests/s", title="Throughput")
     axes[1].set(xlabel="active users", ylabel="CPU (cores)", title="CPU fit (95 % CI)")

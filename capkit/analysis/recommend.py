@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from capkit.analysis.regression import ResourceFit
-from capkit.schemas import RESOURCES
+from capkit.schemas import RESOURCES, Interval
 
 BINDING_ACTIONS = {
     "cpu_cores": "Scale out API replicas (CPU is the binding constraint); profile the hot path per request",
@@ -24,14 +24,14 @@ BINDING_ACTIONS = {
 }
 
 
-def recommendations(report, *, diagnostics: pd.DataFrame | None = None, latency=None, cache_hit_rate: float = math.nan,
-                    db_connection_share: float = 0.8, min_cache_hit_rate: float = 0.5,
+def recommendations(resources, *, diagnostics: pd.DataFrame | None = None, latency=None,
+                    cache_hit_rate: float = math.nan, db_connection_share: float = 0.8, min_cache_hit_rate: float = 0.5,
                     max_rate_limited_share: float = 0.01) -> pd.DataFrame:
     """Recommendations with the rule that produced each.
 
     Parameters
     ----------
-    report : CapacityReport
+    resources : ResourceCapacity
     diagnostics : DataFrame, optional
         :func:`~capkit.analysis.diagnostics.regression_diagnostics` (non-linearity, leaks).
     latency : LatencyModel, optional
@@ -55,25 +55,27 @@ def recommendations(report, *, diagnostics: pd.DataFrame | None = None, latency=
     def add(rule, finding, action):
         rows.append({"Rule": rule, "Finding": finding, "Recommendation": action})
 
-    binding = report.binding
+    binding = resources.binding
     if binding is not None:
         label, unit = RESOURCES[binding.resource]
         add("binding constraint → its action",
-            f"{label} binds first: ~{binding.capacity:,.0f} users per replica (plan for {binding.capacity_low:,.0f})",
+            f"{label} binds first: ~{binding.capacity.estimate:,.0f} users per replica "
+            f"(plan for {binding.capacity.low:,.0f})",
             BINDING_ACTIONS.get(binding.resource, "Scale out"))
     else:
         add("binding constraint → its action", "no measured resource reaches its limit within the trend",
             "Measure higher loads (more or larger steps) before planning beyond them")
-    steps = report.steps
+    steps = resources.steps
     loaded = steps[steps["users"] > 0]
     if "db_connections" in steps and loaded["db_connections"].notna().any():
         top = float(loaded["db_connections"].max())
-        share = top / report.limits.db_connections
-        fit = report.fits.get("db_connections")
-        near = isinstance(fit, ResourceFit) and binding is not None and fit.capacity_low <= 1.5 * binding.capacity_low
+        share = top / resources.limits.db_connections
+        fit = resources.fits.get("db_connections")
+        near = (isinstance(fit, ResourceFit) and isinstance(fit.capacity, Interval) and binding is not None
+                and fit.capacity.low <= 1.5 * binding.capacity.low)
         if share >= db_connection_share or (near and binding.resource != "db_connections"):
             add(f"DB connections ≥ {db_connection_share:.0%} of the limit, or within 1.5× of the binding capacity",
-                f"up to {top:.1f} of {report.limits.db_connections:g} connections in use ({share:.0%})",
+                f"up to {top:.1f} of {resources.limits.db_connections:g} connections in use ({share:.0%})",
                 "Use connection pooling (PgBouncer) and cache frequent queries")
     if math.isfinite(cache_hit_rate) and cache_hit_rate < min_cache_hit_rate:
         add(f"cache hit rate < {min_cache_hit_rate:.0%}", f"cache hit rate {cache_hit_rate:.0%}",
@@ -97,10 +99,11 @@ def recommendations(report, *, diagnostics: pd.DataFrame | None = None, latency=
             if getattr(row, "nonlinear", False) is True:
                 add("significant quadratic term", f"{row.Resource}: {row.note}",
                     "Treat the linear capacity as an upper bound; measure up to the projected limit")
-    if latency is not None and not latency.crossings.empty:
-        warn, low, _ = latency.crossing("warning")
-        if binding is not None and np.isfinite(warn) and warn < binding.capacity_low:
+    if latency is not None:
+        warn = latency.crossing("warning")
+        if binding is not None and np.isfinite(warn.estimate) and warn.estimate < binding.capacity.low:
             add("p95 warning crossed before the binding capacity",
-                f"p95 passes {latency.crossings['ms'].iloc[0]:g} ms at ~{warn:,.0f} users (from {low:,.0f})",
+                f"p95 passes {latency.threshold_ms('warning'):g} ms at ~{warn.estimate:,.0f} users "
+                f"(from {warn.low:,.0f})",
                 "Investigate bottlenecks and enable aggressive caching; latency limits a replica before resources")
     return pd.DataFrame(rows, columns=["Rule", "Finding", "Recommendation"])

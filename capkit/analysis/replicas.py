@@ -1,4 +1,4 @@
-"""Replicas needed for a target user count, with N+1 headroom, and the resource that decides it."""
+"""Replicas needed for a target user count, with N+1 headroom, and the limit that decides it."""
 
 from __future__ import annotations
 
@@ -9,36 +9,39 @@ import pandas as pd
 
 from capkit.analysis.regression import ResourceFit
 from capkit.errors import ParameterError
-from capkit.schemas import RESOURCES
+from capkit.schemas import RESOURCES, Interval, NotMeasured
 
 
 @dataclass
 class ReplicaPlan:
-    """How many replicas carry ``target_users`` with ``headroom`` spare, and why."""
+    """How many replicas carry ``target_users`` with ``headroom`` spare, and why.
+
+    ``replicas`` is :class:`~capkit.schemas.NotMeasured` when no measured limit decides it: a
+    replica count with nothing measured behind it is never given.
+    """
 
     target_users: float
     headroom: int
-    replicas: float  # inf when one replica cannot carry a single user within a limit
-    deciding: str | None  # label of the deciding limit; None when nothing limits within the trend
+    replicas: float | NotMeasured  # inf when one replica cannot carry a single user within a limit
+    deciding: str | None  # label of the deciding limit
     table: pd.DataFrame
 
     def summary(self) -> str:
-        if self.deciding is None:
-            return (f"{self.target_users:,.0f} users: no measured limit is reached within the trend; "
-                    f"{self.replicas:.0f} replica(s) including {self.headroom} for headroom.")
+        if isinstance(self.replicas, NotMeasured):
+            return f"{self.target_users:,.0f} users: replicas unknown — {self.replicas.reason}."
         if math.isinf(self.replicas):
             return f"{self.target_users:,.0f} users: one replica cannot carry a single user within {self.deciding}."
         return (f"{self.target_users:,.0f} users need {self.replicas:.0f} replicas "
                 f"(N+{self.headroom}), decided by {self.deciding}.")
 
 
-def replicas_needed(report, target_users: float, *, headroom: int = 1, latency=None) -> ReplicaPlan:
+def replicas_needed(resources, target_users: float, *, headroom: int = 1, latency=None) -> ReplicaPlan:
     """Per limit: users one replica carries at the planning bound, and replicas for ``target_users``.
 
     Parameters
     ----------
-    report : CapacityReport
-        Its resource fits; each replica carries at most ``capacity_low`` users of a resource.
+    resources : ResourceCapacity
+        Its resource fits; each replica carries at most ``capacity.low`` users of a resource.
     target_users : float
         Concurrent users to carry (> 0).
     headroom : int
@@ -59,14 +62,15 @@ def replicas_needed(report, target_users: float, *, headroom: int = 1, latency=N
     if not math.isfinite(target) or target <= 0 or headroom < 0:
         raise ParameterError(f"target_users must be > 0 and headroom ≥ 0, got {target_users!r}, {headroom!r}")
     rows = []
-    for resource, fit in report.fits.items():
-        if isinstance(fit, ResourceFit):
+    for resource, fit in resources.fits.items():
+        if isinstance(fit, ResourceFit) and isinstance(fit.capacity, Interval):
             label, unit = RESOURCES[resource]
-            rows.append({"limit": f"{label} ({fit.limit:g} {unit})", "per_replica": fit.capacity_low})
-    if latency is not None and not latency.crossings.empty:
-        _, low, _ = latency.crossing("warning")
-        ms = float(latency.crossings["ms"].iloc[0])
-        rows.append({"limit": f"p95 latency ({ms:g} ms warning)", "per_replica": low})
+            rows.append({"limit": f"{label} ({fit.limit:g} {unit})", "per_replica": fit.capacity.low})
+    if latency is not None:
+        crossing = latency.crossing("warning")
+        if math.isfinite(crossing.estimate):
+            rows.append({"limit": f"p95 latency ({latency.threshold_ms('warning'):g} ms warning)",
+                         "per_replica": crossing.low})
     for row in rows:
         cap = row["per_replica"]
         row["per_replica"] = math.floor(cap) if math.isfinite(cap) else math.inf
@@ -79,6 +83,8 @@ def replicas_needed(report, target_users: float, *, headroom: int = 1, latency=N
     table = pd.DataFrame(rows, columns=["limit", "per_replica", "replicas"])
     finite = table.dropna(subset=["replicas"])
     if finite.empty:
-        return ReplicaPlan(target, headroom, 1 + headroom, None, table)
+        why = ("no limit was fitted" if not rows else
+               "no measured limit is reached within the data's support")
+        return ReplicaPlan(target, headroom, NotMeasured(why), None, table)
     top = finite.sort_values("replicas", kind="stable").iloc[-1]
     return ReplicaPlan(target, headroom, float(top["replicas"]), str(top["limit"]), table)

@@ -86,7 +86,7 @@ def resource_frame(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) 
     return assign_steps(wide, steps, warmup_s)
 
 
-def step_means(per_second: pd.DataFrame) -> pd.DataFrame:
+def step_resource_means(per_second: pd.DataFrame) -> pd.DataFrame:
     """Mean of every resource column per step (index ``step``)."""
     cols = [c for c in per_second.columns if c in METRIC_SOURCES]
     if per_second.empty or not cols:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from capkit.load.recorder import merge_histograms
+from capkit.records.histograms import merge_histograms
 
 SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "threads", "fds")
 
@@ -16,7 +16,7 @@ FAILURE_ERROR_RATE = 0.05
 RATE_REACHED_SHARE = 0.95
 # request_type of derived measurements (time to first token, stream total, tokens/s): shown per
 # endpoint but left out of a step's request totals, which would otherwise count a stream 4 times
-DERIVED_TYPES = ("STREAM",)
+DERIVED_TYPES = ("STREAM",)  # also capkit.runs.progress: the live line leaves them out too
 
 
 def _window(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def _percentiles(hdrs: list[str]) -> dict:
     return {f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}
 
 
-def _request_window(requests: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+def request_window(requests: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     """Request rows inside each step's trimmed window (a second counts when it starts there)."""
     if requests.empty:
         return requests
@@ -89,7 +89,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
     quality flags and ``clean`` (used by the fits)."""
     if steps.empty:
         return pd.DataFrame()
-    req = _request_window(requests, steps, warmup_s)
+    req = request_window(requests, steps, warmup_s)
     if not req.empty:
         req = req[~req["method"].isin(DERIVED_TYPES)]
     res = per_second_resources(samples, steps, warmup_s)
@@ -163,7 +163,7 @@ def _flags(row) -> str:
 
 def endpoint_table(requests: pd.DataFrame, steps: pd.DataFrame, *, warmup_s: float) -> pd.DataFrame:
     """Per step and endpoint: requests, req/s, failures, 429s, p50/p95/p99 (exact)."""
-    req = _request_window(requests, steps, warmup_s)
+    req = request_window(requests, steps, warmup_s)
     if req.empty:
         return pd.DataFrame()
     win = _window(steps, warmup_s).set_index("step")

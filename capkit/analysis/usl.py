@@ -29,7 +29,7 @@ def usl_throughput(n, sigma: float, kappa: float, lambda_: float) -> np.ndarray:
     return lambda_ * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
 
 
-def _peak(sigma: float, kappa: float, lambda_: float) -> tuple[float, float]:
+def peak(sigma: float, kappa: float, lambda_: float) -> tuple[float, float]:
     """(N*, X_max); with κ = 0 there is no peak: N* = inf and X_max is the asymptote λ/σ."""
     if kappa <= 0:
         return math.inf, (lambda_ / sigma if sigma > 0 else math.inf)
@@ -169,12 +169,12 @@ class USLFit:
     @property
     def peak_concurrency(self) -> float:
         """N* = √((1−σ)/κ), where throughput peaks; ``inf`` when κ = 0 (no retrograde region)."""
-        return _peak(self.sigma, self.kappa, self.lambda_)[0]
+        return peak(self.sigma, self.kappa, self.lambda_)[0]
 
     @property
     def max_throughput(self) -> float:
         """X(N*); with κ = 0 the asymptote λ/σ (``inf`` if σ = 0 too)."""
-        return _peak(self.sigma, self.kappa, self.lambda_)[1]
+        return peak(self.sigma, self.kappa, self.lambda_)[1]
 
     @property
     def limit(self) -> str:
@@ -209,7 +209,7 @@ class USLFit:
         if not 0.0 < level < 1.0:
             raise ConfigError(f"confidence level must be between 0 and 1, got {level}")
         if self.samples is not None:
-            derived = np.array([_peak(*row) for row in self.samples])
+            derived = np.array([peak(*row) for row in self.samples])
             draws = np.column_stack([self.samples, derived])
             with np.errstate(invalid="ignore"):  # inf − inf while interpolating between two infinities
                 q = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
@@ -222,8 +222,8 @@ class USLFit:
         rows = {p: (v - t * s, v + t * s) for p, v, s in zip(PARAMS, theta, se)}
         cov, steps = self._cov(), np.maximum(np.abs(theta), 1e-12) * 1e-6
         for i, name in enumerate(DERIVED):
-            value = _peak(*theta)[i]  # delta method with a forward-difference gradient
-            grad = np.array([(_peak(*(theta + h * e))[i] - value) / h for h, e in zip(steps, np.eye(3))])
+            value = peak(*theta)[i]  # delta method with a forward-difference gradient
+            grad = np.array([(peak(*(theta + h * e))[i] - value) / h for h, e in zip(steps, np.eye(3))])
             s = math.sqrt(float(grad @ cov @ grad)) if math.isfinite(value) else math.nan
             rows[name] = (value - t * s, value + t * s)
         return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])

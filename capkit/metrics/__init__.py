@@ -4,8 +4,9 @@ Every collector has a ``source`` and a ``sample() -> dict[metric, value]``; the 
 calls them once per sample interval.
 """
 
+from capkit.metrics.network import LoopbackNetworkSampler
 from capkit.metrics.postgres import PostgresCollector
-from capkit.metrics.process import DbTarget, LoopbackNetworkSampler, ProcessTreeSampler
+from capkit.metrics.process import DbTarget, ProcessTreeSampler
 from capkit.metrics.prometheus import DEFAULT_MAPPING, MetricMap, PrometheusCollector, parse_mappings
 from capkit.metrics.redis_info import RedisCollector
 

@@ -175,27 +175,3 @@ def _run_and_wait_s(pid: int) -> float | None:
     except (OSError, ValueError):
         return None
     return (int(run_ns) + int(wait_ns)) / 1e9
-
-
-class LoopbackNetworkSampler:
-    """Bytes per second through an interface (loopback by default), in KB/s.
-
-    Per-process network counters do not exist on Linux; on a machine where the service is the
-    only talker on loopback, the interface rate is the service's traffic (both directions).
-    """
-
-    def __init__(self, nic: str = "lo"):
-        counters = psutil.net_io_counters(pernic=True)
-        if nic not in counters:
-            raise ConfigError(f"network interface {nic!r} not found; choose one of {', '.join(counters)}")
-        self.nic = nic
-        self._prev = (time.monotonic(), counters[nic].bytes_sent)
-
-    def sample(self) -> dict[str, float]:
-        now = time.monotonic()
-        sent = psutil.net_io_counters(pernic=True)[self.nic].bytes_sent
-        t0, b0 = self._prev
-        self._prev = (now, sent)
-        if now <= t0:
-            return {}
-        return {"network_kbps": (sent - b0) / (now - t0) / 1024}

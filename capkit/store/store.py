@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from capkit.errors import RunNotFoundError, StoreError, redact_url
+from capkit.schemas import RunMeta, RunStatus
 from capkit.store import tables as t
 
 if TYPE_CHECKING:
@@ -56,17 +58,24 @@ class Store:
         self.url = redact_url(url)
 
     # -- writing -------------------------------------------------------------------------
-    def _exec(self, stmt, rows=None):
+    @contextmanager
+    def _transaction(self):
+        """A transaction; a store that cannot be written is reported as :class:`StoreError` (the
+        live-run guard relies on it: every write goes through here)."""
         try:
             with self.engine.begin() as conn:
-                return conn.execute(stmt, rows) if rows is not None else conn.execute(stmt)
+                yield conn
         except OperationalError as exc:
             raise StoreError(self.url, str(exc.orig).splitlines()[0] if exc.orig else "operational error") from None
+
+    def _exec(self, stmt, rows=None):
+        with self._transaction() as conn:
+            return conn.execute(stmt, rows) if rows is not None else conn.execute(stmt)
 
     def create_run(self, *, run_id: str, target: str, scenario: str, spec: dict, machine: dict,
                    git_sha: str | None = None, created_at: float | None = None) -> None:
         self._exec(insert(t.runs).values(
-            run_id=run_id, created_at=created_at or time.time(), status="running", target=target,
+            run_id=run_id, created_at=created_at or time.time(), status=RunStatus.RUNNING, target=target,
             scenario=scenario, git_sha=git_sha, spec=json.dumps(spec, default=str),
             machine=json.dumps(machine, default=str)))
 
@@ -76,7 +85,7 @@ class Store:
 
     def upsert_step(self, run_id: str, step: int, *, users: int, planned_s: float, started_at: float,
                     ended_at: float | None, complete: bool, rate: float | None = None) -> None:
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             found = conn.execute(select(t.steps.c.step).where(
                 (t.steps.c.run_id == run_id) & (t.steps.c.step == step))).first()
             values = dict(users=users, rate=rate, planned_s=planned_s, started_at=started_at,
@@ -103,7 +112,7 @@ class Store:
         self._exec(insert(t.events).values(run_id=run_id, ts=ts or time.time(), kind=kind, detail=detail))
 
     def delete_run(self, run_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             for table in (t.events, t.resource_samples, t.request_stats, t.steps, t.runs):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
@@ -124,9 +133,9 @@ class Store:
     def list_runs(self) -> pd.DataFrame:
         return self._frame(select(t.runs).order_by(t.runs.c.created_at.desc()))
 
-    def get_run(self, run_id: str) -> dict:
-        """The run's row as a dict (``spec`` and ``machine`` decoded); without pandas, which
-        `capkit report` would otherwise import just to check the run exists (~0.5 s)."""
+    def get_run(self, run_id: str) -> RunMeta:
+        """The run's metadata; without pandas, which `capkit report` would otherwise import just
+        to check the run exists (~0.5 s)."""
         def read(conn):
             found = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
             if found is None:  # name the latest runs instead
@@ -134,14 +143,16 @@ class Store:
                     select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(3)).scalars()))
             return found
 
-        row = dict(self._read(read))
-        row["spec"] = json.loads(row["spec"])
-        row["machine"] = json.loads(row["machine"]) if row.get("machine") else {}
-        return row
+        return RunMeta.from_row(dict(self._read(read)))
 
-    def latest_run_id(self) -> str | None:
+    def latest_run_id(self, *, before: str | None = None) -> str | None:
+        """The newest run's id (the newest one older than run ``before``, when given), or None."""
+        stmt = select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc()).limit(1)
+        if before is not None:
+            created = select(t.runs.c.created_at).where(t.runs.c.run_id == before).scalar_subquery()
+            stmt = stmt.where(t.runs.c.created_at < created)
         with self.engine.connect() as conn:
-            return conn.execute(select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc()).limit(1)).scalar()
+            return conn.execute(stmt).scalar()
 
     def steps(self, run_id: str) -> pd.DataFrame:
         return self._frame(select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.step))

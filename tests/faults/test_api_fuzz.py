@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from capkit.servicectl import free_port, start_service
+from capkit.runs.processes import free_port, start_service
 
 EXAMPLES = 60  # per operation and generation mode (valid and invalid data)
 seen = {"cases": 0, "5xx": 0, "4xx": 0, "statuses": {}}

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from capkit import analysis as ca
+from capkit.analysis.steps import summarize_steps
 from capkit.store import open_store
 from tests.conftest import ROOT
 from tests.service.conftest import seed_small
@@ -45,7 +45,7 @@ def test_database_cut_during_a_load_run(tmp_path, pg_url):
     store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}", create=False)
     run_id = store.latest_run_id()
     run = store.get_run(run_id)
-    assert run["status"] == "complete", run["reason"]  # the load run went on through the cut
+    assert run.status == "complete", run.reason  # the load run went on through the cut
     assert store.steps(run_id)["complete"].astype(bool).all()
     req = store.request_stats(run_id)
     analytics = req[req["name"].str.contains("analytics")]
@@ -60,6 +60,6 @@ def test_database_cut_during_a_load_run(tmp_path, pg_url):
     assert during["latency_max_ms"].median() < 50, during[["ts", "count", "status_5xx", "latency_max_ms"]]
     assert after["count"].sum() > 0 and after["status_5xx"].sum() == 0  # recovered on its own
     assert after["status_2xx"].sum() == after["count"].sum()
-    steps = ca.summarize_steps(store.steps(run_id), req, store.samples(run_id), warmup_s=1.0)
+    steps = summarize_steps(store.steps(run_id), req, store.samples(run_id), warmup_s=1.0)
     assert steps["requests"].iloc[1] > 0
     store.engine.dispose()

@@ -35,7 +35,7 @@ def test_store_cut_mid_run_then_loaded_from_raw_files(tmp_path, pg_url):
     assert loaded.returncode == 0, loaded.stderr
     store = open_store(pg_url, create=False)
     run = store.get_run(run_dir.name)
-    assert run["status"] == "complete"
+    assert run.status == "complete"
     assert store.steps(run_dir.name)["users"].tolist() == [0, 3, 6]
     assert store.count("request_stats", run_dir.name) > 0 and store.count("resource_samples", run_dir.name) > 20
     store.engine.dispose()

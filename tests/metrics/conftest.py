@@ -1,3 +1,3 @@
 """Fixtures shared with the load tests (a real reference service)."""
 
-from tests.load.conftest import reference_service, store  # noqa: F401
+from tests.loadrun import reference_service, store  # noqa: F401

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from capkit.errors import ConfigError
 from capkit.metrics import MetricMap, PostgresCollector, PrometheusCollector, RedisCollector, parse_mappings
-from capkit.servicectl import free_port
+from capkit.runs.processes import free_port
 from tests.conftest import IN_CI
 
 REDIS_URL = os.environ.get("CAPKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -101,7 +101,7 @@ def pg_url():
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from capkit.dbadmin import create_database, drop_database
+    from capkit.store.admin import create_database, drop_database
 
     admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
     _require("PostgreSQL", lambda: psycopg.connect(admin, connect_timeout=2).close())

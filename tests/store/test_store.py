@@ -18,7 +18,7 @@ def test_round_trip_of_a_run(store_url):
     store = open_store(store_url)
     write_synthetic_run(store, "r1", seed=1)
     run = store.get_run("r1")
-    assert run["status"] == "complete" and run["spec"]["plan"]["warmup_s"] == 2.0
+    assert run.status == "complete" and run.spec.plan.warmup_s == 2.0
     steps = store.steps("r1")
     assert steps["users"].tolist() == [0, 5, 10, 15, 20, 25]
     assert steps["complete"].astype(bool).all()

@@ -1,0 +1,155 @@
+"""The report parameters: one typed object for the CLI, the notebooks and the analysis.
+
+A notebook's ``parameters`` cell holds ``store_url``, ``run_id``, ``output_dir`` and a dict
+``parameters`` of overrides; :meth:`ReportParameters.from_notebook` turns them into this object,
+so no parameter name is repeated in a notebook.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
+
+from capkit.errors import ParameterError
+from capkit.schemas import ResourceLimits
+
+
+def _bad(name, value, want):
+    raise ParameterError(f"parameter {name}={value!r} is not {want}")
+
+
+def _positive(name, value):
+    if not _is_num(value) or not math.isfinite(value) or value <= 0:
+        _bad(name, value, "a number > 0")
+    return float(value)
+
+
+def _is_num(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ReportParameters:
+    """What a capacity analysis of one run is asked (all but ``run_id`` have defaults).
+
+    Parameters
+    ----------
+    store_url : str or None
+        The results store; None is the project's own (see :func:`~capkit.analysis.data.resolve_url`);
+        ``env:NAME`` reads it from an environment variable (keeps passwords out of notebooks).
+    run_id : str or None
+        The run; None is the latest.
+    baseline_run_id : str or None
+        The comparison's baseline; None is the run stored before ``run_id``.
+    output_dir : str or None
+        Where the tables are written as CSV; None writes nothing.
+    cpu_cores, memory_mib, db_connections, network_mbps, redis_memory_mib, model_queue_limit, db_cpu_cores : float
+        The limits of one replica (and of the database server).
+    latency_warning_ms, latency_critical_ms : float
+        p95 thresholds.
+    cpu_thresholds, memory_thresholds, db_cpu_thresholds : (float, float)
+        Warning and critical shares of a limit.
+    think_time_s : float or None
+        Z of the response-time law (None estimates it).
+    target_users : float
+        Users the replica count is planned for; ``headroom`` spare replicas on top.
+    train_share : float
+        Backtest: share of the clean user steps to fit on.
+    level : float
+        Level of every interval.
+    bootstrap, seed : int
+        Bootstrap resamples (USL, latency) and their seed.
+    """
+
+    store_url: str | None = None
+    run_id: str | None = None
+    baseline_run_id: str | None = None
+    output_dir: str | None = None
+    cpu_cores: float = 1.0
+    memory_mib: float = 1024.0
+    db_connections: float = 60.0
+    network_mbps: float = 100.0
+    redis_memory_mib: float = 256.0
+    model_queue_limit: float = 256.0
+    db_cpu_cores: float = 1.0
+    latency_warning_ms: float = 500.0
+    latency_critical_ms: float = 2000.0
+    cpu_thresholds: tuple[float, float] = (0.70, 0.90)
+    memory_thresholds: tuple[float, float] = (0.75, 0.90)
+    db_cpu_thresholds: tuple[float, float] = (0.60, 0.85)
+    think_time_s: float | None = None
+    target_users: float = 500.0
+    headroom: int = 1
+    train_share: float = 0.6
+    level: float = 0.95
+    bootstrap: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        from capkit.analysis.thresholds import check_levels
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        for name in ("store_url", "run_id", "baseline_run_id", "output_dir"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                _bad(name, value, "None or a non-empty string")
+        for name in ("cpu_cores", "memory_mib", "db_connections", "network_mbps", "redis_memory_mib",
+                     "model_queue_limit", "db_cpu_cores", "target_users", "latency_warning_ms",
+                     "latency_critical_ms"):
+            set_(name, _positive(name, getattr(self, name)))
+        for name in ("level", "train_share"):
+            value = getattr(self, name)
+            if not _is_num(value) or not 0 < value < 1:
+                _bad(name, value, "a number between 0 and 1 (exclusive)")
+        for name in ("bootstrap", "headroom"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                _bad(name, value, "a whole number ≥ 0")
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
+            _bad("seed", self.seed, "a whole number")
+        if self.think_time_s is not None and (not _is_num(self.think_time_s) or self.think_time_s < 0):
+            _bad("think_time_s", self.think_time_s, "None (estimate it) or a number ≥ 0")
+        for name in ("cpu_thresholds", "memory_thresholds", "db_cpu_thresholds"):
+            set_(name, check_levels(f"parameter {name}:", getattr(self, name)))
+        check_levels("parameters latency_warning_ms, latency_critical_ms: p95",
+                     (self.latency_warning_ms, self.latency_critical_ms), fraction=False)
+
+    @classmethod
+    def from_notebook(cls, store_url=None, run_id=None, output_dir=None, **parameters) -> "ReportParameters":
+        """From a notebook's ``parameters`` cell (its ``parameters`` dict passed as keywords).
+
+        Raises :class:`ParameterError` naming an unknown parameter.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise ParameterError(f"unknown report parameter(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(known))}")
+        pairs = {k: tuple(v) if isinstance(v, list) else v for k, v in parameters.items()}
+        return cls(store_url=store_url, run_id=run_id, output_dir=output_dir, **pairs)
+
+    @classmethod
+    def from_limits(cls, limits: ResourceLimits, **others) -> "ReportParameters":
+        """The parameters of a run analysed against ``limits`` (plus ``others``)."""
+        return cls(cpu_cores=limits.cpu_cores, memory_mib=limits.memory_mib, db_connections=limits.db_connections,
+                   network_mbps=limits.network_mbps, redis_memory_mib=limits.redis_memory_mib,
+                   model_queue_limit=limits.model_queue, db_cpu_cores=limits.db_cpu_cores, **others)
+
+    @property
+    def limits(self) -> ResourceLimits:
+        return ResourceLimits(cpu_cores=self.cpu_cores, memory_mib=self.memory_mib,
+                              db_connections=self.db_connections, network_mbps=self.network_mbps,
+                              redis_memory_mib=self.redis_memory_mib, model_queue=self.model_queue_limit,
+                              db_cpu_cores=self.db_cpu_cores)
+
+    def overrides(self) -> dict:
+        """The fields that differ from the defaults, minus where to read and write (for a notebook's
+        ``parameters`` dict)."""
+        default = ReportParameters()
+        skip = {"store_url", "run_id", "output_dir"}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
+                if k not in skip and v != getattr(default, k)}
+
+    def replace(self, **changes) -> "ReportParameters":
+        return replace(self, **changes)

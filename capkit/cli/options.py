@@ -1,0 +1,88 @@
+"""Options and input checks shared by the `capkit` commands."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from capkit.errors import ConfigError
+
+MIX_ITEM = re.compile(r"^(chat|analytics|auth|ws)=\d+$")
+
+
+def settings(**overrides):
+    """The settings, with the options the user gave (None: not given) on top."""
+    from capkit.config import get_settings
+
+    return get_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def limits(cpu, memory, db, network):
+    from capkit.schemas import ResourceLimits
+
+    return ResourceLimits(cpu_cores=cpu, memory_mib=memory, db_connections=db, network_mbps=network)
+
+
+def limit_options(fn):
+    """``--cpu-limit``, ``--memory-limit-mib``, ``--db-connection-limit``, ``--bandwidth-mbps``."""
+    for opt in reversed([
+        click.option("--cpu-limit", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                     help="Cores given to the service (plan: the pinned cores)."),
+        click.option("--memory-limit-mib", type=click.FloatRange(min=0, min_open=True), default=1024.0,
+                     show_default=True, help="Memory limit of one replica."),
+        click.option("--db-connection-limit", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                     show_default=True, help="Database connection limit."),
+        click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=100.0,
+                     show_default=True, help="Network bandwidth limit."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def scenario_options(fn):
+    """``--mix``, ``--think``, ``--sample-interval``."""
+    for opt in reversed([
+        click.option("--mix", help="Reference scenario weights, e.g. chat=4,analytics=1,auth=1,ws=1 "
+                                   "(classes not named are left out)."),
+        click.option("--think", help="Think time range MIN,MAX seconds between a user's tasks (default 0.5,1.5)."),
+        click.option("--sample-interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+                     help="Seconds between resource samples."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def check_mix(mix: str | None) -> str | None:
+    """``chat=4,analytics=1,auth=1,ws=1`` (weights ≥ 0, at least one > 0) or ConfigError."""
+    if mix is None:
+        return None
+    items = [i.strip() for i in mix.split(",") if i.strip()]
+    if not items or not all(MIX_ITEM.match(i) for i in items) or all(i.endswith("=0") for i in items):
+        raise ConfigError(f"--mix {mix!r} is not NAME=WEIGHT,… with NAME in chat, analytics, auth, ws and "
+                          f"a weight > 0 (example: --mix chat=4,analytics=1,auth=1,ws=1)")
+    return ",".join(items)
+
+
+def check_think(think: str | None) -> str | None:
+    """``MIN,MAX`` seconds (or one number) or ConfigError."""
+    if think is None:
+        return None
+    low, _, high = think.partition(",")
+    try:
+        lo, hi = float(low), float(high or low)
+    except ValueError:
+        lo = hi = -1.0
+    if not (0 <= lo <= hi):
+        raise ConfigError(f"--think {think!r} is not MIN,MAX seconds with 0 ≤ MIN ≤ MAX (example: --think 0.5,1.5)")
+    return f"{lo:g},{hi:g}"
+
+
+def stage_plan(profile: str | None, stages: str | None, warmup: float | None):
+    """The stage plan of ``--profile`` (default quick) or ``--stages`` (warm-up ``--warmup``)."""
+    from capkit.schemas import StagePlan, profile_plan
+
+    base = profile_plan(profile or "quick")
+    if stages is None:
+        return base
+    return StagePlan.parse(stages, warmup_s=warmup if warmup is not None else min(base.warmup_s, 2.0))

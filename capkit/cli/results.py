@@ -1,0 +1,108 @@
+"""`capkit report`, `capkit check`, `capkit usl`: results of stored runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from capkit.cli.options import limit_options, limits, settings
+from capkit.errors import CapkitError, GateFailure
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@click.option("--store", "store_url", help="Results store URL.")
+@click.option("--compare", "compare_id", help="A second run (e.g. another git SHA): adds the comparison page.")
+@click.option("--target-users", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
+              help="Users the replica count is planned for.")
+@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=200, show_default=True,
+              help="Bootstrap resamples of the USL and latency intervals.")
+@limit_options
+def report(run_id, store_url, compare_id, target_users, bootstrap, cpu_limit, memory_limit_mib, db_connection_limit,
+           bandwidth_mbps):
+    """Execute the report notebooks for RUN_ID (default: the latest) into reports/RUN_ID/."""
+    from capkit.report.workspace import Workspace
+
+    s = settings(store_url=store_url)
+    with Workspace(Path(s.reports_dir), s.store_url) as workspace:  # the kernel imports while the run is checked
+        from capkit.analysis.parameters import ReportParameters
+        from capkit.report.publish import publish
+        from capkit.store import open_store
+
+        store = open_store(s.store_url, create=False)
+        run_id = run_id or store.latest_run_id()
+        if not run_id:
+            raise CapkitError("the results store holds no runs yet; run `capkit plan` first")
+        meta = store.get_run(run_id)  # unknown ids fail here, before any notebook runs
+        if compare_id:
+            store.get_run(compare_id)
+        if meta.spec.service_cores and cpu_limit == 1.0:
+            cpu_limit = float(meta.spec.service_cores)
+        params = ReportParameters.from_limits(limits(cpu_limit, memory_limit_mib, db_connection_limit,
+                                                     bandwidth_mbps), target_users=target_users,
+                                              bootstrap=bootstrap)
+        published = publish(run_id, workspace=workspace, overrides=params.overrides(), compare=compare_id)
+    click.echo(f"report: {published.index}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--store", "store_url", help="Results store URL.")
+@click.option("--max-p95-ms", type=float, default=2000.0, show_default=True,
+              help="Highest p95 of the steps allowed.")
+@click.option("--max-error-rate", type=float, default=0.05, show_default=True, help="Failures / requests allowed.")
+@click.option("--min-capacity", type=float, help="Minimum planning capacity (users per replica).")
+@click.option("--baseline", "baseline_id", help="Baseline run: fail on a significant capacity loss.")
+@click.option("--max-regression", type=float, default=0.10, show_default=True,
+              help="Capacity loss against --baseline allowed, as a share.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@limit_options
+def check(run_id, store_url, max_p95_ms, max_error_rate, min_capacity, baseline_id, max_regression, junit_path,
+          cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps):
+    """CI gates for RUN_ID: exit 1 when a threshold is breached (JUnit XML with --junit, written in every
+    case: a run that cannot be analysed is a failing `analysis` case)."""
+    from capkit.analysis.gates import GateResult, GateThresholds, check_run, junit_xml
+    from capkit.store import open_store
+
+    suite = f"capkit.check.{run_id}"
+    try:
+        thresholds = GateThresholds(max_p95_ms=max_p95_ms, max_error_rate=max_error_rate,
+                                    min_capacity=min_capacity, max_regression=max_regression)
+        store = open_store(settings(store_url=store_url).store_url, create=False)
+        results = check_run(store, run_id, limits=limits(cpu_limit, memory_limit_mib, db_connection_limit,
+                                                         bandwidth_mbps),
+                            thresholds=thresholds, baseline_id=baseline_id)
+    except CapkitError as exc:
+        if junit_path:
+            _write(junit_path, junit_xml([GateResult("analysis", False, float("nan"), float("nan"), str(exc))],
+                                         suite=suite))
+        raise
+    if junit_path:
+        _write(junit_path, junit_xml(results, suite=suite))
+    for r in results:
+        click.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<28} {r.message}")
+    failed = sum(not r.passed for r in results)
+    if failed:
+        raise GateFailure(f"run {run_id} breached {failed} gate(s)")
+
+
+def _write(path: str | Path, text: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+
+
+@click.command()
+@click.argument("csv_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=200, show_default=True)
+@click.option("--seed", "seed_", type=int, default=0, show_default=True)
+def usl(csv_file, as_json, bootstrap, seed_):
+    """Fit the Universal Scalability Law to CSV_FILE (columns: concurrency, throughput)."""
+    from capkit.analysis.usl import usl_report
+
+    click.echo(usl_report(csv_file, as_json=as_json, bootstrap=bootstrap, seed=seed_))
+
+
+COMMANDS = (report, check, usl)

@@ -1,0 +1,15 @@
+"""Load generation: the code that runs inside Locust processes.
+
+``scenarios.py`` (the reference service's users) and ``plugin.py`` (capkit's stepped shape and
+per-second recorder) are locustfiles; ``arrival.py`` (the open-model pacer) uses gevent. None of
+them may be imported outside a Locust process: Locust monkey-patches the interpreter at import.
+This module only names their paths (for :mod:`capkit.runs`, which starts Locust).
+"""
+
+from pathlib import Path
+
+LOADGEN_DIR = Path(__file__).resolve().parent
+PLUGIN = LOADGEN_DIR / "plugin.py"
+SCENARIOS = LOADGEN_DIR / "scenarios.py"
+
+__all__ = ["LOADGEN_DIR", "PLUGIN", "SCENARIOS"]

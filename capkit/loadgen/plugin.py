@@ -1,0 +1,192 @@
+"""capkit's Locust plugin: the stepped shape and the per-second recorder.
+
+This file is a locustfile: it is given to Locust next to the scenario file
+(``locust -f scenarios.py,plugin.py``) and is only ever imported inside a Locust process.
+Its input comes from the environment the orchestrator sets: ``CAPKIT_STAGE_PLAN`` (a
+StagePlan as JSON) and ``CAPKIT_RAW_DIR`` (where ``load.jsonl`` is appended).
+
+Records in ``load.jsonl`` (one JSON object per line):
+``{"type": "step", "step", "users", "rate", "planned_s", "started_at"}`` when a stage begins,
+``{"type": "tick", "ts", "step", "users", "meters"}`` every second (``meters``: generator-side
+levels and counts such as ``ws_connections`` and arrival-rate runs ``dropped``, summed over workers),
+``{"type": "req", "ts", "method", "name", "count", ..., "hdr"}`` per second and endpoint,
+``{"type": "end", "ts", "reason"}`` when the load stops.
+
+Arrival-rate stages (``rate`` set) pace every user class through :mod:`capkit.loadgen.arrival`:
+each task run waits for the pacer. With ``CAPKIT_RAW_REQUESTS=1`` every request is also written
+to ``requests.raw.<pid>.jsonl`` (for checking the per-second histograms; slow, tests only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import gevent
+from locust import LoadTestShape, events
+from locust.runners import MasterRunner, WorkerRunner
+
+from capkit.loadgen.arrival import PACER, paced
+from capkit.loadgen.meters import METERS, combine_meters
+from capkit.records.jsonl import JsonlWriter
+from capkit.records.seconds import SecondAggregator
+
+_state = {"agg": SecondAggregator(), "writer": None, "step": -1, "outbox": [], "flusher": None,
+          "worker_levels": {}, "worker_counts": []}
+_raw = {"file": None}  # the opt-in per-request log of this process
+
+
+def _plan() -> dict:
+    """The stage plan from ``CAPKIT_STAGE_PLAN``; empty on a worker started without one."""
+    raw = os.environ.get("CAPKIT_STAGE_PLAN")
+    return json.loads(raw) if raw else {"stages": []}
+
+
+def _write(record: dict) -> None:
+    writer = _state["writer"]
+    if writer is not None:
+        writer.write(record)
+
+
+class CapkitStepShape(LoadTestShape):
+    """Stepped users from the stage plan; an idle stage holds 0 users."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plan = _plan()
+        self.stages = plan["stages"]
+        self.spawn_rate = float(plan.get("spawn_rate", 50.0))
+        self.bounds = []
+        end = 0.0
+        for stage in self.stages:
+            end += float(stage["seconds"])
+            self.bounds.append(end)
+
+    def tick(self):
+        run_time = self.get_run_time()
+        for index, bound in enumerate(self.bounds):
+            if run_time < bound:
+                stage = self.stages[index]
+                if index != _state["step"]:
+                    _state["step"] = index
+                    self._set_rate(stage.get("rate"))
+                    _write({"type": "step", "step": index, "users": int(stage["users"]),
+                            "rate": stage.get("rate"), "planned_s": float(stage["seconds"]),
+                            "started_at": time.time()})
+                return int(stage["users"]), self.spawn_rate
+        return None
+
+    def _set_rate(self, rate) -> None:
+        runner = self.runner
+        if isinstance(runner, MasterRunner):
+            share = rate / max(runner.worker_count, 1) if rate else None
+            runner.send_message("capkit_rate", {"rate": share})
+        else:
+            PACER.set_rate(rate)
+
+
+def _on_rate_message(environment, msg, **_kw):
+    PACER.set_rate(msg.data.get("rate"))
+
+
+def _tick(ts: int, users: int) -> None:
+    if _state["step"] < 0:
+        return
+    parts = [METERS.take(), *({"levels": v} for v in _state["worker_levels"].values()), *_state["worker_counts"]]
+    _state["worker_counts"] = []
+    _write({"type": "tick", "ts": ts, "step": _state["step"], "users": users, "meters": combine_meters(parts)})
+
+
+def _flush_loop(environment) -> None:
+    runner = environment.runner
+    while True:
+        gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)
+        now = time.time()
+        rows = _state["agg"].flush(now)
+        if isinstance(runner, WorkerRunner):
+            _state["outbox"].extend(rows)
+            continue
+        for row in rows:
+            _write({"type": "req", **row})
+        _tick(int(now) - 1, runner.user_count)
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs):
+    runner = environment.runner
+    raw_dir = Path(os.environ.get("CAPKIT_RAW_DIR", "."))
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(runner, WorkerRunner):
+        if not os.environ.get("CAPKIT_STAGE_PLAN"):
+            raise RuntimeError("CAPKIT_STAGE_PLAN is not set: run Locust through `capkit run`")
+        _state["writer"] = JsonlWriter(open(raw_dir / "load.jsonl", "a", encoding="utf-8"))
+    if not isinstance(runner, MasterRunner):
+        _state["flusher"] = gevent.spawn(_flush_loop, environment)
+        if os.environ.get("CAPKIT_RAW_REQUESTS") == "1":
+            _raw["file"] = open(raw_dir / f"requests.raw.{os.getpid()}.jsonl", "a", encoding="utf-8")
+        for cls in environment.user_classes:
+            cls.wait_time = paced(getattr(cls, "wait_time", None))
+        PACER.start()
+        if isinstance(runner, WorkerRunner):
+            runner.register_message("capkit_rate", _on_rate_message)
+    else:
+        _state["flusher"] = gevent.spawn(_master_ticks, environment)
+
+
+def _master_ticks(environment) -> None:
+    while True:
+        gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)
+        _tick(int(time.time()) - 1, environment.runner.user_count)
+
+
+@events.request.add_listener
+def _on_request(request_type, name, response_time, response_length, exception=None, response=None, **_kw):
+    # the hot path: one bucket update per request (and a line only when the raw log is on)
+    status = getattr(response, "status_code", None) if response is not None else None
+    now = time.time()
+    _state["agg"].record(now, request_type, name, response_time or 0.0, status,
+                         response_length or 0, exception is not None)
+    if _raw["file"] is not None:
+        _raw["file"].write(json.dumps([now, request_type, name, response_time or 0.0, status,
+                                       exception is not None]) + "\n")
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id, data, **_kw):
+    data["capkit_rows"] = _state["outbox"]
+    data["capkit_meters"] = METERS.take()
+    _state["outbox"] = []
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id, data, **_kw):
+    for row in data.get("capkit_rows", ()):
+        _write({"type": "req", **row})
+    meters = data.get("capkit_meters")
+    if meters:
+        _state["worker_levels"][client_id] = meters.get("levels") or {}
+        _state["worker_counts"].append({"counts": meters.get("counts") or {}})
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kw):
+    PACER.set_rate(None)
+    rows = _state["agg"].flush(None)
+    if _raw["file"] is not None:
+        _raw["file"].flush()
+    if isinstance(environment.runner, WorkerRunner):
+        _state["outbox"].extend(rows)
+        return
+    for row in rows:
+        _write({"type": "req", **row})
+
+
+@events.quitting.add_listener
+def _on_quitting(environment, **_kw):
+    if _raw["file"] is not None:
+        _raw["file"].close()
+        _raw["file"] = None
+    if not isinstance(environment.runner, WorkerRunner):
+        _write({"type": "end", "ts": time.time(), "reason": "load finished"})

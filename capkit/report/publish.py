@@ -1,0 +1,110 @@
+"""`capkit report`: execute the report notebooks with papermill and publish them as HTML under
+``reports/<run_id>/``.
+
+The store URL reaches the kernel through an environment variable, never as a parameter, so a
+password in it cannot end up in an executed notebook or a published page. All pages of a report
+run in one kernel (see :mod:`capkit.report.pages`): kernel start-up and imports are paid once.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from capkit.errors import ReportError
+from capkit.report.execute import execute_notebook
+from capkit.report.html import html_exporter, to_html
+from capkit.report.index import write_index
+from capkit.report.pages import PAGE_KEY, merge_notebooks, split_pages
+from capkit.report.workspace import STORE_ENV, Workspace
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
+REPORT_NOTEBOOKS = ("overview.ipynb", "capacity_report.ipynb", "scalability.ipynb", "capacity_plan.ipynb")
+COMPARE_NOTEBOOK = "comparison.ipynb"
+
+
+@dataclass
+class Published:
+    run_id: str
+    folder: Path
+    index: Path
+    notebooks: list[Path]
+
+
+def publish_report(run_id: str, *, store_url: str, reports_dir: Path, overrides: dict | None = None,
+                   notebooks: tuple[str, ...] = REPORT_NOTEBOOKS, compare: str | None = None) -> Published:
+    """Open a :class:`Workspace` for ``store_url`` under ``reports_dir``, :func:`publish` into it, close it."""
+    with Workspace(reports_dir, store_url) as workspace:
+        return publish(run_id, workspace=workspace, overrides=overrides, notebooks=notebooks, compare=compare)
+
+
+def publish(run_id: str, *, workspace: Workspace, overrides: dict | None = None,
+            notebooks: tuple[str, ...] = REPORT_NOTEBOOKS, notebook_dir: Path = NOTEBOOK_DIR,
+            compare: str | None = None) -> Published:
+    """Execute ``notebooks`` for ``run_id`` into ``workspace.reports_dir/run_id`` and write its ``index.html``.
+
+    Parameters
+    ----------
+    run_id : str
+    workspace : Workspace
+        Opened earlier (its kernel already started, reading the store from :data:`STORE_ENV`,
+        never from a parameter); used for this report only, its owner closes it.
+    overrides : dict, optional
+        Report parameters that differ from the defaults (``ReportParameters.overrides()``): the
+        notebooks' ``parameters`` dict.
+    notebooks : tuple of str
+        Pages, executed together in one kernel.
+    compare : str, optional
+        A second run: adds the comparison page with ``baseline_run_id=compare``.
+
+    The report is built aside and moved into place at the end: a failed report leaves the
+    previous one (if any) untouched and nothing half-written.
+    """
+    work, km = workspace.folder, workspace.km
+    if km is None:
+        raise ValueError("a Workspace holds one report: open a new one for the next")
+    pool = ThreadPoolExecutor(max_workers=1)  # nbconvert's import and templates while the kernel works
+    exporter = pool.submit(html_exporter)
+    pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it
+    names = list(notebooks) + ([COMPARE_NOTEBOOK] if compare else [])
+    params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
+              "parameters": dict(overrides or {}), **({"baseline_run_id": compare} if compare else {})}
+    merged = work / ".merged.ipynb"
+    import nbformat
+
+    nbformat.write(merge_notebooks([notebook_dir / n for n in names]), str(merged))
+    try:
+        execute_notebook(merged, merged, params, km=km)
+    except ReportError as exc:
+        raise ReportError(_failing_page(merged, names), exc.ename, exc.evalue) from None
+    finally:
+        workspace.stop_kernel()
+    executed = split_pages(merged, names, work)
+    merged.unlink()
+    for page in executed:
+        to_html(page, exporter.result())
+    write_index(work, run_id, executed, compare=compare)
+    final = workspace.reports_dir / run_id
+    if final.exists():
+        shutil.rmtree(final)
+    work.rename(final)
+    return Published(run_id=run_id, folder=final, index=final / "index.html",
+                     notebooks=[final / p.name for p in executed])
+
+
+def _failing_page(merged: Path, names: list[str]) -> str:
+    """The page of the first cell with an error output (papermill saved the executed notebook)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(merged), as_version=4)
+    except Exception:  # noqa: BLE001
+        return names[0]
+    for cell in nb.cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return cell.metadata.get(PAGE_KEY, names[0])
+    return names[0]
+
+

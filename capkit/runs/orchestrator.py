@@ -1,0 +1,188 @@
+"""`capkit run`: drive Locust through a stage plan, sample resources, store as it goes.
+
+A run that dies keeps every completed step and is marked incomplete with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from capkit.errors import CapkitError, LoadError
+from capkit.metrics import DbTarget, LoopbackNetworkSampler, ProcessTreeSampler
+from capkit.records.jsonl import JsonlWriter, read_new_lines
+from capkit.runs.ingest import Ingestor
+from capkit.runs.locust import start_locust
+from capkit.runs.progress import Progress
+from capkit.schemas import RunSpec, RunStatus
+from capkit.store import Store
+from capkit.store.guarded import GuardedStore
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: RunStatus
+    reason: str | None
+    raw_dir: Path
+    steps: int
+    request_rows: int
+    samples: int
+    store_failed: bool = False
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(2).hex()}"
+
+
+def machine_info() -> dict:
+    import psutil
+
+    return {"host": platform.node(), "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def git_sha(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Path],
+             service_pid: int | None = None, db_url: str | None = None, env: dict[str, str] | None = None,
+             generator_cpus: set[int] | None = None, on_progress: Callable[[Progress], None] | None = None,
+             scrapers: list | None = None, extra_args: list[str] | None = None,
+             start_wait_s: float = 0.0) -> RunResult:
+    """Run the stage plan of ``spec`` against ``spec.target``; see the module docstring.
+
+    ``scrapers`` are extra collectors with a ``sample() -> dict[metric, value]`` method and a
+    ``source`` name (PostgreSQL, Redis, Prometheus); they are closed at the end.
+    ``extra_args`` go to Locust (e.g. ``--master --expect-workers 2``); ``start_wait_s`` is
+    how long the load may take to begin (waiting for workers) on top of the plan's duration.
+    """
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    (raw_dir / "run.json").write_text(spec.model_dump_json(indent=2))
+    (raw_dir / "machine.json").write_text(json.dumps(machine_info(), indent=2))
+    store.create_run(run_id=spec.run_id, target=spec.target, scenario=spec.scenario,
+                     spec=json.loads(spec.model_dump_json()), machine=machine_info(), git_sha=git_sha())
+    store = GuardedStore(store)  # from here on, a store failure must not stop the load
+    ingest = Ingestor(store, spec.run_id)
+    samples_out = JsonlWriter(open(raw_dir / "resources.jsonl", "a", encoding="utf-8"))
+    service = ProcessTreeSampler(service_pid, DbTarget.from_url(db_url)) if service_pid else None
+    network = LoopbackNetworkSampler() if service_pid else None
+    status, reason = RunStatus.INCOMPLETE, "interrupted"
+    n_samples = n_rows = 0
+    load = load_file = None
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        load = start_locust(locustfiles=locustfiles, host=spec.target, plan=spec.plan, raw_dir=raw_dir,
+                            processes=spec.processes, env=env, cpu=generator_cpus, extra_args=extra_args)
+        generator = ProcessTreeSampler(load.pid)
+        if service:
+            service.sample()
+        deadline = time.time() + spec.plan.duration_s + 60 + start_wait_s
+        load_file = _wait_for(raw_dir / "load.jsonl", load)
+        progress = Progress(steps_total=len(spec.plan.stages))
+        while True:
+            time.sleep(spec.sample_interval_s - (time.time() % spec.sample_interval_s))
+            now = time.time()
+            rows = _samples(now, service, network, generator, scrapers)
+            n_samples += store.add_samples(spec.run_id, rows)
+            for row in rows:
+                samples_out.write(row)
+            new = ingest.feed(read_new_lines(load_file))
+            n_rows += len(new)
+            if on_progress:
+                _update_progress(progress, ingest, new, rows, spec, now)
+                on_progress(progress)
+            if service and not service.alive():
+                reason = "the service under test exited"
+                break
+            if not load.alive():
+                tail = ingest.feed(read_new_lines(load_file))
+                n_rows += len(tail)
+                if ingest.ended is not None:
+                    status, reason = RunStatus.COMPLETE, None
+                else:
+                    reason = f"load generator exited with code {load.popen.returncode}: {load.log_tail(2)}"
+                break
+            if now > deadline:
+                reason = "the load did not finish in its planned time"
+                break
+    except KeyboardInterrupt:
+        reason = "interrupted (SIGINT/SIGTERM)"
+        raise
+    except CapkitError as exc:
+        reason = str(exc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if load is not None:
+            load.stop()
+        for scraper in scrapers or ():
+            close = getattr(scraper, "close", None)
+            if close is not None:
+                close()
+        if load_file is not None:
+            n_rows += len(ingest.feed(read_new_lines(load_file)))
+            load_file.close()
+        ingest.finish(time.time(), last_complete=(status == RunStatus.COMPLETE))
+        store.finish_run(spec.run_id, status, reason)
+        if reason:
+            store.add_event(spec.run_id, "incomplete", reason)
+        if store.failure is not None:
+            status = RunStatus.INCOMPLETE
+            reason = (f"{store.failure}; the raw files in {raw_dir} keep every measurement — "
+                      f"load them with `capkit load {raw_dir}` once the store is back")
+    return RunResult(spec.run_id, status, reason, raw_dir, len(ingest.steps), n_rows, n_samples,
+                     store_failed=store.failure is not None)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _wait_for(path: Path, load, timeout: float = 30.0):
+    end = time.time() + timeout
+    while not path.exists():
+        if not load.alive():
+            raise LoadError(f"Locust exited before starting (code {load.popen.returncode}): {load.log_tail(3)}")
+        if time.time() > end:
+            raise LoadError(f"Locust did not start within {timeout:.0f} s: {load.log_tail(3)}")
+        time.sleep(0.1)
+    return open(path, encoding="utf-8")
+
+
+def _samples(now, service, network, generator, scrapers) -> list[dict]:
+    rows = []
+    for source, sampler in (("service", service), ("service", network), ("generator", generator),
+                            *((getattr(s, "source", "scrape"), s) for s in (scrapers or []))):
+        if sampler is None:
+            continue
+        for metric, value in sampler.sample().items():
+            rows.append({"ts": now, "source": source, "metric": metric, "value": float(value)})
+    return rows
+
+
+def _update_progress(p: Progress, ingest: Ingestor, new_rows, samples, spec: RunSpec, now: float) -> None:
+    step = ingest.current_step
+    users = seconds_left = None
+    if step is not None:
+        started = ingest.steps[step]
+        users = (ingest.last_tick or {}).get("users", started["users"])
+        seconds_left = sum(s.seconds for s in spec.plan.stages[step:]) - (now - started["started_at"])
+    p.update(step=step, users=users, seconds_left=seconds_left, new_rows=new_rows, samples=samples, now=now)
+
+
+__all__ = ["RunResult", "run_load", "new_run_id", "machine_info", "git_sha"]

@@ -1,0 +1,107 @@
+"""Runs against the reference service: start it pinned to its core, load it, store, stop it.
+
+The measuring half of `capkit plan` (and `capkit run` without ``--target``); everything it starts
+is stopped on the way out, also on Ctrl-C, SIGTERM or failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from capkit.config import Settings
+from capkit.errors import CapkitError
+from capkit.loadgen import SCENARIOS
+from capkit.runs.orchestrator import RunResult, new_run_id, run_load
+from capkit.runs.processes import core_split, free_port, start_service
+from capkit.runs.progress import progress_printer
+from capkit.schemas import RunSpec, StagePlan
+from capkit.store import open_store
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    from capkit.service.server import settings_to_env
+
+    return settings_to_env(settings)
+
+
+REFERENCE_SERIES = ("model_queue=capkit_model_queue_depth", "capkit_cache_hits=capkit_cache_hits_total",
+                    "capkit_cache_misses=capkit_cache_misses_total",
+                    "model_fallbacks_per_s=capkit_model_fallbacks_total:rate")
+
+
+def reference_metrics(url: str):
+    """The reference service's own /metrics: model queue depth, cache hits and misses, fallbacks."""
+    from capkit.metrics.prometheus import PrometheusCollector, parse_mappings
+
+    return PrometheusCollector(f"{url}/metrics", parse_mappings(REFERENCE_SERIES), source="prometheus")
+
+
+def service_collectors(settings: Settings) -> list:
+    """PostgreSQL and Redis collectors when the service is configured with them."""
+    from capkit.metrics import PostgresCollector, RedisCollector
+
+    out = []
+    try:
+        if settings.database_url.startswith("postgresql"):
+            out.append(PostgresCollector(settings.database_url))
+        if settings.redis_url:
+            out.append(RedisCollector(settings.redis_url))
+    except CapkitError:
+        for collector in out:
+            collector.close()
+        raise
+    return out
+
+
+def load_env(settings: Settings, *, mix: str | None = None, think: str | None = None) -> dict[str, str]:
+    """The environment of the reference scenarios (accounts, mix, think time)."""
+    env = {"CAPKIT_ACCOUNT_PREFIX": settings.test_account_prefix,
+           "CAPKIT_ACCOUNT_PASSWORD": settings.test_account_password,
+           "CAPKIT_ACCOUNTS": str(settings.seed_test_accounts)}
+    if mix:
+        env["CAPKIT_MIX"] = mix
+    if think:
+        env["CAPKIT_THINK"] = think
+    return env
+
+
+def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = None,
+                  say: Callable[[str], None] = print, profile: str = "custom", processes: int = 1,
+                  sample_interval_s: float = 1.0, mix: str | None = None, think: str | None = None,
+                  command: str = "capkit plan") -> RunResult:
+    """Start the reference service pinned to its core, run ``plan`` against it with the reference
+    scenarios, store everything, stop the service (also on Ctrl-C, SIGTERM or failure).
+
+    ``mix`` / ``think`` are the scenario weights and think-time range (see
+    :mod:`capkit.loadgen.scenarios`).
+    """
+    store = open_store(settings.store_url)  # fail before starting anything
+    run_id = new_run_id()
+    raw_dir = Path(settings.runs_dir) / run_id
+    host = "127.0.0.1"
+    port = port or free_port(host)
+    service_cpus, load_cpus = core_split()
+    say(f"{command} · run {run_id} · profile {profile} · {len(plan.stages)} steps, {plan.duration_s:.0f} s of load")
+    say(f"starting the reference service on {host}:{port}"
+        + (f" pinned to core {sorted(service_cpus)}" if service_cpus else " (not pinned: one core only)"))
+    svc = start_service(host=host, port=port, env=service_env(settings), log_path=raw_dir / "service.log",
+                        cpus=service_cpus)
+    try:
+        spec = RunSpec(run_id=run_id, target=svc.url, scenario="reference", plan=plan, processes=processes,
+                       sample_interval_s=sample_interval_s,
+                       service_cores=float(len(service_cpus)) if service_cpus else None,
+                       notes={"profile": profile, "mix": mix or "default", "think": think or "default",
+                              "service_db": "sqlite" if settings.database_url.startswith("sqlite")
+                              else settings.database_url.split(":", 1)[0],
+                              "cache": "redis" if settings.redis_url else "in-process"})
+        scrapers = service_collectors(settings) + [reference_metrics(svc.url)]
+        result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=[SCENARIOS],
+                          service_pid=svc.pid, db_url=settings.database_url,
+                          env=load_env(settings, mix=mix, think=think), generator_cpus=load_cpus,
+                          on_progress=progress_printer(say), scrapers=scrapers)
+    finally:
+        svc.stop()
+    say(f"load finished: {result.status}" + (f" ({result.reason})" if result.reason else "")
+        + f" · {result.steps} steps · {result.request_rows} request rows · {result.samples} samples")
+    return result

@@ -1,0 +1,181 @@
+"""Seeded synthetic runs with known truth, written through the same ingest path as real runs.
+
+Used by tests (the fits must recover the truth) and to build the notebooks' fixture store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from capkit.records.seconds import SecondAggregator
+from capkit.runs.ingest import Ingestor
+from capkit.schemas import RunSpec, RunStatus, StagePlan, stepped
+from capkit.store import Store
+
+
+@dataclass
+class SyntheticTruth:
+    """Known parameters: resource = baseline + per_user × users + N(0, noise²); latency lognormal.
+
+    Optional truths for the other models: ``usl`` (σ, κ, λ) with ``think_time_s`` makes a closed
+    system — throughput X(N) from the USL and mean latency R(N) = N / X(N) − Z, so the p95 curve is
+    known (:meth:`p95_ms`); ``breaks`` adds ``extra`` per user above ``users`` (a backtest break);
+    ``drift`` adds a per-second climb within every step (a leak); ``sources`` names the collector
+    of a metric that is not the service's; ``endpoints`` shares the requests between names.
+    """
+
+    baseline: dict = field(default_factory=lambda: {"cpu_cores": 0.02, "rss_mib": 80.0, "db_connections": 1.0,
+                                                     "network_kbps": 5.0})
+    per_user: dict = field(default_factory=lambda: {"cpu_cores": 0.02, "rss_mib": 0.5, "db_connections": 0.25,
+                                                     "network_kbps": 12.0})
+    noise: dict = field(default_factory=lambda: {"cpu_cores": 0.01, "rss_mib": 1.0, "db_connections": 0.3,
+                                                  "network_kbps": 3.0})
+    rps_per_user: float = 1.0
+    latency_ms: float = 20.0  # median at 0 users
+    latency_per_user: float = 0.03  # median grows by this factor per user
+    latency_sigma: float = 0.4
+    usl: tuple[float, float, float] | None = None
+    think_time_s: float = 1.0
+    breaks: dict = field(default_factory=dict)  # metric -> (users, extra per user above it)
+    drift: dict = field(default_factory=dict)  # metric -> increase per second within a step
+    sources: dict = field(default_factory=dict)  # metric -> source (default "service")
+    endpoints: dict = field(default_factory=lambda: {"POST /api/chat/message": 1.0})
+    failure_share: dict = field(default_factory=dict)  # endpoint -> share of 5xx
+    rate_limited_share: dict = field(default_factory=dict)  # endpoint -> share of 429
+    generator_cpu_per_user: float = 0.0  # > 0 writes generator CPU samples
+
+    def throughput(self, users) -> np.ndarray:
+        """True requests/s at ``users``."""
+        n = np.asarray(users, dtype=float)
+        if self.usl is None:
+            return self.rps_per_user * n
+        sigma, kappa, lam = self.usl
+        return lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
+
+    def mean_ms(self, users) -> np.ndarray:
+        """True mean latency (ms) at ``users``."""
+        n = np.asarray(users, dtype=float)
+        if self.usl is None:
+            return self.median_ms(n) * np.exp(self.latency_sigma**2 / 2)
+        return 1000 * (n / self.throughput(n) - self.think_time_s)
+
+    def median_ms(self, users) -> np.ndarray:
+        n = np.asarray(users, dtype=float)
+        if self.usl is None:
+            return self.latency_ms * (1 + self.latency_per_user * n)
+        return self.mean_ms(n) / np.exp(self.latency_sigma**2 / 2)
+
+    def p95_ms(self, users) -> np.ndarray:
+        """True p95 latency (ms) at ``users`` (lognormal: median × e^(1.645 σ))."""
+        return self.median_ms(users) * np.exp(1.6448536269514722 * self.latency_sigma)
+
+    def value(self, metric: str, users: float) -> float:
+        """True mean of ``metric`` at ``users`` (breaks included, drift and noise not)."""
+        v = self.baseline[metric] + self.per_user[metric] * users
+        if metric in self.breaks:
+            at, extra = self.breaks[metric]
+            v += extra * max(users - at, 0.0)
+        return v
+
+
+def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, start: float = 1.7e9,
+                      endpoint: str = "POST /api/chat/message", requests_cap: int = 400):
+    """(load records, resource sample rows) for ``plan`` as a real run would write them."""
+    rng = np.random.default_rng(seed)
+    endpoints = truth.endpoints if endpoint == "POST /api/chat/message" else {endpoint: 1.0}
+    names_ = list(endpoints)
+    shares = np.asarray(list(endpoints.values()), dtype=float)
+    shares = shares / shares.sum()
+    load, samples = [], []
+    t = start
+    for index, stage in enumerate(plan.stages):
+        load.append({"type": "step", "step": index, "users": stage.users, "rate": None,
+                     "planned_s": stage.seconds, "started_at": t})
+        agg = SecondAggregator()
+        if truth.usl is not None and stage.users:
+            times = _closed_loop(rng, truth, stage.users, t, t + stage.seconds)
+            _record(agg, rng, truth, times, rng.lognormal(np.log(float(truth.median_ms(stage.users))),
+                                                          truth.latency_sigma, len(times)), names_, shares)
+        for sec in range(int(stage.seconds)):
+            ts = int(t) + sec
+            load.append({"type": "tick", "ts": ts, "step": index, "users": stage.users})
+            if truth.usl is None and stage.users:
+                count = min(int(rng.poisson(float(truth.throughput(stage.users)))), requests_cap)
+                median = float(truth.median_ms(stage.users))
+                _record(agg, rng, truth, np.full(count, ts + 0.5),
+                        rng.lognormal(np.log(median), truth.latency_sigma, count), names_, shares)
+            for metric in truth.baseline:
+                value = (truth.value(metric, stage.users) + truth.drift.get(metric, 0.0) * sec
+                         + rng.normal(0, truth.noise[metric]))
+                samples.append({"ts": ts + 0.5, "source": truth.sources.get(metric, "service"), "metric": metric,
+                                "value": float(value)})
+            if truth.generator_cpu_per_user > 0:
+                samples.append({"ts": ts + 0.5, "source": "generator", "metric": "cpu_cores",
+                                "value": float(truth.generator_cpu_per_user * stage.users)})
+        load.extend({"type": "req", **row} for row in agg.flush())
+        t += stage.seconds
+    load.append({"type": "end", "ts": t, "reason": "load finished"})
+    return load, samples
+
+
+def _closed_loop(rng, truth: SyntheticTruth, users: int, start: float, end: float) -> np.ndarray:
+    """Completion times of ``users`` closed-loop users: response (lognormal, mean R(N)) then think
+    time U(Z/2, 3Z/2), from a random phase; so X = N / (R + Z) as the response-time law says."""
+    mean_r = float(truth.mean_ms(users)) / 1000
+    cycle = mean_r + truth.think_time_s
+    k = int(np.ceil((end - start) / max(cycle * 0.3, 1e-3))) + 2
+    median = float(truth.median_ms(users)) / 1000
+    lat = rng.lognormal(np.log(median), truth.latency_sigma, (users, k))
+    think = rng.uniform(0.5 * truth.think_time_s, 1.5 * truth.think_time_s, (users, k))
+    phase = rng.uniform(0, cycle, (users, 1))
+    done = start + phase + np.cumsum(lat + think, axis=1) - think  # completion of each request
+    return np.sort(done[done < end])
+
+
+def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares) -> None:
+    """Record requests at ``times`` (s) with their latencies, endpoint names and statuses."""
+    if len(times) == 0:
+        return
+    which = rng.choice(len(names_), size=len(times), p=shares)
+    draws = rng.random(len(times))
+    for ts, lat, k, draw in zip(times, latencies_ms, which, draws, strict=True):
+        name = names_[k]
+        failed = truth.failure_share.get(name, 0.0)
+        status = 500 if draw < failed else 429 if draw < failed + truth.rate_limited_share.get(name, 0.0) else 200
+        agg.record(float(ts), name.split()[0], name, float(lat), status, 512, status >= 500)
+
+
+def write_synthetic_run(store: Store, run_id: str, *, plan: StagePlan | None = None,
+                        truth: SyntheticTruth | None = None, seed: int = 0, start: float = 1.7e9,
+                        git_sha: str | None = None) -> SyntheticTruth:
+    """Store a complete synthetic run ``run_id``; return the truth it was drawn from."""
+    plan = plan or stepped([5, 10, 15, 20, 25], idle_s=20, step_s=20, warmup_s=2)
+    truth = truth or SyntheticTruth()
+    load, samples = synthetic_records(plan, truth, seed=seed, start=start)
+    spec = RunSpec(run_id=run_id, target="synthetic://", scenario="synthetic", plan=plan)
+    store.create_run(run_id=run_id, target=spec.target, scenario=spec.scenario,
+                     spec=json.loads(spec.model_dump_json()), machine={"host": "synthetic"}, created_at=start,
+                     git_sha=git_sha)
+    ingest = Ingestor(store, run_id)
+    ingest.feed(load)
+    store.add_samples(run_id, samples)
+    ingest.finish(start + plan.duration_s, last_complete=True)
+    store.finish_run(run_id, RunStatus.COMPLETE, None, ended_at=start + plan.duration_s)
+    return truth
+
+
+def fixture_truth(variant: str = "a") -> SyntheticTruth:
+    """The notebooks' fixture runs: four components, a known p95 curve, a few 429s; variant ``"b"``
+    costs 50 % more CPU per user and has a slower USL λ (the comparison's known difference)."""
+    truth = SyntheticTruth(
+        usl=(0.02, 0.0005, 0.9), think_time_s=1.0,
+        endpoints={"POST /api/chat/message": 0.6, "GET /api/analytics/summary": 0.2,
+                   "GET /api/auth/validate": 0.15, "WS /api/ws/chat": 0.05},
+        rate_limited_share={"POST /api/chat/message": 0.02}, failure_share={"GET /api/analytics/summary": 0.004})
+    if variant == "b":
+        truth.per_user = dict(truth.per_user, cpu_cores=truth.per_user["cpu_cores"] * 1.5)
+        truth.usl = (0.02, 0.0005, 0.8)
+    return truth

@@ -1,0 +1,33 @@
+"""A pytest plugin (``-p tests.fixture_store`` in pyproject's addopts): builds the fixture store once per
+session and hands it to the notebooks through ``CAPKIT_REPORT_STORE_URL``, so `pytest notebooks/`
+alone runs them on it while their defaults, opened in JupyterLab, analyse the reader's own runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_STORE = ROOT / "tests" / "fixtures" / "fixture.sqlite"
+FIXTURE_RUN = "fixture-run"
+FIXTURE_RUN_B = "fixture-run-b"  # stored after FIXTURE_RUN: the latest run (known different CPU cost)
+
+
+def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
+    """Two seeded synthetic runs with known truth."""
+    from capkit.store import open_store
+    from capkit.synthetic import fixture_truth, write_synthetic_run
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    store = open_store(f"sqlite:///{path}")
+    write_synthetic_run(store, FIXTURE_RUN, seed=7, truth=fixture_truth("a"), git_sha="a" * 40)
+    write_synthetic_run(store, FIXTURE_RUN_B, seed=8, truth=fixture_truth("b"), start=1.7e9 + 3600,
+                        git_sha="b" * 40)
+    store.engine.dispose()
+
+
+def pytest_sessionstart(session):
+    build_fixture_store()
+    os.environ["CAPKIT_REPORT_STORE_URL"] = f"sqlite:///{FIXTURE_STORE}"
