@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "capkit-dev-secret-change-me-0123456789"
@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     model_unhealthy_s: float = Field(5.0, ge=0)
     ollama_url: str = "http://127.0.0.1:11434"
     ollama_model: str = "tinyllama"
+    # any OpenAI-compatible server (vLLM, llama.cpp, TGI, SGLang, Ollama's /v1, another capkit service)
+    openai_url: str = "http://127.0.0.1:8001"
+    openai_model: str = Field("default", description="the model name the upstream serves (vLLM: --served-model-name)")
+    openai_api_key: SecretStr | None = Field(None, description="sent as Authorization: Bearer; never logged")
+    # the service's own /v1 API: "bearer" wants a capkit token like /api/chat; "none" also serves
+    # requests without one (OpenAI clients pointed at a local server send a dummy key)
+    openai_auth: Literal["bearer", "none"] = "bearer"
     response_cache: bool = True
     chat_context_messages: int = Field(6, ge=0)
     redis_prefix: str = "capkit"
@@ -79,9 +86,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_backends(cls, v: str) -> str:
         kinds = [k.strip() for k in v.split(",") if k.strip()]
-        unknown = [k for k in kinds if k not in ("builtin", "ollama")]
+        unknown = [k for k in kinds if k not in ("builtin", "ollama", "openai")]
         if not kinds or unknown:
-            raise ValueError(f"model backends must be a comma-separated list of builtin/ollama (got {v!r})")
+            raise ValueError(f"model backends must be a comma-separated list of builtin/ollama/openai (got {v!r})")
         return ",".join(kinds)
 
     @model_validator(mode="after")

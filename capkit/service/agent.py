@@ -1,4 +1,8 @@
-"""The ChatAgent: conversation context from the database → response cache → ModelManager → store."""
+"""The ChatAgent: conversation context from the database → response cache → ModelManager → store.
+
+A turn without a conversation (:meth:`ChatAgent.start_stateless`, the OpenAI-compatible API,
+whose clients send the whole history) takes the same cache and model path and touches no table.
+"""
 
 from __future__ import annotations
 
@@ -25,20 +29,22 @@ class ConversationNotFound(Exception):
 
 @dataclass
 class Turn:
-    user_id: int
-    conversation_id: int
+    user_id: int | None
+    conversation_id: int | None  # None: stateless, nothing is stored
     message: str
     prompt: str
+    max_tokens: int | None = None
 
 
 @dataclass
 class Reply:
-    conversation_id: int
+    conversation_id: int | None
     reply: str
     tokens: int
     model: str
     cached: bool
     fallback: bool = False
+    parts: list[str] | None = None  # the tokens as sent (a cached answer replays them)
 
 
 def _open_conversation(engine: Engine, uid: int, cid: int | None, message: str, context: int):
@@ -95,6 +101,12 @@ def _delete(engine: Engine, uid: int, cid: int) -> int | None:
         return n
 
 
+def render_prompt(lines: list[tuple[str, str]]) -> str:
+    """The model prompt for ``(role, content)`` lines: one ``role: content`` line each, then
+    ``assistant:``."""
+    return "\n".join([f"{role}: {content}" for role, content in lines] + ["assistant:"])
+
+
 def split_tokens(text: str) -> list[str]:
     """Split a cached answer back into the tokens a stream sends (leading space kept)."""
     return re.findall(r"\s*\S+", text) or ([text] if text else [])
@@ -111,35 +123,57 @@ class ChatAgent:
         cid, context = await self.state.run_db(_open_conversation, user_id, conversation_id, message, ctx)
         if cid is None:
             raise ConversationNotFound(conversation_id)
-        lines = [f"{role}: {content}" for role, content in context] + [f"user: {message}", "assistant:"]
-        return Turn(user_id, cid, message, "\n".join(lines))
+        return Turn(user_id, cid, message, render_prompt(context + [("user", message)]))
 
-    def _cache_key(self, prompt: str) -> str:
-        return hashlib.sha256(f"{self.state.models.primary}\0{prompt}".encode()).hexdigest()
+    def start_stateless(self, prompt: str, max_tokens: int | None = None, user_id: int | None = None) -> Turn:
+        """A turn for a ready ``prompt`` that belongs to no conversation: nothing is stored.
+
+        Parameters
+        ----------
+        prompt : str
+            The whole prompt (see :func:`render_prompt`).
+        max_tokens : int, optional
+            The most tokens to generate; part of the cache key.
+        user_id : int, optional
+            Who asked, if known.
+        """
+        return Turn(user_id, None, "", prompt, max_tokens)
+
+    def _cache_key(self, turn: Turn) -> str:
+        cap = "" if turn.max_tokens is None else str(turn.max_tokens)
+        return hashlib.sha256(f"{self.state.models.primary}\0{cap}\0{turn.prompt}".encode()).hexdigest()
 
     async def _cached(self, turn: Turn) -> Reply | None:
         if not self.state.settings.response_cache:
             return None
-        raw = await self.state.response_cache.get(self._cache_key(turn.prompt))
+        raw = await self.state.response_cache.get(self._cache_key(turn))
         if raw is None:
             return None
         data = json.loads(raw)
-        return Reply(turn.conversation_id, data["reply"], data["tokens"], data["model"], cached=True)
+        # entries written before the tokens were kept hold only the text: split it as before
+        parts = data.get("parts") or split_tokens(data["reply"])
+        return Reply(turn.conversation_id, "".join(parts), len(parts), data["model"], cached=True, parts=parts)
 
     async def _remember(self, turn: Turn, reply: Reply) -> None:
         if self.state.settings.response_cache and not reply.fallback:
-            value = json.dumps({"reply": reply.reply, "tokens": reply.tokens, "model": reply.model})
-            await self.state.response_cache.set(self._cache_key(turn.prompt), value, self.state.settings.cache_ttl_s)
+            value = json.dumps({"parts": reply.parts, "model": reply.model})
+            await self.state.response_cache.set(self._cache_key(turn), value, self.state.settings.cache_ttl_s)
+
+    async def _store(self, turn: Turn, reply: Reply, t0: float) -> None:
+        if turn.conversation_id is not None:
+            await self.state.run_db(_store_turn, turn, reply, (time.perf_counter() - t0) * 1000)
 
     async def reply(self, turn: Turn) -> Reply:
         """The whole answer (from the cache when the same prompt was answered within the TTL)."""
         t0 = time.perf_counter()
         reply = await self._cached(turn)
         if reply is None:
-            text, gen = await self.state.models.complete(turn.prompt)
-            reply = Reply(turn.conversation_id, text, gen.tokens, gen.model, cached=False, fallback=gen.fallback)
+            gen = await self.state.models.open(turn.prompt, turn.max_tokens)
+            parts = [token async for token in gen]
+            reply = Reply(turn.conversation_id, "".join(parts), gen.tokens, gen.model, cached=False,
+                          fallback=gen.fallback, parts=parts)
             await self._remember(turn, reply)
-        await self.state.run_db(_store_turn, turn, reply, (time.perf_counter() - t0) * 1000)
+        await self._store(turn, reply, t0)
         return reply
 
     async def stream(self, turn: Turn) -> tuple[AsyncIterator[str], Reply]:
@@ -150,26 +184,25 @@ class ChatAgent:
         """
         t0 = time.perf_counter()
         cached = await self._cached(turn)
-        gen = None if cached is not None else await self.state.models.open(turn.prompt)
+        gen = None if cached is not None else await self.state.models.open(turn.prompt, turn.max_tokens)
         reply = cached or Reply(turn.conversation_id, "", 0, gen.model, cached=False, fallback=gen.fallback)
 
         async def tokens() -> AsyncIterator[str]:
             parts = []
             try:
-                source = split_tokens(cached.reply) if cached is not None else gen
                 if cached is not None:
-                    for token in source:
+                    for token in cached.parts:
                         yield token
                 else:
-                    async for token in source:
+                    async for token in gen:
                         parts.append(token)
                         yield token
-                    reply.reply, reply.tokens = "".join(parts), gen.tokens
+                    reply.reply, reply.tokens, reply.parts = "".join(parts), gen.tokens, parts
                     await self._remember(turn, reply)
             finally:
                 if gen is not None:
                     await gen.aclose()
-            await self.state.run_db(_store_turn, turn, reply, (time.perf_counter() - t0) * 1000)
+            await self._store(turn, reply, t0)
 
         return tokens(), reply
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from capkit.config import Settings
-from capkit.service import analytics, auth, chat, observability, ws
+from capkit.service import analytics, auth, chat, observability, openai, ws
 from capkit.service.agent import ConversationNotFound
 from capkit.service.observability import BodySizeLimit, Metrics, MetricsMiddleware
 from capkit.service.state import build_state, close_state
@@ -36,9 +36,11 @@ def create_app(settings: Settings) -> FastAPI:
         state = await build_state(settings, metrics)
         metrics.attach(state)
         app.state.service = state
+        metrics.loop_lag.start()
         try:
             yield
         finally:
+            await metrics.loop_lag.stop()
             await close_state(state)
 
     # FastAPI's native OpenTelemetry hooks are off: the service exports Prometheus (/metrics), and
@@ -50,7 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (auth, chat, analytics, ws, observability):
+    for module in (auth, chat, analytics, ws, openai, observability):
         serve_routes(app, module.router)
 
     @app.exception_handler(Unavailable)

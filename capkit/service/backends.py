@@ -1,6 +1,8 @@
-"""Model backends: the built-in CPU-bound generator and an Ollama-compatible HTTP client.
+"""Model backends: the built-in CPU-bound generator and HTTP clients for Ollama's and OpenAI's
+streaming APIs.
 
-A backend has a ``name`` and ``stream(prompt)``, an async iterator of text tokens.
+A backend has a ``kind``, a ``name`` and ``stream(prompt, max_tokens=None)``, an async iterator
+of text tokens (at most ``max_tokens`` of them when it is given).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class BuiltinBackend:
     name : str
         The model name reported to clients.
     tokens : int
-        Tokens per answer.
+        Tokens per answer (a request's ``max_tokens`` can only lower it, as it caps a real model).
     cpu_ms_per_token : float
         CPU milliseconds spent producing each token (on the event loop thread: it is the cost
         the capacity test measures).
@@ -71,13 +73,14 @@ class BuiltinBackend:
         word = _VOCAB[int.from_bytes(h[:4], "big") % len(_VOCAB)]
         return word if i == 0 else " " + word
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
+    async def stream(self, prompt: str, max_tokens: int | None = None) -> AsyncIterator[str]:
         base = hashlib.sha256(prompt.encode()).digest()
         delay = self.token_delay_ms / 1000
-        for i in range(self.tokens):
+        n = self.tokens if max_tokens is None else min(self.tokens, max_tokens)
+        for i in range(n):
             burn_cpu(self.cpu_ms_per_token, base + i.to_bytes(4, "big"))
             yield self.token(base, i)
-            if delay and i < self.tokens - 1:
+            if delay and i < n - 1:
                 await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
@@ -100,8 +103,10 @@ class OllamaBackend:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=2.0))
         return self._client
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
+    async def stream(self, prompt: str, max_tokens: int | None = None) -> AsyncIterator[str]:
         body = {"model": self.name, "prompt": prompt, "stream": True}
+        if max_tokens is not None:
+            body["options"] = {"num_predict": max_tokens}
         try:
             async with self._http().stream("POST", f"{self.url}/api/generate", json=body) as resp:
                 if resp.status_code != 200:
@@ -125,3 +130,103 @@ class OllamaBackend:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+class OpenAIBackend:
+    """Streams from an OpenAI-compatible ``POST {url}/v1/chat/completions`` (server-sent events).
+
+    vLLM, llama.cpp's server, TGI, SGLang, Ollama's ``/v1`` and capkit's own service speak it.
+    The prompt goes up as one user message; each content delta is one token.
+
+    Parameters
+    ----------
+    url : str
+        The server's base URL (``/v1/chat/completions`` is appended).
+    model : str
+        The model name sent upstream and reported to clients.
+    api_key : str, optional
+        Sent as ``Authorization: Bearer``; kept out of messages and ``repr``.
+    timeout_s : float
+        Read timeout between two events.
+    """
+
+    kind = "openai"
+
+    def __init__(self, url: str, model: str, *, api_key: str | None = None, timeout_s: float = 60.0):
+        self.url = url.rstrip("/")
+        self.name = model
+        self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.url!r}, {self.name!r})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=2.0),
+                                             headers=self._headers)
+        return self._client
+
+    async def stream(self, prompt: str, max_tokens: int | None = None) -> AsyncIterator[str]:
+        body = {"model": self.name, "messages": [{"role": "user", "content": prompt}], "stream": True}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        where = f"openai {self.url}"
+        try:
+            async with self._http().stream("POST", f"{self.url}/v1/chat/completions", json=body) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    raise BackendError(f"{where} answered {resp.status_code}: {_error_message(resp)}")
+                async for line in resp.aiter_lines():
+                    # blank lines end events; ":" lines are keep-alive comments; event:/id:/retry: carry nothing here
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    for content in _deltas(json.loads(data), where):
+                        yield content
+        except httpx.HTTPError as exc:
+            raise BackendError(f"{where} failed: {exc.__class__.__name__}: {exc}") from None
+        except json.JSONDecodeError:
+            raise BackendError(f"{where} sent an event that is not JSON") from None
+        # without [DONE] the upstream stopped mid-answer (crashed, restarted): not a complete answer
+        raise BackendError(f"{where} ended its stream without [DONE]")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _deltas(chunk, where: str) -> list[str]:
+    """The non-empty content deltas of one ``chat.completion.chunk`` (an error event raises)."""
+    if not isinstance(chunk, dict):
+        raise BackendError(f"{where} sent an event that is not a JSON object")
+    if chunk.get("error"):
+        err = chunk["error"]
+        raise BackendError(f"{where} error: {err.get('message', err) if isinstance(err, dict) else err}")
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        raise BackendError(f"{where} sent a chunk without a choices list")
+    out = []
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            raise BackendError(f"{where} sent a choice without a delta object")
+        content = delta.get("content")
+        if content:
+            out.append(str(content))
+    return out
+
+
+def _error_message(resp: httpx.Response) -> str:
+    """The ``error.message`` of an OpenAI-style error body, else the start of the body."""
+    try:
+        err = resp.json().get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    except (ValueError, AttributeError):
+        pass
+    return resp.text[:200].replace("\n", " ") or resp.reason_phrase

@@ -77,10 +77,25 @@ AdminUser = Annotated[TokenClaims, Depends(admin_user)]
 
 async def check_chat_limit(state: ServiceState, user: TokenClaims) -> None:
     """Raise 429 with ``Retry-After`` when ``user`` is over the chat rate limit."""
-    wait = await state.limiter.hit("chat", user.sub)
+    await check_limit(state, "chat", user.sub, who="this user")
+
+
+async def check_limit(state: ServiceState, scope: str, key: str, *, who: str) -> None:
+    """Count one request of ``key`` in ``scope``; raise 429 with ``Retry-After`` when over the limit.
+
+    Parameters
+    ----------
+    state : ServiceState
+        The app's state (its limiter and metrics).
+    scope, key : str
+        The limit's namespace and who is counted in it (a username, a client address).
+    who : str
+        How the 429 message names ``key``.
+    """
+    wait = await state.limiter.hit(scope, key)
     if wait is not None:
-        state.metrics.rate_limited.labels("chat").inc()
-        raise HTTPException(429, f"rate limit {state.limiter.limit} exceeded for this user; retry later",
+        state.metrics.rate_limited.labels(scope).inc()
+        raise HTTPException(429, f"rate limit {state.limiter.limit} exceeded for {who}; retry later",
                             headers={"Retry-After": str(int(wait))})
 
 

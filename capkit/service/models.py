@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import anyio
 
-from capkit.service.backends import BuiltinBackend, OllamaBackend
+from capkit.service.backends import BuiltinBackend, OllamaBackend, OpenAIBackend
 from capkit.service.unavailable import Unavailable
 
 log = logging.getLogger(__name__)
@@ -80,15 +80,17 @@ class BackendSlot:
 class Generation:
     """A started generation: ``model`` is known and the first token is in hand.
 
-    Iterate it for the tokens (first included); the backend slot is released when the
-    iteration ends or :meth:`aclose` is called.
+    Iterate it for the tokens (first included), at most ``max_tokens`` of them whatever the
+    backend sends; the backend slot is released when the iteration ends or :meth:`aclose` is
+    called. ``tokens`` counts the tokens handed out.
     """
 
     def __init__(self, slot: BackendSlot, agen, first: str | None, *, fallback: bool, queue_wait_s: float,
-                 manager: "ModelManager"):
+                 manager: "ModelManager", max_tokens: int | None = None):
         self.model = slot.name
         self.fallback = fallback
         self.queue_wait_s = queue_wait_s
+        self.max_tokens = max_tokens
         self.tokens = 0
         self._slot = slot
         self._agen = agen
@@ -106,9 +108,14 @@ class Generation:
             if self._first is not None:
                 self.tokens += 1
                 yield self._first
-            async for token in self._agen:
-                self.tokens += 1
-                yield token
+            cap = self.max_tokens
+            if cap is None or self.tokens < cap:
+                async for token in self._agen:
+                    self.tokens += 1
+                    yield token
+                    if cap is not None and self.tokens >= cap:
+                        break  # an upstream that ignores max_tokens is cut here
+            await self._agen.aclose()
         except Exception as exc:
             self._slot.mark_unhealthy(f"failed mid-stream: {exc}", self._manager.unhealthy_s)
             raise
@@ -151,8 +158,16 @@ class ModelManager:
         if self.metrics is not None:
             self.metrics.model_requests.labels(model, outcome).inc()
 
-    async def open(self, prompt: str) -> Generation:
-        """Start a generation on the best available backend (its first token already produced)."""
+    async def open(self, prompt: str, max_tokens: int | None = None) -> Generation:
+        """Start a generation on the best available backend (its first token already produced).
+
+        Parameters
+        ----------
+        prompt : str
+            The whole prompt.
+        max_tokens : int, optional
+            The most tokens to generate (the backend's own length when None).
+        """
         ordered = [s for s in self.slots if s.healthy] + [s for s in self.slots if not s.healthy]
         reasons = []
         for slot in ordered:
@@ -164,7 +179,7 @@ class ModelManager:
                 continue
             if self.metrics is not None:
                 self.metrics.model_queue_wait.labels(slot.name).observe(waited)
-            agen = slot.backend.stream(prompt)
+            agen = slot.backend.stream(prompt, max_tokens)
             try:
                 # same task as the later tokens: the backend's HTTP stream stays in one task
                 with anyio.fail_after(slot.first_token_timeout_s):
@@ -189,13 +204,14 @@ class ModelManager:
                 if self.metrics is not None:
                     self.metrics.model_fallbacks.labels(self.slots[0].name, slot.name).inc()
             self._outcome(slot.name, "ok")
-            return Generation(slot, agen, first, fallback=fallback, queue_wait_s=waited, manager=self)
+            return Generation(slot, agen, first, fallback=fallback, queue_wait_s=waited, manager=self,
+                              max_tokens=max_tokens)
         retry = min(s.queue_timeout_s for s in self.slots)
         raise ModelUnavailable("no model backend available (" + "; ".join(reasons) + ")", retry_after=retry)
 
-    async def complete(self, prompt: str) -> tuple[str, Generation]:
+    async def complete(self, prompt: str, max_tokens: int | None = None) -> tuple[str, Generation]:
         """Generate a whole answer; returns ``(text, generation)``."""
-        gen = await self.open(prompt)
+        gen = await self.open(prompt, max_tokens)
         parts = [token async for token in gen]
         return "".join(parts), gen
 
@@ -210,7 +226,7 @@ class ModelManager:
 
 
 def build_manager(settings, metrics=None) -> ModelManager:
-    """The manager described by ``settings.model_backends`` (e.g. ``"ollama,builtin"``)."""
+    """The manager described by ``settings.model_backends`` (e.g. ``"openai,builtin"``)."""
     slots = []
     for kind in [k.strip() for k in settings.model_backends.split(",") if k.strip()]:
         if kind == "builtin":
@@ -220,10 +236,15 @@ def build_manager(settings, metrics=None) -> ModelManager:
         elif kind == "ollama":
             backend = OllamaBackend(settings.ollama_url, settings.ollama_model,
                                     timeout_s=settings.model_first_token_timeout_s)
+        elif kind == "openai":
+            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+            backend = OpenAIBackend(settings.openai_url, settings.openai_model, api_key=key,
+                                    timeout_s=settings.model_first_token_timeout_s)
         else:
             from capkit.errors import ConfigError
 
-            raise ConfigError(f"unknown model backend {kind!r} in CAPKIT_MODEL_BACKENDS; use builtin and/or ollama")
+            raise ConfigError(f"unknown model backend {kind!r} in CAPKIT_MODEL_BACKENDS; "
+                              "use builtin, ollama and/or openai")
         slots.append(BackendSlot(backend, max_concurrent=settings.model_max_concurrent,
                                  queue_size=settings.model_queue_size, queue_timeout_s=settings.model_queue_timeout_s,
                                  first_token_timeout_s=settings.model_first_token_timeout_s))

@@ -1,4 +1,10 @@
-"""Prometheus metrics on a per-app registry, the request-timing middleware and ``/metrics``."""
+"""Prometheus metrics on a per-app registry, the request-timing middleware and ``/metrics``.
+
+Soft limits are exported as pairs an analysis can divide like CPU use: ``capkit_model_slots_in_use``
+over ``capkit_model_slots``, ``capkit_db_pool_checked_out`` over ``capkit_db_pool_limit``; next to
+them the event loop's lag (``capkit_event_loop_lag_seconds``) and the service's own HTTP body bytes
+(``capkit_http_request_bytes_total``, ``capkit_http_response_bytes_total``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.routing import Match
+
+from capkit.service.looplag import LoopLagMonitor
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30)
 
@@ -37,6 +45,15 @@ class Metrics:
         self.in_flight_now = 0
         self.in_flight = Gauge("capkit_http_requests_in_flight", "HTTP requests being served", registry=r)
         self.in_flight.set_function(lambda: self.in_flight_now)
+        # body bytes, plain counts for the same reason (exported by _TrafficCollector)
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.loop_lag = LoopLagMonitor()
+        self.loop_lag_gauge = Gauge("capkit_event_loop_lag_seconds",
+                                    "worst event-loop wake-up delay since the previous scrape (reset by the scrape)",
+                                    registry=r)
+        self.loop_lag_gauge.set_function(self.loop_lag.take_max)
+        r.register(_TrafficCollector(self))
         self.model_queue_wait = Histogram("capkit_model_queue_wait_seconds", "wait for a generation slot",
                                           ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.model_requests = Counter("capkit_model_requests", "model admissions by outcome (ok/skipped/failed)",
@@ -57,6 +74,36 @@ class Metrics:
         self._collector.state = state  # a restarted lifespan replaces the state, not the collector
 
 
+class _TrafficCollector:
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        m = self.metrics
+        yield CounterMetricFamily("capkit_http_request_bytes", "HTTP request body bytes received",
+                                  value=m.request_bytes)
+        yield CounterMetricFamily("capkit_http_response_bytes", "HTTP response body bytes sent",
+                                  value=m.response_bytes)
+
+
+def pool_limits(pool) -> tuple[int, int, int, int | None] | None:
+    """``(size, checked_out, overflow, limit)`` of a SQLAlchemy ``QueuePool``, else None.
+
+    ``limit`` is pool_size + max_overflow, the most connections the pool hands out before a
+    checkout waits; None for an unbounded pool (max_overflow -1). A StaticPool (in-memory
+    SQLite: one shared connection) or a NullPool has no such numbers: None, so no series is
+    exported rather than one that would read as a limit.
+    """
+    if not hasattr(pool, "checkedout"):
+        return None
+    max_overflow = getattr(pool, "_max_overflow", -1)  # SQLAlchemy has no public accessor for it
+    limit = pool.size() + max_overflow if max_overflow >= 0 else None
+    return pool.size(), pool.checkedout(), max(0, pool.overflow()), limit
+
+
 class _StateCollector:
     def __init__(self, state):
         self.state = state
@@ -66,15 +113,17 @@ class _StateCollector:
 
     def collect(self):
         s = self.state
-        pool = s.engine.pool
         size = GaugeMetricFamily("capkit_db_pool_size", "configured pool size")
         out = GaugeMetricFamily("capkit_db_pool_checked_out", "connections in use")
         over = GaugeMetricFamily("capkit_db_pool_overflow", "connections beyond the pool size")
-        if hasattr(pool, "checkedout"):
-            size.add_metric([], pool.size())
-            out.add_metric([], pool.checkedout())
-            over.add_metric([], max(0, pool.overflow()))
-        yield from (size, out, over)
+        limit = GaugeMetricFamily("capkit_db_pool_limit",
+                                  "most connections the pool hands out (pool_size + max_overflow)")
+        pool = pool_limits(s.engine.pool)
+        if pool is not None:
+            for family, value in zip((size, out, over, limit), pool):
+                if value is not None:
+                    family.add_metric([], value)
+        yield from (size, out, over, limit)
         guard = getattr(s, "redis_guard", None)
         degraded = GaugeMetricFamily("capkit_redis_degraded",
                                      "1 while Redis is down and caches/limits run in-process")
@@ -91,13 +140,20 @@ class _StateCollector:
             errors.add_metric([cache.name], cache.stats.errors)
         yield from (hits, misses, evictions, errors)
         depth = GaugeMetricFamily("capkit_model_queue_depth", "requests waiting for a model", labels=["model"])
-        active = GaugeMetricFamily("capkit_model_active", "generations running", labels=["model"])
+        active = GaugeMetricFamily("capkit_model_active", "generations running (same as capkit_model_slots_in_use)",
+                                   labels=["model"])
+        in_use = GaugeMetricFamily("capkit_model_slots_in_use", "generation slots in use (generations running)",
+                                   labels=["model"])
+        slots = GaugeMetricFamily("capkit_model_slots", "generation slots (CAPKIT_MODEL_MAX_CONCURRENT)",
+                                  labels=["model"])
         healthy = GaugeMetricFamily("capkit_model_healthy", "1 when the backend is healthy", labels=["model"])
         for slot in s.models.slots:
             depth.add_metric([slot.name], slot.waiting)
             active.add_metric([slot.name], slot.active)
+            in_use.add_metric([slot.name], slot.active)
+            slots.add_metric([slot.name], slot.max_concurrent)
             healthy.add_metric([slot.name], 1 if slot.healthy else 0)
-        yield from (depth, active, healthy)
+        yield from (depth, active, in_use, slots, healthy)
         state = GaugeMetricFamily("capkit_circuit_breaker_open", "1 when open, 0.5 half-open, 0 closed",
                                   labels=["name"])
         state.add_metric([s.breaker.name], {"closed": 0, "half_open": 0.5, "open": 1}[s.breaker.state])
@@ -116,7 +172,8 @@ def _route_of(app, scope) -> str:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: counts, times (until the last body byte) and tracks in-flight."""
+    """Pure ASGI middleware: counts, times (until the last body byte), tracks in-flight and sums
+    the body bytes received and sent (HTTP only: headers and WebSocket frames are not counted)."""
 
     def __init__(self, app, metrics: Metrics):
         self.app = app
@@ -140,14 +197,22 @@ class MetricsMiddleware:
 
         async def _send(message):
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body":
+                m.response_bytes += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
+
+        async def _receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                m.request_bytes += len(message.get("body", b""))
+            return message
 
         m.in_flight_now += 1
         t0 = time.perf_counter()
         try:
-            await self.app(scope, receive, _send)
+            await self.app(scope, _receive, _send)
         finally:
             m.in_flight_now -= 1
             route = _route_of(scope["app"], scope) if "app" in scope else "unmatched"

@@ -6,6 +6,8 @@ import json
 import os
 import socket
 
+from pydantic import SecretStr
+
 from capkit.config import Settings, get_settings
 from capkit.errors import ServiceError
 
@@ -29,6 +31,8 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
+        if isinstance(value, SecretStr):  # str() would hand the worker the mask "**********"
+            value = value.get_secret_value()
         env[f"CAPKIT_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return env
 

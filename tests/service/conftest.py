@@ -136,14 +136,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def start_server():
-    """``start_server(settings, workers=1)`` → base URL of a real uvicorn process (killed by PID)."""
-    from capkit.service.server import settings_to_env
+class Servers:
+    """``servers(settings, workers=1)`` starts a real uvicorn process and returns its base URL;
+    ``servers.stop(url)`` stops one (its process group, by PID); the fixture stops the rest."""
 
-    procs: list[subprocess.Popen] = []
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
 
-    def _start(settings: Settings, workers: int = 1) -> str:
+    def __call__(self, settings: Settings, workers: int = 1) -> str:
+        from capkit.service.server import settings_to_env
+
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAPKIT_")}
         env.update(settings_to_env(settings))
@@ -151,8 +153,8 @@ def start_server():
                 f"serve(get_settings(), '127.0.0.1', {port}, workers={workers})")
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
-        procs.append(proc)
         url = f"http://127.0.0.1:{port}"
+        self.procs[url] = proc
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -165,8 +167,8 @@ def start_server():
             time.sleep(0.1)
         raise AssertionError("service did not become healthy within 20 s")
 
-    yield _start
-    for proc in procs:
+    def stop(self, url: str) -> None:
+        proc = self.procs.pop(url)
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, 15)  # the group holds uvicorn's worker processes too
@@ -177,3 +179,13 @@ def start_server():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait(timeout=5)
+
+
+@pytest.fixture
+def start_server():
+    """``start_server(settings, workers=1)`` → base URL of a real uvicorn process (killed by PID);
+    ``start_server.stop(url)`` stops it early."""
+    servers = Servers()
+    yield servers
+    for url in list(servers.procs):
+        servers.stop(url)
