@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROFILE ?= quick
+PROFILE ?=
 RUN ?=
 
 .DEFAULT_GOAL := help
@@ -22,11 +22,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install capkit with its dev tools
 
-plan: $(STAMP) ## Measure the reference service and publish a capacity report (PROFILE=smoke|quick|full)
-	$(BIN)/capkit plan --profile $(PROFILE)
+plan: $(STAMP) ## Search the reference service's capacity and publish the report (PROFILE=smoke|quick|full: a fixed grid)
+	$(BIN)/capkit plan $(if $(PROFILE),--profile $(PROFILE))
 
 plan-pg: $(STAMP) ## `make plan` with the service on PostgreSQL + Redis (see README)
-	ops/plan-postgres.sh --profile $(PROFILE)
+	ops/plan-postgres.sh $(if $(PROFILE),--profile $(PROFILE))
 
 test: $(STAMP) ## Run the whole test suite (unit, service, end-to-end, notebooks under nbmake)
 	$(BIN)/pytest

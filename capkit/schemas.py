@@ -134,8 +134,14 @@ class ResourceLimits(BaseModel):
     redis_memory_mib: float = Field(256.0, gt=0)
     model_queue: float = Field(256.0, gt=0, description="model queue size (waiting requests)")
     db_cpu_cores: float = Field(1.0, gt=0, description="cores of the database server (DB CPU thresholds)")
+    model_slots: float | None = Field(None, gt=0, description="concurrent generations; None: as the service reports")
+    db_pool: float | None = Field(None, gt=0, description="connections the service's pool hands out; None: as reported")
+    custom: dict[str, float] = Field(default_factory=dict, description="limits of a target's own series (--limit)")
 
     def limit_for(self, resource: str) -> float:
+        """The limit of ``resource``; NaN for a pool whose size is neither given nor reported."""
+        if resource in self.custom:
+            return self.custom[resource]
         return {
             "cpu_cores": self.cpu_cores,
             "rss_mib": self.memory_mib,
@@ -144,6 +150,8 @@ class ResourceLimits(BaseModel):
             "redis_memory_mib": self.redis_memory_mib,
             "model_queue": self.model_queue,
             "db_cpu_cores": self.db_cpu_cores,
+            "model_slots": self.model_slots if self.model_slots is not None else math.nan,
+            "db_pool": self.db_pool if self.db_pool is not None else math.nan,
         }[resource]
 
 
@@ -168,6 +176,27 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "network_kbps": ("Network", "KB/s"),
     "redis_memory_mib": ("Redis memory", "MiB"),
     "model_queue": ("Model queue", "waiting requests"),
+    "model_slots": ("Model slots", "in use"),
+    "db_pool": ("DB pool", "connections checked out"),
+}
+def resource_label(resource: str) -> tuple[str, str]:
+    """(label, unit) of a resource: a canonical one of :data:`RESOURCES`, or a target's own series."""
+    return RESOURCES.get(resource, (resource, "as mapped"))
+
+
+# concurrency pools: their size comes from the service (``<name>_size`` series) unless given
+POOL_RESOURCES = ("model_slots", "db_pool")
+# what to do when a resource is the binding limit
+BINDING_ACTIONS = {
+    "cpu_cores": "Scale out API replicas (CPU is the binding constraint); profile the hot path per request",
+    "rss_mib": "Scale out or raise the memory limit; check per-user memory (sessions, caches) for leaks",
+    "db_connections": "Use connection pooling (PgBouncer) and cache frequent queries",
+    "network_kbps": "Compress responses or add bandwidth; network is the binding constraint",
+    "redis_memory_mib": "Set TTLs on all keys and monitor evictions; Redis memory binds first",
+    "model_queue": "Queue requests with fallback models, cache responses, or move to a dedicated inference server",
+    "model_slots": "Raise model concurrency (CAPKIT_MODEL_MAX_CONCURRENT) or add a model server",
+    "db_pool": "Raise the DB pool (CAPKIT_DB_POOL_SIZE / _MAX_OVERFLOW) within the database's limit, or add PgBouncer",
+    "p95": "Investigate bottlenecks, enable aggressive caching",
 }
 
 
@@ -235,6 +264,16 @@ class Interval:
     def __str__(self) -> str:
         fmt = lambda x: "∞" if math.isinf(x) else f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"  # noqa: E731
         return f"{fmt(self.estimate)} ({fmt(self.low)}–{fmt(self.high)})"
+
+
+class Basis(StrEnum):
+    """How a number was obtained: every capacity figure capkit prints says which."""
+
+    MEASURED = "measured"  # bracketed by two measured steps, interpolated between them
+    PROJECTED = "projected"  # from a model, within 1.25× the highest measured load
+    EXTRAPOLATED = "extrapolated"  # from a model, beyond that: never a headline
+    NOT_REACHED = "not reached"  # the model never gets there
+    NOT_MEASURED = "not measured"  # nothing measured behind it
 
 
 @dataclass(frozen=True)

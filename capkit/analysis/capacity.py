@@ -12,7 +12,7 @@ from capkit.analysis.regression import ResourceFit, binding_constraint, fit_reso
 from capkit.analysis.resources import resource_frame, step_resource_means
 from capkit.analysis.steps import endpoint_table, summarize_steps
 from capkit.errors import InsufficientDataError
-from capkit.schemas import RESOURCES, Interval, NotMeasured, ResourceLimits
+from capkit.schemas import POOL_RESOURCES, RESOURCES, Basis, Interval, NotMeasured, ResourceLimits, resource_label
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ResourceCapacity:
         b = self.binding
         if b is None:
             return "No resource reaches its limit within the measured trend."
-        label, unit = RESOURCES[b.resource]
+        label, unit = resource_label(b.resource)
         return (f"Binding constraint: {label} — about {b.capacity.estimate:,.0f} concurrent users per replica "
                 f"(plan for {b.capacity.low:,.0f}; {b.level:.0%} prediction bound at {b.limit:g} {unit}).")
 
@@ -61,7 +61,10 @@ def resource_capacity(run: RunData, limits: ResourceLimits | None = None, *, lev
         raise InsufficientDataError(
             f"run {run.run_id} has {0 if steps.empty else int(steps['clean'].sum())} clean step(s); "
             f"fits need at least 2{' (' + flags + ')' if flags else ''}")
-    per_second = resource_frame(run.samples, run.steps, warmup)
+    custom = {**(run.meta.spec.notes.get("limits") or {}), **limits.custom}
+    limits = limits.model_copy(update={"custom": custom})
+    per_second = resource_frame(run.samples, run.steps, warmup, custom=tuple(custom))
+    limits = pool_limits(limits, per_second)
     extra = step_resource_means(per_second)
     for column in extra.columns.difference(steps.columns):
         steps[column] = steps["step"].map(extra[column])
@@ -69,6 +72,16 @@ def resource_capacity(run: RunData, limits: ResourceLimits | None = None, *, lev
     fits = fit_resources(per_second, limits, clean_steps=clean, level=level)
     return ResourceCapacity(run_id=run.run_id, limits=limits, steps=steps, per_second=per_second,
                             endpoints=endpoint_table(run.requests, run.steps, warmup_s=warmup), fits=fits)
+
+
+def pool_limits(limits: ResourceLimits, per_second: pd.DataFrame) -> ResourceLimits:
+    """``limits`` with each pool's size as the service reported it, where none was given."""
+    update = {}
+    for pool in POOL_RESOURCES:
+        column = f"{pool}_size"
+        if getattr(limits, pool) is None and column in per_second and per_second[column].notna().any():
+            update[pool] = float(per_second[column].median())
+    return limits.model_copy(update=update) if update else limits
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -81,19 +94,25 @@ def _users(x: float) -> str:
     return "not reached" if math.isinf(x) else f"{x:,.0f}"
 
 
-def baseline_table(fits: dict) -> pd.DataFrame:
-    """The Baseline Metrics table, measured: one row per resource, intervals included."""
+def baseline_table(fits: dict, located: dict | None = None) -> pd.DataFrame:
+    """The Baseline Metrics table, measured: one row per resource, intervals included.
+
+    ``located`` maps a resource to (users at its limit, basis) from the capacity answer; without
+    it the capacity is the fit's line, labelled ``projected``."""
     rows = []
-    for resource, (label, unit) in RESOURCES.items():
+    for resource in [*RESOURCES, *(k for k in fits if k not in RESOURCES)]:
+        label, unit = resource_label(resource)
         fit = fits.get(resource)
         if not isinstance(fit, ResourceFit):
             rows.append({"Resource": f"{label} ({unit})", "Baseline (idle)": "–", "Per active user": "–",
                          "Max capacity": str(fit) if isinstance(fit, NotMeasured) else "not measured"})
             continue
-        cap = fit.capacity
-        if isinstance(cap, Interval):
+        cap, basis = (located or {}).get(resource, (fit.capacity, Basis.PROJECTED))
+        if isinstance(cap, Interval) and math.isfinite(cap.estimate):
             text = (f"{_users(cap.estimate)} users ({_users(cap.low)}–{_users(cap.high)}) "
-                    f"at {_fmt(fit.limit)} {unit}")
+                    f"at {_fmt(fit.limit)} {unit} · {basis}")
+        elif isinstance(cap, Interval):
+            text = f"not reached (limit {_fmt(fit.limit)} {unit})"
         else:
             text = f"not reached (no significant per-user cost; limit {_fmt(fit.limit)} {unit})"
         rows.append({"Resource": f"{label} ({unit})",

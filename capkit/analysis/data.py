@@ -24,6 +24,17 @@ class RunData:
     steps: pd.DataFrame
     requests: pd.DataFrame
     samples: pd.DataFrame
+    events: pd.DataFrame | None = None
+
+    @property
+    def search(self) -> dict | None:
+        """What the capacity search did (stop reason, brackets), when this run was a search."""
+        import json
+
+        if self.events is None or self.events.empty:
+            return None
+        rows = self.events[self.events["kind"] == "search"]
+        return json.loads(rows["detail"].iloc[-1]) if len(rows) else None
 
     @property
     def run_id(self) -> str:
@@ -89,4 +100,4 @@ def read_run(store: Store | str | None = None, run_id: str | None = None, *, bef
                               + "; run `capkit plan` first")
     meta = store.get_run(run_id)
     return RunData(meta=meta, steps=store.steps(run_id), requests=store.request_stats(run_id),
-                   samples=store.samples(run_id))
+                   samples=store.samples(run_id), events=store.events(run_id))

@@ -12,21 +12,12 @@ import numpy as np
 import pandas as pd
 
 from capkit.analysis.regression import ResourceFit
-from capkit.schemas import RESOURCES, Interval
-
-BINDING_ACTIONS = {
-    "cpu_cores": "Scale out API replicas (CPU is the binding constraint); profile the hot path per request",
-    "rss_mib": "Scale out or raise the memory limit; check per-user memory (sessions, caches) for leaks",
-    "db_connections": "Use connection pooling (PgBouncer) and cache frequent queries",
-    "network_kbps": "Compress responses or add bandwidth; network is the binding constraint",
-    "redis_memory_mib": "Set TTLs on all keys and monitor evictions; Redis memory binds first",
-    "model_queue": "Queue requests with fallback models, cache responses, or move to a dedicated inference server",
-}
+from capkit.schemas import BINDING_ACTIONS, RESOURCES, Interval
 
 
 def recommendations(resources, *, diagnostics: pd.DataFrame | None = None, latency=None,
                     cache_hit_rate: float = math.nan, db_connection_share: float = 0.8, min_cache_hit_rate: float = 0.5,
-                    max_rate_limited_share: float = 0.01) -> pd.DataFrame:
+                    max_rate_limited_share: float = 0.01, answer=None) -> pd.DataFrame:
     """Recommendations with the rule that produced each.
 
     Parameters
@@ -56,7 +47,16 @@ def recommendations(resources, *, diagnostics: pd.DataFrame | None = None, laten
         rows.append({"Rule": rule, "Finding": finding, "Recommendation": action})
 
     binding = resources.binding
-    if binding is not None:
+    if answer is not None:
+        bind = answer.binding
+        if bind is not None and isinstance(bind.users, Interval) and bind.basis in ("measured", "projected"):
+            add("binding limit → its action",
+                f"{bind.metric} reaches {bind.describe_level()} first: ~{bind.users.estimate:,.0f} users "
+                f"({bind.basis}, {bind.range_text()})", BINDING_ACTIONS.get(bind.key, "Scale out"))
+        else:
+            add("binding limit → its action", "no limit was reached within the measured or projected loads",
+                "Measure higher loads (capkit plan searches for the knee) before planning beyond them")
+    elif binding is not None:
         label, unit = RESOURCES[binding.resource]
         add("binding constraint → its action",
             f"{label} binds first: ~{binding.capacity.estimate:,.0f} users per replica "
@@ -64,7 +64,7 @@ def recommendations(resources, *, diagnostics: pd.DataFrame | None = None, laten
             BINDING_ACTIONS.get(binding.resource, "Scale out"))
     else:
         add("binding constraint → its action", "no measured resource reaches its limit within the trend",
-            "Measure higher loads (more or larger steps) before planning beyond them")
+            "Measure higher loads (capkit plan searches for the knee) before planning beyond them")
     steps = resources.steps
     loaded = steps[steps["users"] > 0]
     if "db_connections" in steps and loaded["db_connections"].notna().any():

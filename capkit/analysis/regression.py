@@ -214,14 +214,18 @@ def fit_resources(per_second: pd.DataFrame, limits: ResourceLimits, *, clean_ste
     """
     data = per_second if clean_steps is None else per_second[per_second["step"].isin(list(clean_steps))]
     out: dict = {}
-    for resource in RESOURCES:
+    for resource in [*RESOURCES, *limits.custom]:
         if resource not in data.columns or data[resource].notna().sum() == 0:
             out[resource] = NotMeasured("no collector measured it in this run")
             continue
         d = data[["ts", "users", resource, "step"]].dropna()
+        limit = limits.limit_for(resource)
+        if not math.isfinite(limit):
+            out[resource] = NotMeasured("its size was neither given nor reported by the service")
+            continue
         try:
             out[resource] = fit_resource_regression(d["users"], d[resource], resource=resource,
-                                                    limit=limits.limit_for(resource), level=level,
+                                                    limit=limit, level=level,
                                                     steps=d["step"], times=d["ts"])
         except InsufficientDataError as exc:
             out[resource] = NotMeasured(str(exc))

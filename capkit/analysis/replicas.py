@@ -35,7 +35,7 @@ class ReplicaPlan:
                 f"(N+{self.headroom}), decided by {self.deciding}.")
 
 
-def replicas_needed(resources, target_users: float, *, headroom: int = 1, latency=None) -> ReplicaPlan:
+def replicas_needed(resources, target_users: float, *, headroom: int = 1, latency=None, answer=None) -> ReplicaPlan:
     """Per limit: users one replica carries at the planning bound, and replicas for ``target_users``.
 
     Parameters
@@ -48,6 +48,10 @@ def replicas_needed(resources, target_users: float, *, headroom: int = 1, latenc
         Spare replicas on top (N+1 by default: one may fail or be deployed).
     latency : LatencyModel, optional
         Adds the p95 warning crossing (its lower bound) as a per-replica limit.
+    answer : CapacityAnswer, optional
+        The run's one answer: each replica carries at most the lower end of its capacity, and every
+        threshold that ends a replica's useful load is a row with its basis. An extrapolated or
+        unmeasured capacity gives "unknown" replicas, never a number.
 
     Returns
     -------
@@ -61,6 +65,8 @@ def replicas_needed(resources, target_users: float, *, headroom: int = 1, latenc
                              f"{target_users!r}, {headroom!r}") from None
     if not math.isfinite(target) or target <= 0 or headroom < 0:
         raise ParameterError(f"target_users must be > 0 and headroom ≥ 0, got {target_users!r}, {headroom!r}")
+    if answer is not None:
+        return _from_answer(answer, target, headroom)
     rows = []
     for resource, fit in resources.fits.items():
         if isinstance(fit, ResourceFit) and isinstance(fit.capacity, Interval):
@@ -88,3 +94,31 @@ def replicas_needed(resources, target_users: float, *, headroom: int = 1, latenc
         return ReplicaPlan(target, headroom, NotMeasured(why), None, table)
     top = finite.sort_values("replicas", kind="stable").iloc[-1]
     return ReplicaPlan(target, headroom, float(top["replicas"]), str(top["limit"]), table)
+
+
+def _from_answer(answer, target: float, headroom: int) -> ReplicaPlan:
+    from capkit.analysis.answer import CAPACITY_KEYS
+    from capkit.schemas import Basis
+
+    rows = []
+    for t in answer.thresholds:
+        if t.key not in CAPACITY_KEYS or (t.key == "p95" and t.level != "warning") or \
+                (t.key not in ("p95", "errors") and t.level != "critical"):
+            continue
+        if not isinstance(t.users, Interval) or not math.isfinite(t.users.estimate):
+            continue
+        per = math.floor(t.users.low)
+        rows.append({"limit": f"{t.metric} ({t.describe_level()})", "per_replica": per, "basis": str(t.basis),
+                     "replicas": (math.ceil(target / per) + headroom) if per >= 1 else math.inf})
+    table = pd.DataFrame(rows, columns=["limit", "per_replica", "basis", "replicas"])
+    cap = answer.capacity
+    if cap is None or not isinstance(cap.users, Interval) or not math.isfinite(cap.users.estimate):
+        return ReplicaPlan(target, headroom, NotMeasured("no limit of a replica was measured or projected"), None,
+                           table)
+    if cap.basis not in (Basis.MEASURED, Basis.PROJECTED):
+        return ReplicaPlan(target, headroom, NotMeasured(f"the capacity ({cap.metric}) is {cap.basis} from "
+                                                         f"the measured loads; measure near it"), None, table)
+    per = math.floor(cap.users.low)
+    replicas = (math.ceil(target / per) + headroom) if per >= 1 else math.inf
+    return ReplicaPlan(target, headroom, float(replicas), f"{cap.metric} ({cap.describe_level()}, {cap.basis})",
+                       table)

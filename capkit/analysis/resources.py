@@ -26,6 +26,10 @@ METRIC_SOURCES: dict[str, tuple[tuple[str, str, float], ...]] = {
                          ("redis", "redis_used_memory", 1 / 1048576), ("redis", "used_memory", 1 / 1048576)),
     "model_queue": (("service", "model_queue", 1.0), ("prometheus", "model_queue", 1.0),
                     ("prometheus", "capkit_model_queue_depth", 1.0), ("service", "model_queue_depth", 1.0)),
+    "model_slots": (("prometheus", "model_slots_in_use", 1.0), ("service", "model_slots_in_use", 1.0)),
+    "db_pool": (("prometheus", "db_pool_checked_out", 1.0), ("service", "db_pool_checked_out", 1.0)),
+    "model_slots_size": (("prometheus", "model_slots_size", 1.0), ("service", "model_slots_size", 1.0)),
+    "db_pool_size": (("prometheus", "db_pool_size", 1.0), ("service", "db_pool_size", 1.0)),
     "db_cpu_cores": (("postgres", "pg_backend_cpu_cores", 1.0), ("postgres", "pg_cpu_cores", 1.0),
                      ("postgres", "db_cpu_cores", 1.0),
                      ("postgres", "cpu_cores", 1.0), ("postgres", "pg_cpu_percent", 0.01)),
@@ -42,7 +46,8 @@ def _matches(metric: pd.Series, name: str) -> pd.Series:
     return (metric == name) | metric.str.startswith(name + "{")
 
 
-def resource_frame(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+def resource_frame(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float,
+                   custom: tuple[str, ...] = ()) -> pd.DataFrame:
     """Wide per-second table over every source: ``ts, step, users`` and one column per measured
     canonical resource of :data:`METRIC_SOURCES` (labelled series of a metric are summed).
 
@@ -63,7 +68,10 @@ def resource_frame(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) 
     # match on the few distinct (source, metric) pairs, then select rows with one isin per resource
     present = samples.groupby(["source", "metric"], sort=False).size().index
     parts = []
-    for column, candidates in METRIC_SOURCES.items():
+    sources = dict(METRIC_SOURCES)
+    for name in custom:  # a target's own series with a --limit: as mapped, from its /metrics
+        sources[name] = (("service", name, 1.0), ("prometheus", name, 1.0))
+    for column, candidates in sources.items():
         for source, name, scale in candidates:
             names = [m for s, m in present if s == source and (m == name or m.startswith(name + "{"))]
             if not names:
@@ -88,7 +96,7 @@ def resource_frame(samples: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) 
 
 def step_resource_means(per_second: pd.DataFrame) -> pd.DataFrame:
     """Mean of every resource column per step (index ``step``)."""
-    cols = [c for c in per_second.columns if c in METRIC_SOURCES]
+    cols = [c for c in per_second.columns if c not in ("ts", "step", "users")]
     if per_second.empty or not cols:
         return pd.DataFrame(index=pd.Index([], name="step"))
     return per_second.groupby("step")[cols].mean()

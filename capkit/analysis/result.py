@@ -13,20 +13,22 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from capkit.analysis.answer import CapacityAnswer, capacity_answer
 from capkit.analysis.backtest import Backtest, backtest
-from capkit.analysis.capacity import ResourceCapacity, resource_capacity
+from capkit.analysis.capacity import ResourceCapacity, baseline_table, resource_capacity
 from capkit.analysis.components import component_endpoints, component_table
 from capkit.analysis.data import RunData, read_run
 from capkit.analysis.diagnostics import regression_diagnostics
 from capkit.analysis.latency import LatencyModel, fit_latency
 from capkit.analysis.parameters import ReportParameters
 from capkit.analysis.recommend import recommendations
+from capkit.analysis.regression import ResourceFit
 from capkit.analysis.replicas import ReplicaPlan, replicas_needed
 from capkit.analysis.resources import cache_hit_rate
-from capkit.analysis.thresholds import Threshold, scaling_thresholds, thresholds_table
+from capkit.analysis.thresholds import Threshold, locate_resource, scaling_thresholds, thresholds_table
 from capkit.analysis.usl import USLFit, usl_from_steps
 from capkit.errors import CapkitError
-from capkit.schemas import RESOURCES, Interval, NotMeasured
+from capkit.schemas import Interval, NotMeasured, resource_label
 
 
 @dataclass
@@ -43,6 +45,9 @@ class CapacityResult:
     components: pd.DataFrame
     endpoints: pd.DataFrame
     thresholds: list[Threshold]
+    answer: CapacityAnswer
+    baseline: pd.DataFrame  # the Baseline Metrics table, its capacities from the same answer
+    located: dict  # resource -> (users at its limit, basis), as the Baseline Metrics table shows them
     replicas: ReplicaPlan
     recommendations: pd.DataFrame
     backtest: Backtest | None
@@ -65,7 +70,7 @@ class CapacityResult:
         return ci.rename_axis("parameter").reset_index()
 
     def headline(self) -> str:
-        return self.resources.headline()
+        return self.answer.headline
 
     def summary(self) -> str:
         """A few lines a reader needs: the run, the binding limit, per-user costs with intervals,
@@ -73,22 +78,30 @@ class CapacityResult:
         r, meta = self.resources, self.run.meta
         pct = f"{self.params.level:.0%}"
         lines = [f"Capacity of run {meta.run_id} ({meta.status}, {r.clean_user_steps} clean user steps, "
-                 f"target {meta.target})", self.headline(), "",
-                 f"{'resource':<26}{'per user':>12}{'baseline':>12}   capacity (users, {pct} prediction range)"]
+                 f"target {meta.target})", self.headline(), ""]
+        if self.answer.stop_reason:
+            lines[-1:] = [f"Search: {self.answer.stop_reason}", ""]
+        lines += [
+                 f"{'resource':<36}{'per user':>10}{'baseline':>10}   users at its limit ({pct} range, basis)"]
         for resource, fit in r.fits.items():
-            label, unit = RESOURCES[resource]
+            label, unit = resource_label(resource)
+            name = f"{label} ({unit})"
             if isinstance(fit, NotMeasured):
-                lines.append(f"{label + ' (' + unit + ')':<26}{'–':>12}{'–':>12}   {fit}")
+                lines.append(f"{name:<36}{'–':>10}{'–':>10}   {fit}")
                 continue
-            cap = str(fit.capacity) if isinstance(fit.capacity, Interval) else str(fit.capacity)
-            lines.append(f"{label + ' (' + unit + ')':<26}{fit.per_user.estimate:>12.4g}"
-                         f"{fit.baseline.estimate:>12.4g}   {cap}")
+            cap, basis = self.located.get(resource, (fit.capacity, "projected"))
+            where = (f"{cap} · {basis}" if isinstance(cap, Interval) and cap.finite
+                     else "not reached" if isinstance(cap, Interval) else str(cap))
+            lines.append(f"{name:<36}{fit.per_user.estimate:>10.4g}{fit.baseline.estimate:>10.4g}   {where}")
         lines.append("")
         for t in self.thresholds:
-            lines.append(f"{t.metric} {t.level} ({t.value:g} {t.unit}): {t.users_text()}")
+            if not isinstance(t.users, NotMeasured):
+                lines.append(f"{t.metric} {t.level} ({t.describe_level()}): {t.users_text()}")
         if self.usl is not None:
+            top = float(self.resources.steps["users"].max())
+            peak = self.usl.peak_concurrency
             lines.append(f"USL: σ {self.usl.sigma:.3g}, κ {self.usl.kappa:.3g}, λ {self.usl.lambda_:.3g} req/s "
-                         f"per user, peak N* {_num(self.usl.peak_concurrency)}")
+                         f"per user, peak N* " + (_num(peak) if peak <= 20 * top else "beyond 20× the measured load"))
         lines.append(self.replicas.summary())
         for name, why in self.errors.items():
             lines.append(f"{name}: {why}")
@@ -144,16 +157,22 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
     diagnostics = regression_diagnostics(resources.per_second,
                                          resources.steps.loc[resources.steps["clean"], "step"])
     hit = cache_hit_rate(run.samples)
+    thresholds = scaling_thresholds(resources, latency, usl, cpu=p.cpu_thresholds, memory=p.memory_thresholds,
+                                    db_cpu=p.db_cpu_thresholds, p95_ms=(p.latency_warning_ms, p.latency_critical_ms))
+    search = run.search or {}
+    answer = capacity_answer(run.run_id, thresholds, stop_reason=search.get("stop_reason"))
+    located = {key: locate_resource(resources, usl, key, resources.limits.limit_for(key))
+               for key, fit in resources.fits.items() if isinstance(fit, ResourceFit)}
+    baseline = baseline_table(resources.fits, located)
     return CapacityResult(
         run=run, params=p, resources=resources, usl=usl, latency=latency, diagnostics=diagnostics,
         components=component_table(run.requests, run.steps, resources.steps, warmup_s=run.warmup_s,
                                    warning_ms=p.latency_warning_ms, critical_ms=p.latency_critical_ms),
         endpoints=component_endpoints(resources.endpoints),
-        thresholds=scaling_thresholds(resources, latency, cpu=p.cpu_thresholds, memory=p.memory_thresholds,
-                                      db_cpu=p.db_cpu_thresholds, p95_ms=(p.latency_warning_ms,
-                                                                          p.latency_critical_ms)),
-        replicas=replicas_needed(resources, p.target_users, headroom=p.headroom, latency=latency),
-        recommendations=recommendations(resources, diagnostics=diagnostics, latency=latency, cache_hit_rate=hit),
+            thresholds=thresholds, answer=answer, baseline=baseline, located=located,
+        replicas=replicas_needed(resources, p.target_users, headroom=p.headroom, latency=latency, answer=answer),
+        recommendations=recommendations(resources, diagnostics=diagnostics, latency=latency, cache_hit_rate=hit,
+                                        answer=answer),
         backtest=bt, cache_hit_rate=hit, errors=errors)
 
 

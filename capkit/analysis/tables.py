@@ -46,7 +46,7 @@ def export_tables(result, out_dir: str | Path | None) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     r = result.resources
-    tables = {"steps": r.steps, "endpoints": r.endpoints, "fits": fits_table(r), "baseline_metrics": r.baseline,
+    tables = {"steps": r.steps, "endpoints": r.endpoints, "fits": fits_table(r), "baseline_metrics": result.baseline,
               "consolidated_results": result.components.drop(columns=["rps", "p95_ms", "error_rate",
                                                                       "rate_limited_share"], errors="ignore"),
               "endpoint_details": result.endpoints, "diagnostics": result.diagnostics,
@@ -62,6 +62,11 @@ def export_tables(result, out_dir: str | Path | None) -> list[Path]:
         path = out / f"{name}.csv"
         frame.to_csv(path, index=False)
         written.append(path)
+    capacity = out / "capacity.json"
+    import json
+
+    capacity.write_text(json.dumps(result.answer.to_json(), indent=2) + "\n")
+    written.append(capacity)
     for name in ("baseline_metrics", "consolidated_results"):
         md = out / f"{name}.md"
         md.write_text(markdown_table(tables[name]) + "\n")

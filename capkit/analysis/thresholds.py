@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from capkit.analysis.answer import locate, through_throughput
 from capkit.analysis.regression import ResourceFit, fit_resource_regression
 from capkit.errors import CapkitError, ParameterError
-from capkit.schemas import Interval, NotMeasured
+from capkit.schemas import BINDING_ACTIONS, POOL_RESOURCES, Basis, Interval, NotMeasured
 
 ACTIONS = {
     "cpu": "Scale out API replicas",
@@ -21,22 +22,38 @@ ACTIONS = {
 
 @dataclass(frozen=True)
 class Threshold:
-    """One scaling threshold: ``metric`` reaches ``value`` (``unit``) at ``users``."""
+    """One scaling threshold: ``metric`` reaches ``value`` (``unit``) at ``users``, with its basis."""
 
     metric: str
-    level: str  # "warning" | "critical"
+    level: str  # "warning" | "critical" | "limit"
     value: float
     unit: str
     users: Interval | NotMeasured
     action: str
+    key: str = ""  # "p95", "errors" or a resource of RESOURCES
+    basis: Basis = Basis.NOT_MEASURED
+    absolute: float | None = None  # the threshold in the resource's own unit (e.g. 0.9 cores)
 
     def users_text(self) -> str:
         if isinstance(self.users, NotMeasured):
             return str(self.users)
         if math.isinf(self.users.estimate):
             return "not reached"
+        return f"{self.users.estimate:,.0f} users ({self.range_text()}, {self.basis})"
+
+    def range_text(self) -> str:
         fmt = lambda x: "∞" if math.isinf(x) else f"{x:,.0f}"  # noqa: E731
-        return f"{self.users.estimate:,.0f} users ({fmt(self.users.low)}–{fmt(self.users.high)})"
+        return f"{fmt(self.users.low)}–{fmt(self.users.high)}" if isinstance(self.users, Interval) else "–"
+
+    def describe_level(self) -> str:
+        if self.unit != "%":
+            return f"{self.value:g} {self.unit}"
+        if self.key in POOL_RESOURCES:
+            return f"{self.value:g} % in use"
+        return f"{self.value:g} %" + ("" if self.key == "errors" else " of its limit")
+
+    def describe(self) -> str:
+        return f"{self.metric.lower()} reaches {self.describe_level()}"
 
 
 def check_levels(name: str, pair, *, fraction: bool = True) -> tuple[float, float]:
@@ -56,53 +73,88 @@ def check_levels(name: str, pair, *, fraction: bool = True) -> tuple[float, floa
     return warning, critical
 
 
-def _resource_rows(metric: str, fit, levels, action: str, why_missing: str) -> list[Threshold]:
-    out = []
-    for name, share in zip(("warning", "critical"), levels, strict=True):
-        users = fit.users_at(share * fit.limit) if isinstance(fit, ResourceFit) else NotMeasured(why_missing)
-        out.append(Threshold(metric, name, 100 * share, "%", users, action))
-    return out
-
-
-def scaling_thresholds(resources, latency=None, *, cpu=(0.70, 0.90), memory=(0.75, 0.90), db_cpu=(0.60, 0.85),
-                       p95_ms=(500.0, 2000.0)) -> list[Threshold]:
-    """The users at which each threshold is crossed (ranges from the prediction bounds, or the latency
-    model's interval), with the action.
+def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), memory=(0.75, 0.90),
+                       db_cpu=(0.60, 0.85), pools=(0.80, 0.95), p95_ms=(500.0, 2000.0),
+                       max_error_rate: float = 0.05) -> list[Threshold]:
+    """The users at which each threshold is crossed — measured when two valid steps bracket it,
+    else projected from a model (see :mod:`capkit.analysis.answer`) — with the action.
 
     Parameters
     ----------
     resources : ResourceCapacity
-        Its CPU and memory fits (and ``db_cpu_cores`` samples, when a PostgreSQL collector ran).
+        Its steps (with per-step resource means) and fits.
     latency : LatencyModel or None
-        For the p95 rows.
-    cpu, memory, db_cpu : (float, float)
-        Warning and critical shares of the limit.
+        Projects the p95 rows.
+    usl : USLFit or None
+        Carries throughput-driven resources (CPU, network, pools) beyond the measured steps.
+    cpu, memory, db_cpu, pools : (float, float)
+        Warning and critical shares of the limit (pools: of their size).
     p95_ms : (float, float)
         Warning and critical p95 in milliseconds.
+    max_error_rate : float
+        The error rate that ends a replica's useful load.
 
     Returns
     -------
     list of Threshold
     """
     cpu, memory, db_cpu = check_levels("CPU", cpu), check_levels("memory", memory), check_levels("DB CPU", db_cpu)
+    pools = check_levels("pool", pools)
     p95_ms = check_levels("p95", p95_ms, fraction=False)
+    steps, level = resources.steps, _level(resources)
     rows: list[Threshold] = []
-    for metric, key, levels, resource in (("CPU usage", "cpu", cpu, "cpu_cores"),
-                                          ("Memory usage", "memory", memory, "rss_mib")):
-        fit = resources.fits.get(resource)
-        why = fit.reason if isinstance(fit, NotMeasured) else "no collector measured it in this run"
-        rows += _resource_rows(metric, fit, levels, ACTIONS[key], why)
-    rows += _resource_rows("DB CPU", _db_cpu_fit(resources), db_cpu, ACTIONS["db_cpu"],
-                           "no PostgreSQL collector with backend CPU in this run")
     for name, ms in zip(("warning", "critical"), p95_ms, strict=True):
-        if latency is None:
-            users = NotMeasured("no latency model")
-        elif not math.isclose(latency.threshold_ms(name), ms):
-            users = NotMeasured("latency model fitted with other thresholds")
-        else:
-            users = latency.crossing(name)
-        rows.append(Threshold("Response time (p95)", name, ms, "ms", users, ACTIONS["p95"]))
+        projection = None
+        if latency is not None and math.isclose(latency.threshold_ms(name), ms):
+            projection = lambda _v, name=name: latency.crossing(name)  # noqa: E731
+        users, basis = locate(steps, "p95_ms", ms, projection=projection, level=level)
+        if latency is None and basis == Basis.NOT_MEASURED:
+            users = NotMeasured("no latency model and no measured step reached it")
+        rows.append(Threshold("Response time (p95)", name, ms, "ms", users, ACTIONS["p95"], key="p95", basis=basis))
+    users, basis = locate(steps, "error_rate", max_error_rate, level=level)
+    if basis == Basis.NOT_MEASURED and "error_rate" in steps:
+        users, basis = NotMeasured(f"no step reached {max_error_rate:.0%} errors"), Basis.NOT_MEASURED
+    rows.append(Threshold("Error rate", "limit", 100 * max_error_rate, "%", users,
+                          "Find the failing dependency before adding load", key="errors", basis=basis))
+    fits = resources.fits
+    specs = (("CPU usage", "cpu_cores", cpu, ACTIONS["cpu"]), ("Memory usage", "rss_mib", memory, ACTIONS["memory"]),
+             ("DB CPU", "db_cpu_cores", db_cpu, ACTIONS["db_cpu"]),
+             ("Model slots", "model_slots", pools, BINDING_ACTIONS["model_slots"]),
+             ("DB pool", "db_pool", pools, BINDING_ACTIONS["db_pool"]),
+             ("DB connections", "db_connections", (0.8, 1.0), BINDING_ACTIONS["db_connections"]),
+             *((name, name, pools, f"Raise {name}'s limit or scale out") for name in resources.limits.custom))
+    for metric, key, levels, action in specs:
+        limit = resources.limits.limit_for(key)
+        fit = fits.get(key) if key in fits else _db_cpu_fit(resources) if key == "db_cpu_cores" else None
+        for name, share in zip(("warning", "critical"), levels, strict=True):
+            if not math.isfinite(limit) or key not in steps or steps[key].notna().sum() == 0:
+                why = (fit.reason if isinstance(fit, NotMeasured) else "no collector measured it in this run")
+                rows.append(Threshold(metric, name, 100 * share, "%", NotMeasured(why), action, key=key))
+                continue
+            value = share * limit
+            users, basis = locate_resource(resources, usl, key, value, fit=fit)
+            rows.append(Threshold(metric, name, 100 * share, "%", users, action, key=key, basis=basis,
+                                  absolute=value))
     return rows
+
+
+def locate_resource(resources, usl, key: str, value: float, *, fit=None) -> tuple[Interval | NotMeasured, Basis]:
+    """Users at which resource ``key`` reaches ``value`` (see :func:`~capkit.analysis.answer.locate`):
+    measured from the steps, else projected through throughput and the USL, else along its fit."""
+    steps, level = resources.steps, _level(resources)
+    fit = fit if fit is not None else resources.fits.get(key)
+
+    def project(v):
+        via_x = through_throughput(steps[steps["clean"]], key, v, usl, level=level)
+        if via_x is not None:
+            return via_x
+        return fit.users_at(v) if isinstance(fit, ResourceFit) else NotMeasured("no fit to project it")
+
+    return locate(steps, key, value, projection=project, level=level)
+
+
+def _level(resources) -> float:
+    return next((f.level for f in resources.fits.values() if isinstance(f, ResourceFit)), 0.95)
 
 
 def _db_cpu_fit(resources) -> ResourceFit | NotMeasured:
@@ -112,26 +164,31 @@ def _db_cpu_fit(resources) -> ResourceFit | NotMeasured:
     clean = resources.steps.loc[resources.steps["clean"], "step"]
     db = ps[["ts", "users", "step", "db_cpu_cores"]].dropna()
     db = db[db["step"].isin(clean)]
-    level = next((f.level for f in resources.fits.values() if isinstance(f, ResourceFit)), 0.95)
     try:
         return fit_resource_regression(db["users"], db["db_cpu_cores"], resource="db_cpu_cores",
-                                       limit=resources.limits.db_cpu_cores, level=level, steps=db["step"],
+                                       limit=resources.limits.db_cpu_cores, level=_level(resources), steps=db["step"],
                                        times=db["ts"])
     except CapkitError as exc:
         return NotMeasured(str(exc))
 
 
 def thresholds_table(rows: list[Threshold]) -> pd.DataFrame:
-    """The Scaling Thresholds table: one row per metric, warning and critical side by side, plus the
-    numbers (``warning_users``/``_low``/``_high``, NaN when not measured) for CSV readers."""
-    out = []
-    for warning, critical in zip(rows[::2], rows[1::2], strict=True):
+    """The Scaling Thresholds table: one row per metric, warning and critical side by side with their
+    basis, plus the numbers (``warning_users``/``_low``/``_high``, NaN when not measured) for CSV readers."""
+    out, by_metric = [], {}
+    for t in rows:
+        by_metric.setdefault(t.metric, []).append(t)
+    for metric, group in by_metric.items():
+        warning = next((t for t in group if t.level in ("warning", "limit")), group[0])
+        critical = next((t for t in group if t.level == "critical"), None)
         fmt = (lambda v: f"{v:g} %") if warning.unit == "%" else (lambda v: f"{v:,.0f} ms")
-        row = {"Metric": warning.metric, "Warning threshold": fmt(warning.value),
-               "Critical threshold": fmt(critical.value), "Warning at": warning.users_text(),
-               "Critical at": critical.users_text(), "Action": warning.action}
-        for t in (warning, critical):
-            iv = t.users if isinstance(t.users, Interval) else Interval(math.nan, math.nan, math.nan)
-            row[f"{t.level}_users"], row[f"{t.level}_low"], row[f"{t.level}_high"] = iv.estimate, iv.low, iv.high
+        row = {"Metric": metric, "Warning threshold": fmt(warning.value),
+               "Critical threshold": fmt(critical.value) if critical else "–", "Warning at": warning.users_text(),
+               "Critical at": critical.users_text() if critical else "–", "Action": warning.action}
+        for name, t in (("warning", warning), ("critical", critical)):
+            iv = t.users if t is not None and isinstance(t.users, Interval) else Interval(math.nan, math.nan,
+                                                                                          math.nan)
+            row[f"{name}_users"], row[f"{name}_low"], row[f"{name}_high"] = iv.estimate, iv.low, iv.high
+            row[f"{name}_basis"] = str(t.basis) if t is not None else ""
         out.append(row)
     return pd.DataFrame(out)

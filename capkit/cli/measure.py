@@ -22,31 +22,74 @@ from capkit.errors import CapkitError, ConfigError
 from capkit.schemas import RunStatus
 
 
+def search_options(fn):
+    """``--budget``, ``--p95-ms``, ``--json``: the capacity search and its answer."""
+    for opt in reversed([
+        click.option("--budget", help="Time budget of the capacity search, e.g. 3m or 200s (default 3m)."),
+        click.option("--step-seconds", type=click.FloatRange(4, 3600), default=15.0, show_default=True,
+                     help="Length of each search step."),
+        click.option("--p95-ms", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
+                     help="p95 latency that ends the ramp (the warning threshold)."),
+        click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write the capacity answer (users per replica, binding limit, thresholds) here."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def make_planner(*, budget: str | None, step_seconds: float, p95_ms: float, cpu_limit: float,
+                 memory_limit_mib: float, rate: bool = False, start: float | None = None,
+                 custom: dict | None = None):
+    """The capacity search's planner for these options (bad values: one ConfigError line)."""
+    from capkit.analysis.search import SearchPlanner, SearchRules, parse_budget
+
+    rules = SearchRules(p95_ms=p95_ms, step_s=step_seconds, warmup_s=min(3.0, step_seconds / 4),
+                        budget_s=parse_budget(budget) if budget else 180.0, rate=rate,
+                        **({"start": start} if start else {}))
+    return SearchPlanner(rules, cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib,
+                         custom_limits=dict(custom or {}))
+
+
 @click.command()
-@click.option("--profile", default="quick", show_default=True, help="smoke (≤ 60 s), quick (≤ 4 min) or full.")
-@click.option("--stages", help="Custom stage plan USERSxSECONDS,… (first may be 0 users: idle), e.g. 0x20,5x30,10x30; "
-                               "rRATExSECONDS[@USERS] for an arrival rate.")
+@click.option("--profile", help="A fixed grid instead of the search: smoke (≤ 60 s), quick (≤ 4 min) or full.")
+@click.option("--stages", help="A fixed stage plan instead of the search: USERSxSECONDS,… (first may be 0 users: "
+                               "idle), e.g. 0x20,5x30,10x30; rRATExSECONDS[@USERS] for an arrival rate.")
 @click.option("--warmup", type=float, help="Seconds trimmed from the start of each step (with --stages).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port for the service (default: a free one).")
 @click.option("--store", "store_url", help="Results store URL (default CAPKIT_STORE_URL or sqlite:///runs/capkit.sqlite).")
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True, help="Local Locust processes.")
 @click.option("--no-report", is_flag=True, help="Skip the papermill report.")
+@search_options
 @limit_options
 @scenario_options
-def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_limit, memory_limit_mib,
-         db_connection_limit, bandwidth_mbps, mix, think, sample_interval):
-    """Measure the reference service and publish its capacity report (the main job)."""
+def plan(profile, stages, warmup, port, store_url, processes, no_report, budget, step_seconds, p95_ms, json_path,
+         cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think, sample_interval):
+    """Measure the reference service and publish its capacity report (the main job).
+
+    By default it searches: a ramp until the service stops meeting its limits, then bisection
+    around the answer, within --budget. --profile or --stages run a fixed grid instead."""
     from capkit.runs.reference import run_reference
 
-    stage_plan_ = stage_plan(profile, stages, warmup)
+    planner = None
+    if profile is None and stages is None:
+        if warmup is not None:
+            raise ConfigError("--warmup goes with --stages; the search trims a quarter of each step (≤ 3 s)")
+        planner = make_planner(budget=budget, step_seconds=step_seconds, p95_ms=p95_ms, cpu_limit=1.0,
+                               memory_limit_mib=memory_limit_mib)
+        stage_plan_ = planner.rules.first_stages()
+    else:
+        if budget is not None:
+            raise ConfigError("--budget is the search's; a fixed grid (--profile/--stages) runs its own length")
+        stage_plan_ = stage_plan(profile, stages, warmup)
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
                            processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
-                           think=check_think(think), say=click.echo)
+                           think=check_think(think), say=click.echo, planner=planner)
     if result.store_failed:
         raise CapkitError(result.reason)
-    baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report)
+    baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report,
+                                                        p95_ms=p95_ms, json_path=json_path)
     click.echo("\nBaseline Metrics (measured)\n")
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
@@ -56,8 +99,10 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_lim
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
 
 
-def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
-    """(Baseline Metrics as Markdown, headline, report index or None) of a stored run."""
+def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 500.0,
+                         json_path: Path | None = None):
+    """(Baseline Metrics as Markdown, the answer's headline, report index or None) of a stored run;
+    the answer as JSON into ``json_path`` when given."""
     from contextlib import nullcontext
 
     from capkit.store import open_store
@@ -70,24 +115,33 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
         workspace = Workspace(Path(s.reports_dir), s.store_url)
     with workspace:
         from capkit import analysis as ca
-        from capkit.analysis.capacity import resource_capacity
         from capkit.analysis.tables import markdown_table
 
         run = ca.read_run(open_store(s.store_url), run_id)
         if run.meta.spec.service_cores and lim.cpu_cores == 1.0:
             lim = lim.model_copy(update={"cpu_cores": run.meta.spec.service_cores})
+        params = ca.ReportParameters.from_limits(lim, latency_warning_ms=p95_ms,
+                                                 latency_critical_ms=max(2000.0, 4 * p95_ms))
         try:
-            resources = resource_capacity(run, lim)
+            result = ca.analyse_run(run, params)
         except CapkitError as exc:
             raise CapkitError(f"run {run_id} was stored but cannot be analysed: {exc}") from None
+        if json_path is not None:
+            write_answer(json_path, result.answer)
         index = None
         if report:
             from capkit.report.publish import publish
 
             click.echo("publishing the report (papermill)…")
-            index = publish(run_id, workspace=workspace,
-                            overrides=ca.ReportParameters.from_limits(lim).overrides()).index
-    return markdown_table(resources.baseline), resources.headline(), index
+            index = publish(run_id, workspace=workspace, overrides=params.overrides()).index
+    return markdown_table(result.baseline), result.headline(), index
+
+
+def write_answer(path: Path, answer) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(answer.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
 @click.command("run")
@@ -110,13 +164,36 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
               help="Workers the master waits for (with --master).")
 @click.option("--master-bind-port", type=click.IntRange(1, 65535), help="Port the master listens on (default 5557).")
 @click.option("--store", "store_url", help="Results store URL.")
+@click.option("--search", "search_mode", type=click.Choice(["users", "rate"]), flag_value="users",
+              help="Search for the capacity instead of a fixed plan: --search (users, closed model) or "
+                   "--search=rate (the highest arrival rate that meets the limits, open model).")
+@click.option("--limit", "limits_", multiple=True,
+              help="NAME=VALUE: the limit of a --metric series, which becomes a resource like CPU "
+                   "(e.g. a pool gauge: --metric pool_in_use=my_pool_active --limit pool_in_use=20).")
+@search_options
+@limit_options
 @scenario_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
-                expect_workers, master_bind_port, store_url, mix, think, sample_interval):
-    """Run a stage plan and store it: against --target with your --locustfile, or the reference service."""
+                expect_workers, master_bind_port, store_url, search_mode, limits_, budget, step_seconds, p95_ms,
+                json_path, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think,
+                sample_interval):
+    """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
+    or the reference service."""
     from capkit.store import open_store
 
-    plan = stage_plan(profile, stages, warmup)
+    custom = check_limits(limits_, metrics)
+    planner = None
+    if search_mode:
+        if profile or stages:
+            raise ConfigError("--search decides its own steps: leave out --profile and --stages")
+        planner = make_planner(budget=budget, step_seconds=step_seconds, p95_ms=p95_ms, cpu_limit=cpu_limit,
+                               memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
+                               start=10.0 if search_mode == "rate" else None, custom=custom)
+        plan = planner.rules.first_stages()
+    else:
+        if budget is not None:
+            raise ConfigError("--budget goes with --search")
+        plan = stage_plan(profile, stages, warmup)
     mix, think = check_mix(mix), check_think(think)
     s = settings(store_url=store_url)
     if target is None:
@@ -126,7 +203,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
         result = run_reference(s, plan, profile=profile or "custom", processes=processes,
                                sample_interval_s=sample_interval, mix=mix, think=think, say=click.echo,
-                               command="capkit run")
+                               command="capkit run", planner=planner)
     else:
         from capkit.loadgen import SCENARIOS
         from capkit.runs.reference import load_env
@@ -139,9 +216,15 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
                             runs_dir=Path(s.runs_dir), pid=pid, prometheus=prometheus,
                             metrics=list(metrics), processes=processes, sample_interval_s=sample_interval,
                             master_workers=expect_workers if master else 0, master_port=master_bind_port,
-                            env=env, say=click.echo)
+                            env=env, say=click.echo, planner=planner, limits=custom)
     click.echo(f"run {result.run_id}: {result.status} · {result.steps} steps · {result.request_rows} request rows"
                f" · {result.samples} samples")
+    if json_path is not None or planner is not None:
+        lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps).model_copy(
+            update={"custom": custom})
+        _, headline, _ = _analyse_and_publish(s, result.run_id, lim, report=False, p95_ms=p95_ms,
+                                              json_path=json_path)
+        click.echo(headline)
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
 
@@ -178,6 +261,26 @@ def worker_command(master_host, master_port, locustfile, processes, mix, think):
     if code != 0:
         raise CapkitError(f"the Locust worker exited with code {code}")
 
+
+
+def check_limits(items, metrics) -> dict[str, float]:
+    """``--limit NAME=VALUE`` items → {name: value}; each NAME must be a ``--metric`` mapping."""
+    mapped = {m.partition("=")[0].strip() for m in metrics}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or not name or not (number > 0):
+            raise ConfigError(f"--limit {item!r} is not NAME=VALUE with VALUE > 0 (example: --limit pool_in_use=20)")
+        if name not in mapped:
+            raise ConfigError(f"--limit {name}: no --metric {name}=SERIES maps such a series; map it with "
+                              f"--metric {name}=SERIES (and --prometheus URL)")
+        out[name] = number
+    return out
 
 
 COMMANDS = (plan, run_command, worker_command)

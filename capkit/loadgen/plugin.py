@@ -51,32 +51,65 @@ def _write(record: dict) -> None:
 
 
 class CapkitStepShape(LoadTestShape):
-    """Stepped users from the stage plan; an idle stage holds 0 users."""
+    """Stepped users from the stage plan; an idle stage holds 0 users.
+
+    With ``CAPKIT_STAGES_FILE`` set (a search), the orchestrator appends the next stages to that
+    file as it decides them, one JSON stage per line, or ``{"stop": reason}``: the shape holds
+    the current stage until the next one is there, and stops after ``stop``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         plan = _plan()
-        self.stages = plan["stages"]
+        self.stages = list(plan["stages"])
         self.spawn_rate = float(plan.get("spawn_rate", 50.0))
-        self.bounds = []
-        end = 0.0
-        for stage in self.stages:
-            end += float(stage["seconds"])
-            self.bounds.append(end)
+        self.more = os.environ.get("CAPKIT_STAGES_FILE")
+        self.stop_after_last = not self.more
+        self._read = 0
+        self.index = -1
+        self.started = 0.0
+
+    def _poll(self) -> None:
+        """Take the stages appended to the stages file since the last tick (whole lines only)."""
+        try:
+            size = os.path.getsize(self.more)
+        except OSError:
+            return
+        if size <= self._read:
+            return
+        with open(self.more, "rb") as fh:
+            fh.seek(self._read)
+            data = fh.read()
+        whole = data[: data.rfind(b"\n") + 1]
+        self._read += len(whole)
+        for line in whole.decode().splitlines():
+            record = json.loads(line)
+            if "stop" in record:
+                self.stop_after_last = True
+            else:
+                self.stages.append(record)
 
     def tick(self):
         run_time = self.get_run_time()
-        for index, bound in enumerate(self.bounds):
-            if run_time < bound:
-                stage = self.stages[index]
-                if index != _state["step"]:
-                    _state["step"] = index
-                    self._set_rate(stage.get("rate"))
-                    _write({"type": "step", "step": index, "users": int(stage["users"]),
-                            "rate": stage.get("rate"), "planned_s": float(stage["seconds"]),
-                            "started_at": time.time()})
-                return int(stage["users"]), self.spawn_rate
-        return None
+        if self.more:
+            self._poll()
+        due = self.index < 0 or run_time - self.started >= float(self.stages[self.index]["seconds"])
+        if due:
+            if self.index + 1 >= len(self.stages):
+                if self.stop_after_last:
+                    return None
+            else:
+                # on time: the next stage starts at the planned bound (no drift over a fixed plan)
+                bound = self.started + float(self.stages[self.index]["seconds"]) if self.index >= 0 else 0.0
+                self.started = bound if run_time - bound < 1.5 else run_time
+                self.index += 1
+                stage = self.stages[self.index]
+                _state["step"] = self.index
+                self._set_rate(stage.get("rate"))
+                _write({"type": "step", "step": self.index, "users": int(stage["users"]),
+                        "rate": stage.get("rate"), "planned_s": float(stage["seconds"]),
+                        "started_at": time.time()})
+        stage = self.stages[self.index]
+        return int(stage["users"]), self.spawn_rate
 
     def _set_rate(self, rate) -> None:
         runner = self.runner

@@ -1,7 +1,7 @@
 """Locust users for capkit's reference service (a locustfile; imported only by Locust).
 
 Parameters come from the environment the orchestrator sets:
-``CAPKIT_MIX`` (``"chat=4,analytics=1,auth=1,ws=1"``: user class weights; 0 leaves a class out),
+``CAPKIT_MIX`` (default ``"chat=4,analytics=1,auth=1,ws=1"``: user class weights; 0 leaves a class out),
 ``CAPKIT_THINK`` (``"0.5,1.5"``: think time range in seconds),
 ``CAPKIT_REPEAT_SHARE`` (``0.2``: share of chat prompts that repeat a common one, so the
 response cache sees realistic hits; the rest are new prompts that must be generated),
@@ -27,13 +27,14 @@ import websocket
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from capkit.loadgen import DEFAULT_MIX
 from capkit.loadgen.meters import METERS
 
 
 def _mix() -> dict[str, int]:
-    """Weights per class: the default mix, or exactly the classes named in ``CAPKIT_MIX``."""
-    raw = os.environ.get("CAPKIT_MIX", "")
-    out = {"chat": 4, "analytics": 1, "auth": 0, "ws": 0} if not raw.strip() else {}
+    """Weights per class: exactly the classes named in ``CAPKIT_MIX``, by default every component."""
+    raw = os.environ.get("CAPKIT_MIX", "").strip() or DEFAULT_MIX
+    out = {}
     for item in raw.split(","):
         if "=" in item:
             key, _, value = item.partition("=")

@@ -14,9 +14,13 @@ from capkit.store import Store
 class Ingestor:
     """Consumes load records in file order; keeps the step timeline to place each second."""
 
-    def __init__(self, store: Store, run_id: str):
+    def __init__(self, store: Store, run_id: str, *, keep: bool = False):
         self.store = store
         self.run_id = run_id
+        # a search decides each next step from what was measured: it keeps the rows in memory
+        self.keep = keep
+        self.request_rows: list[dict] = []
+        self.meter_rows: list[dict] = []
         self.steps: dict[int, dict] = {}
         self._starts: list[int] = []  # int(started_at) per step, in order
         self._order: list[int] = []
@@ -53,6 +57,8 @@ class Ingestor:
                           for name, value in (rec.get("meters") or {}).items()]
                 if meters:
                     self.store.add_samples(self.run_id, meters)
+                    if self.keep:
+                        self.meter_rows.extend(meters)
             elif kind == "req":
                 step = self.step_at(rec["ts"])
                 if step is None:
@@ -64,6 +70,8 @@ class Ingestor:
             elif kind == "end":
                 self.ended = rec
         self.store.add_request_stats(self.run_id, req_rows)
+        if self.keep:
+            self.request_rows.extend(req_rows)
         return req_rows
 
     def _close_previous(self, at: float) -> None:

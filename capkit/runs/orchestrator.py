@@ -63,13 +63,18 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
              service_pid: int | None = None, db_url: str | None = None, env: dict[str, str] | None = None,
              generator_cpus: set[int] | None = None, on_progress: Callable[[Progress], None] | None = None,
              scrapers: list | None = None, extra_args: list[str] | None = None,
-             start_wait_s: float = 0.0) -> RunResult:
+             start_wait_s: float = 0.0, planner=None) -> RunResult:
     """Run the stage plan of ``spec`` against ``spec.target``; see the module docstring.
 
     ``scrapers`` are extra collectors with a ``sample() -> dict[metric, value]`` method and a
     ``source`` name (PostgreSQL, Redis, Prometheus); they are closed at the end.
     ``extra_args`` go to Locust (e.g. ``--master --expect-workers 2``); ``start_wait_s`` is
     how long the load may take to begin (waiting for workers) on top of the plan's duration.
+
+    ``planner`` (a search) decides each next stage from what was measured: near the end of every
+    step its ``decide(steps, requests, samples, now)`` returns the next
+    :class:`~capkit.schemas.Stage` or a stop reason (str); ``spec.plan`` then holds only the first
+    stages, and the run may last ``planner.budget_s``. Its final ``outcome()`` is stored with the run.
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     (raw_dir / "run.json").write_text(spec.model_dump_json(indent=2))
@@ -77,7 +82,11 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
     store.create_run(run_id=spec.run_id, target=spec.target, scenario=spec.scenario,
                      spec=json.loads(spec.model_dump_json()), machine=machine_info(), git_sha=git_sha())
     store = GuardedStore(store)  # from here on, a store failure must not stop the load
-    ingest = Ingestor(store, spec.run_id)
+    ingest = Ingestor(store, spec.run_id, keep=planner is not None)
+    kept_samples: list[dict] = []
+    stages_file = raw_dir / "stages.jsonl"
+    if planner is not None:
+        env = {**(env or {}), "CAPKIT_STAGES_FILE": str(stages_file.resolve())}
     samples_out = JsonlWriter(open(raw_dir / "resources.jsonl", "a", encoding="utf-8"))
     service = ProcessTreeSampler(service_pid, DbTarget.from_url(db_url)) if service_pid else None
     network = LoopbackNetworkSampler() if service_pid else None
@@ -91,9 +100,12 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
         generator = ProcessTreeSampler(load.pid)
         if service:
             service.sample()
-        deadline = time.time() + spec.plan.duration_s + 60 + start_wait_s
+        planned_s = planner.budget_s if planner is not None else spec.plan.duration_s
+        deadline = time.time() + planned_s + 60 + start_wait_s
+        decided: set[int] = set()
+        started_at = time.time()
         load_file = _wait_for(raw_dir / "load.jsonl", load)
-        progress = Progress(steps_total=len(spec.plan.stages))
+        progress = Progress(steps_total=planner.steps_hint if planner is not None else len(spec.plan.stages))
         while True:
             time.sleep(spec.sample_interval_s - (time.time() % spec.sample_interval_s))
             now = time.time()
@@ -103,8 +115,12 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
                 samples_out.write(row)
             new = ingest.feed(read_new_lines(load_file))
             n_rows += len(new)
+            if planner is not None:
+                kept_samples.extend(rows)
+                _plan_next(planner, ingest, kept_samples, spec, stages_file, decided, now)
             if on_progress:
-                _update_progress(progress, ingest, new, rows, spec, now)
+                _update_progress(progress, ingest, new, rows, spec, now,
+                                 budget_end=(started_at + planner.budget_s) if planner is not None else None)
                 on_progress(progress)
             if service and not service.alive():
                 reason = "the service under test exited"
@@ -138,6 +154,10 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
             n_rows += len(ingest.feed(read_new_lines(load_file)))
             load_file.close()
         ingest.finish(time.time(), last_complete=(status == RunStatus.COMPLETE))
+        if planner is not None:
+            outcome = planner.outcome()
+            (raw_dir / "search.json").write_text(json.dumps(outcome, indent=2))
+            store.add_event(spec.run_id, "search", json.dumps(outcome))
         store.finish_run(spec.run_id, status, reason)
         if reason:
             store.add_event(spec.run_id, "incomplete", reason)
@@ -147,6 +167,26 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
                       f"load them with `capkit load {raw_dir}` once the store is back")
     return RunResult(spec.run_id, status, reason, raw_dir, len(ingest.steps), n_rows, n_samples,
                      store_failed=store.failure is not None)
+
+
+def _plan_next(planner, ingest: Ingestor, samples: list[dict], spec: RunSpec, stages_file: Path,
+               decided: set[int], now: float) -> None:
+    """Near the end of the current step (and only once per step), let the planner choose the next
+    stage and append it to the stages file the Locust shape reads."""
+    step = ingest.current_step
+    if step is None or step in decided:
+        return
+    started = ingest.steps[step]
+    known = len(spec.plan.stages) + len(decided)  # stages already given to the shape
+    if step + 1 < known:
+        return  # the next stage is already planned (the first stages of the plan)
+    if now - started["started_at"] < started["planned_s"] - planner.lead_s:
+        return
+    decided.add(step)
+    decision = planner.decide(list(ingest.steps.values()), ingest.request_rows, samples + ingest.meter_rows, now)
+    record = {"stop": decision} if isinstance(decision, str) else decision.model_dump(mode="json")
+    with open(stages_file, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def _raise_interrupt(signum, frame):
@@ -175,13 +215,17 @@ def _samples(now, service, network, generator, scrapers) -> list[dict]:
     return rows
 
 
-def _update_progress(p: Progress, ingest: Ingestor, new_rows, samples, spec: RunSpec, now: float) -> None:
+def _update_progress(p: Progress, ingest: Ingestor, new_rows, samples, spec: RunSpec, now: float,
+                     budget_end: float | None = None) -> None:
     step = ingest.current_step
     users = seconds_left = None
     if step is not None:
         started = ingest.steps[step]
         users = (ingest.last_tick or {}).get("users", started["users"])
-        seconds_left = sum(s.seconds for s in spec.plan.stages[step:]) - (now - started["started_at"])
+        if budget_end is not None:  # a search: what is left of its time budget
+            seconds_left = budget_end - now
+        else:
+            seconds_left = sum(s.seconds for s in spec.plan.stages[step:]) - (now - started["started_at"])
     p.update(step=step, users=users, seconds_left=seconds_left, new_rows=new_rows, samples=samples, now=now)
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from capkit.config import Settings
 from capkit.errors import CapkitError
-from capkit.loadgen import SCENARIOS
+from capkit.loadgen import DEFAULT_MIX, SCENARIOS
 from capkit.runs.orchestrator import RunResult, new_run_id, run_load
 from capkit.runs.processes import core_split, free_port, start_service
 from capkit.runs.progress import progress_printer
@@ -27,7 +27,13 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 REFERENCE_SERIES = ("model_queue=capkit_model_queue_depth", "capkit_cache_hits=capkit_cache_hits_total",
                     "capkit_cache_misses=capkit_cache_misses_total",
-                    "model_fallbacks_per_s=capkit_model_fallbacks_total:rate")
+                    "model_fallbacks_per_s=capkit_model_fallbacks_total:rate",
+                    # soft limits: pools in use and their sizes, event-loop lag, the service's own bytes
+                    "model_slots_in_use=capkit_model_slots_in_use", "model_slots_size=capkit_model_slots",
+                    "db_pool_checked_out=capkit_db_pool_checked_out", "db_pool_size=capkit_db_pool_limit",
+                    "event_loop_lag_ms=capkit_event_loop_lag_seconds:*1000",
+                    "service_sent_bytes_per_s=capkit_http_response_bytes_total:rate",
+                    "service_received_bytes_per_s=capkit_http_request_bytes_total:rate")
 
 
 def reference_metrics(url: str):
@@ -69,12 +75,13 @@ def load_env(settings: Settings, *, mix: str | None = None, think: str | None = 
 def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = None,
                   say: Callable[[str], None] = print, profile: str = "custom", processes: int = 1,
                   sample_interval_s: float = 1.0, mix: str | None = None, think: str | None = None,
-                  command: str = "capkit plan") -> RunResult:
+                  command: str = "capkit plan", planner=None) -> RunResult:
     """Start the reference service pinned to its core, run ``plan`` against it with the reference
     scenarios, store everything, stop the service (also on Ctrl-C, SIGTERM or failure).
 
     ``mix`` / ``think`` are the scenario weights and think-time range (see
-    :mod:`capkit.loadgen.scenarios`).
+    :mod:`capkit.loadgen.scenarios`). With a ``planner`` (a capacity search) the plan holds its
+    first stages and the planner decides the rest (see :func:`~capkit.runs.orchestrator.run_load`).
     """
     store = open_store(settings.store_url)  # fail before starting anything
     run_id = new_run_id()
@@ -82,7 +89,9 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
     host = "127.0.0.1"
     port = port or free_port(host)
     service_cpus, load_cpus = core_split()
-    say(f"{command} · run {run_id} · profile {profile} · {len(plan.stages)} steps, {plan.duration_s:.0f} s of load")
+    what = (f"search · budget {planner.budget_s:.0f} s, steps of {planner.rules.step_s:g} s" if planner is not None
+            else f"profile {profile} · {len(plan.stages)} steps, {plan.duration_s:.0f} s of load")
+    say(f"{command} · run {run_id} · {what} · mix {mix or DEFAULT_MIX}")
     say(f"starting the reference service on {host}:{port}"
         + (f" pinned to core {sorted(service_cpus)}" if service_cpus else " (not pinned: one core only)"))
     svc = start_service(host=host, port=port, env=service_env(settings), log_path=raw_dir / "service.log",
@@ -91,7 +100,8 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
         spec = RunSpec(run_id=run_id, target=svc.url, scenario="reference", plan=plan, processes=processes,
                        sample_interval_s=sample_interval_s,
                        service_cores=float(len(service_cpus)) if service_cpus else None,
-                       notes={"profile": profile, "mix": mix or "default", "think": think or "default",
+                       notes={"profile": "search" if planner is not None else profile, "mix": mix or DEFAULT_MIX,
+                              "think": think or "default",
                               "service_db": "sqlite" if settings.database_url.startswith("sqlite")
                               else settings.database_url.split(":", 1)[0],
                               "cache": "redis" if settings.redis_url else "in-process"})
@@ -99,7 +109,7 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
         result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=[SCENARIOS],
                           service_pid=svc.pid, db_url=settings.database_url,
                           env=load_env(settings, mix=mix, think=think), generator_cpus=load_cpus,
-                          on_progress=progress_printer(say), scrapers=scrapers)
+                          on_progress=progress_printer(say), scrapers=scrapers, planner=planner)
     finally:
         svc.stop()
     say(f"load finished: {result.status}" + (f" ({result.reason})" if result.reason else "")

@@ -69,7 +69,7 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
                pid: int | None = None, prometheus: str | None = None, metrics: list[str] | None = None,
                processes: int = 1, sample_interval_s: float = 1.0, master_workers: int = 0,
                master_port: int | None = None, env: dict[str, str] | None = None,
-               say: Callable[[str], None] = print) -> RunResult:
+               say: Callable[[str], None] = print, planner=None, limits: dict | None = None) -> RunResult:
     """Run ``locustfiles`` against ``target`` through ``plan``; measure the service by ``pid``
     and/or ``prometheus``; store everything in ``store``.
 
@@ -88,7 +88,8 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
     spec = RunSpec(run_id=run_id, target=target, scenario="locustfile", plan=plan, processes=processes,
                    sample_interval_s=sample_interval_s,
                    notes={"locustfiles": [str(p) for p in locustfiles], "pid": pid, "prometheus": prometheus,
-                          "metrics": list(metrics or []), "master_workers": master_workers})
+                          "metrics": list(metrics or []), "master_workers": master_workers,
+                          "limits": dict(limits or {})})
     extra: list[str] = []
     if master_workers:
         extra = ["--master", "--expect-workers", str(master_workers)]
@@ -96,12 +97,14 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
             extra += ["--master-bind-port", str(master_port)]
         say(f"waiting for {master_workers} worker(s): capkit worker --master-host THIS_HOST"
             + (f" --master-port {master_port}" if master_port else ""))
-    say(f"capkit run · run {run_id} · {target} · {len(plan.stages)} steps, {plan.duration_s:.0f} s of load")
+    what = (f"search · budget {planner.budget_s:.0f} s, steps of {planner.rules.step_s:g} s" if planner is not None
+            else f"{len(plan.stages)} steps, {plan.duration_s:.0f} s of load")
+    say(f"capkit run · run {run_id} · {target} · {what}")
     try:
         return run_load(spec, store=store, raw_dir=runs_dir / run_id, locustfiles=list(locustfiles),
                         service_pid=pid, env=env, on_progress=progress_printer(say), scrapers=scrapers,
                         extra_args=extra,
-                        start_wait_s=600.0 if master_workers else 0.0)
+                        start_wait_s=600.0 if master_workers else 0.0, planner=planner)
     except BaseException:
         for s in scrapers:  # run_load closes them once it has started; close them if it never did
             s.close()

@@ -9,7 +9,7 @@ from tests.analysis.synth import run, store
 
 def test_recommendation_rules(result):
     rules = result.recommendations["Rule"].tolist()
-    assert rules[0] == "binding constraint → its action"
+    assert rules[0] == "binding limit → its action"
     assert "CPU" in result.recommendations["Finding"].iloc[0]
     assert any(r.startswith("429 share") for r in rules)
 

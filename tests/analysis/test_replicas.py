@@ -15,6 +15,10 @@ def test_replicas_with_headroom(result):
     assert rp.deciding.startswith("CPU")
     assert rp.replicas == math.ceil(100 / math.floor(cpu.capacity.low)) + 1
     assert "N+1" in rp.summary()
+    # from the run's one answer: the capacity's lower end per replica, with its basis
+    planned = replicas_needed(result.resources, 100, headroom=1, answer=result.answer)
+    assert planned.replicas == math.ceil(100 / math.floor(result.answer.capacity.users.low)) + 1
+    assert "measured" in planned.deciding and result.replicas.replicas == planned.replicas
     with pytest.raises(ParameterError):
         replicas_needed(result.resources, -5)
 

@@ -81,7 +81,8 @@ def test_parameters_round_trip_through_a_notebook_dict():
 
 def test_summary_prints_the_answer_in_a_few_lines(result):
     text = result.summary()
-    assert "Binding constraint: CPU" in text and "CPU (cores)" in text and "USL" in text
+    assert text.splitlines()[1].startswith("One replica carries about 4")  # CPU 90 % at 44 users, measured
+    assert "cpu usage reaches 90 % of its limit (measured" in text and "CPU (cores)" in text and "USL" in text
     assert "Response time (p95) warning (500 ms)" in text
     assert len(text.splitlines()) < 30
     assert isinstance(result.resources.fits["cpu_cores"].capacity, Interval)

@@ -13,7 +13,9 @@ def test_scaling_thresholds_cross_where_the_truth_does(result):
     assert t.loc["CPU usage", "warning_low"] <= 34 <= t.loc["CPU usage", "warning_high"]
     assert t.loc["CPU usage", "critical_low"] <= 44 <= t.loc["CPU usage", "critical_high"]
     assert t.loc["DB CPU", "Warning at"].startswith("not measured")
-    assert result.thresholds[0].action == "Scale out API replicas"
+    cpu = [th for th in result.thresholds if th.metric == "CPU usage"]
+    assert [th.basis for th in cpu] == ["measured", "measured"] and cpu[0].action == "Scale out API replicas"
+    assert cpu[1].users.low <= 44 <= cpu[1].users.high and cpu[1].users.high - cpu[1].users.low <= 10
     db = [th for th in result.thresholds if th.metric == "DB CPU"]
     assert all(isinstance(th.users, NotMeasured) for th in db)
 

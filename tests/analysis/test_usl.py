@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capkit.analysis.usl import fit_usl, usl_from_steps
-from capkit.analysis.usl import _solve, _solve_many, read_usl_csv, usl_report, usl_throughput
+from capkit.analysis.usl import _solve, _solve_many, fit_usl, read_usl_csv, usl_from_steps, usl_report, usl_throughput
 from capkit.errors import ConfigError, InsufficientDataError
 
 DATA = Path(__file__).parent / "data"

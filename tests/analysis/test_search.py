@@ -1,0 +1,158 @@
+"""The capacity search against synthetic services whose knee is known (USL with set σ, κ; a pool with
+a set size), seeded and noisy: it finds the pool-saturation point and the p95 crossing within 10 %,
+and each stop rule fires on a case made for it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from capkit.analysis.answer import measured_crossing
+from capkit.analysis.search import SearchPlanner, SearchRules, parse_budget, simulate_search
+from capkit.errors import ConfigError
+
+RULES = SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=400)
+
+
+@dataclass
+class Service:
+    """A closed system: users think ``z`` s and wait 0.1 s at low load; throughput follows the USL
+    (λ = 1 / (z + 0.1)) until a pool of ``pool`` slots, each held ``hold`` s per request, is full (then
+    X = pool / hold); p95 = 2.2 × R(N), R(N) = N/X − z (the response-time law)."""
+
+    sigma: float = 0.0005
+    kappa: float = 0.000001
+    z: float = 0.8
+    pool: float = 8.0
+    hold: float = 0.08
+    cpu_per_req: float = 0.006
+    noise: float = 0.04
+    errors_from: float = math.inf
+    generator_from: float = math.inf
+
+    @property
+    def lam(self) -> float:
+        return 1.0 / (self.z + 0.1)
+
+    def offered(self, n):
+        n = np.asarray(n, float)
+        return self.lam * n / (1 + self.sigma * (n - 1) + self.kappa * n * (n - 1))
+
+    def x(self, n):
+        return np.minimum(self.offered(n), self.pool / self.hold)
+
+    def p95(self, n):
+        n = np.asarray(n, float)
+        return 1000 * 2.2 * np.maximum(n / self.x(n) - self.z, 0.1)
+
+    def in_use(self, n):
+        return np.minimum(self.x(n) * self.hold, self.pool)
+
+    def truth(self, curve, value):
+        grid = np.linspace(1, 2000, 400_000)
+        hit = np.flatnonzero(curve(grid) >= value)
+        return float(grid[hit[0]]) if len(hit) else math.inf
+
+    def __call__(self, n, rng):
+        wobble = lambda: float(np.exp(rng.normal(0, self.noise)))  # noqa: E731
+        x = float(self.x(n)) * wobble()
+        flags = "generator_saturated" if n >= self.generator_from else ""
+        return {"rps": x, "p95_ms": float(self.p95(n)) * wobble(), "cpu_cores": 0.02 + self.cpu_per_req * x,
+                # slots in use: the offered work (X × hold) with its noise, capped by the pool (a full pool
+                # stays full while requests queue)
+                "model_slots": min(float(self.offered(n)) * self.hold * wobble(), self.pool),
+                "model_slots_size": self.pool,
+                "error_rate": 0.2 if n >= self.errors_from else 0.0, "flags": flags}
+
+
+def _run(service, rules=RULES, seed=0, **planner):
+    p = SearchPlanner(rules, **planner)
+    steps = simulate_search(p, service, seed=seed)
+    return p, steps[steps["users"] > 0]
+
+
+def test_the_search_finds_the_p95_crossing_and_the_pool_saturation_within_10_percent():
+    service = Service()
+    p95_truth = service.truth(service.p95, 500.0)
+    pool_truth = service.truth(service.in_use, 0.95 * service.pool)
+    assert 60 < p95_truth < 120 and 60 < pool_truth < 120  # a knee well above the first steps
+    seeds, hits_p95, hits_pool, lengths = range(200), 0, 0, []
+    for seed in seeds:
+        planner, steps = _run(service, seed=seed)
+        p95 = measured_crossing(steps["users"], steps["p95_ms"], 500.0)
+        pool = measured_crossing(steps["users"], steps["model_slots"], 0.95 * service.pool)
+        hits_p95 += p95 is not None and abs(p95.estimate - p95_truth) / p95_truth <= 0.10
+        hits_pool += pool is not None and abs(pool.estimate - pool_truth) / pool_truth <= 0.10
+        lengths.append(len(steps))
+    print(f"p95 within 10 %: {hits_p95}/200, pool: {hits_pool}/200, steps {min(lengths)}–{max(lengths)}")
+    assert hits_p95 >= 190 and hits_pool >= 190
+    assert max(lengths) * RULES.step_s + RULES.idle_s <= RULES.budget_s
+
+
+def test_brackets_end_narrow_and_the_search_says_why_it_stopped():
+    planner, steps = _run(Service(), seed=3)
+    good, bad = planner.brackets["p95"]
+    assert (bad - good) / bad <= RULES.precision
+    assert planner.stop_reason.startswith("every bracket is narrow") and "p95" in planner.stop_reason
+    assert steps["users"].iloc[:4].tolist() == [5, 8, 13, 21]  # the ramp: ×1.6 from 5
+
+
+@pytest.mark.parametrize("case, service, rules, expect", [
+    ("errors", Service(errors_from=40), RULES, "errors"),
+    ("cpu", Service(cpu_per_req=0.03), RULES, "cpu"),
+    ("knee", Service(pool=1e9, kappa=0.002), SearchRules(p95_ms=1e9, budget_s=400), "knee"),
+    ("p95", Service(), RULES, "p95"),
+])
+def test_each_stop_rule_ends_the_ramp_on_a_case_made_for_it(case, service, rules, expect):
+    planner, steps = _run(service, rules, seed=1)
+    first_bad = next(hits for _, hits in planner.history if hits)
+    assert expect in first_bad, planner.history
+    assert expect in planner.brackets
+
+
+def test_a_saturated_generator_stops_the_search_and_names_processes():
+    planner, steps = _run(Service(generator_from=30), seed=2)
+    assert "--processes" in planner.stop_reason and steps["users"].max() < 60
+
+
+def test_memory_at_its_critical_share_ends_the_ramp():
+    def service(n, rng):
+        return {"rps": float(n), "p95_ms": 100.0, "rss_mib": 100 + 10.0 * n + rng.normal(0, 2)}
+
+    planner, _ = _run(service, seed=0, memory_limit_mib=1024)
+    assert "memory" in planner.brackets
+    good, bad = planner.brackets["memory"]
+    assert good < (0.9 * 1024 - 100) / 10 <= bad  # 82 users
+
+
+def test_the_time_budget_stops_it():
+    planner, steps = _run(Service(), SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=70), seed=0)
+    assert "budget" in planner.stop_reason and len(steps) <= 4
+
+
+def test_the_open_model_searches_arrival_rates():
+    def service(rate, rng):
+        served = min(rate, 60.0)
+        return {"rps": served * float(np.exp(rng.normal(0, 0.02))), "p95_ms": 100.0 if rate < 60 else 400.0,
+                "rate_reached": served >= 0.95 * rate}
+
+    planner, steps = _run(service, SearchRules(rate=True, start=10, budget_s=400), seed=0)
+    good, bad = planner.brackets["knee"]
+    assert good < 63.2 <= bad and (bad - good) / bad <= 0.10  # 60 req/s served: 95 % reached up to 63
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"budget_s": 20}, "too short"), ({"growth": 1.0}, "growth > 1"), ({"step_s": 2, "warmup_s": 3}, "warm-up"),
+    ({"max_error_rate": 1.5}, "error-rate limit")])
+def test_rules_that_make_no_sense_are_one_clear_error(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        SearchRules(**kwargs)
+
+
+def test_budget_durations():
+    assert parse_budget("4m") == 240 and parse_budget("90s") == 90 and parse_budget("1h") == 3600
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_budget("soon")
