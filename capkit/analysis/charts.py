@@ -198,7 +198,7 @@ def _run_label(row) -> str:
     return f"{when}\n{(row.git_sha or 'no sha')[:7]}"
 
 
-@report_figure(left=1.0, right=0.3, bottom=0.95, top=0.55, vgap=0.35)
+@report_figure(left=1.0, right=0.3, bottom=0.95, top=0.85, vgap=0.35)
 def plot_history(history):
     """Capacity per replica, CPU per user and p95 at the reference load for each run in time
     order, with their intervals; regressions are red rings."""
@@ -217,9 +217,11 @@ def plot_history(history):
             ax.scatter(x[bad], y[bad], s=220, facecolors="none", edgecolors=CRIT, linewidths=2.2, zorder=4,
                        label="significant regression against the run before")
         ax.set_ylabel(label)
-        ax.set_ylim(bottom=0)
+        top = np.nanmax(np.r_[t[hi].to_numpy(float), y, 0.0])
+        ax.set_ylim(0, top * 1.3 if top > 0 else 1)
         ax.grid(True, color="#e5e7eb", lw=0.6)
-        ax.legend(loc="upper left", framealpha=0.92)
+    if t["regression"].astype(bool).any():
+        axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False)
     axes[-1].set_xticks(x, [_run_label(r) for r in t.itertuples()])
     axes[-1].set_xlim(-0.5, len(t) - 0.5)
     fig.suptitle(f"History of {history.target}: {len(t)} run(s) in time order", fontsize=12, y=0.985)

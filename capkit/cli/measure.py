@@ -51,13 +51,18 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_lim
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
     if index:
+        from capkit.report.index import read_answer
+
+        answer = read_answer(index.parent).get("headline")
+        if answer:
+            click.echo(f"\nAnswer: {answer}")
         click.echo(f"report: {index}")
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
 
 
 def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
-    """(Baseline Metrics as Markdown, headline, report index or None) of a stored run."""
+    """(Baseline Metrics as a terminal table, headline, report index or None) of a stored run."""
     from contextlib import nullcontext
 
     from capkit.store import open_store
@@ -71,7 +76,7 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
     with workspace:
         from capkit import analysis as ca
         from capkit.analysis.capacity import resource_capacity
-        from capkit.analysis.tables import markdown_table
+        from capkit.analysis.formatting import terminal_table
 
         run = ca.read_run(open_store(s.store_url), run_id)
         if run.meta.spec.service_cores and lim.cpu_cores == 1.0:
@@ -87,7 +92,7 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
             click.echo("publishing the report (papermill)…")
             index = publish(run_id, workspace=workspace,
                             overrides=ca.ReportParameters.from_limits(lim).overrides()).index
-    return markdown_table(resources.baseline), resources.headline(), index
+    return terminal_table(resources.baseline), "Resources: " + resources.headline(), index
 
 
 @click.command("run")
