@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis import display, formatting as fmt
+from capkit.analysis import display
+from capkit.analysis import formatting as fmt
 from capkit.analysis.keyfacts import answer_html, basis_of, key_facts
 from capkit.analysis.usl import fit_usl
 from capkit.synthetic import SyntheticTruth
