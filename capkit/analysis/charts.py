@@ -12,34 +12,41 @@ import pandas as pd
 from capkit.analysis.figstyle import report_figure
 from capkit.analysis.formatting import users
 from capkit.analysis.keyfacts import key_facts
-from capkit.analysis.steps import request_window
+from capkit.analysis.steps import DERIVED_TYPES, request_window
 from capkit.records.histograms import merge_histograms
 from capkit.schemas import RESOURCES, Interval
 
 MEASURED = "#dbe9f7"  # the measured range's shade
 ANSWER = "#0969da"
 WARN, CRIT = "#b35900", "#c62828"
-MAX_SECONDS = 60  # per step for the per-second spread (a long step's spread is as clear from 60)
+MAX_BLOCKS = 60  # per step for the spread (a long step's spread is as clear from 60 blocks)
 
 
-def step_spread(result) -> pd.DataFrame:
-    """Per step: the 25th and 75th percentile over its seconds of the per-second p95 (ms) and of
-    the per-second throughput (req/s) — the whiskers of the capacity chart."""
+def step_spread(result, *, block_requests: int = 20) -> pd.DataFrame:
+    """Per step: the 25th and 75th percentile of p95 (ms) and of throughput (req/s) over blocks of
+    the step's consecutive seconds holding at least ``block_requests`` requests each (a second of a
+    few requests has no p95 to speak of) — the whiskers of the capacity chart. Derived records
+    (stream timings) are left out, as in the step table."""
     run = result.run
     req = request_window(run.requests, run.steps, run.warmup_s)
     rows = []
     if req.empty:
         return pd.DataFrame(columns=["step", "p95_q25", "p95_q75", "rps_q25", "rps_q75"])
+    req = req[~req["method"].isin(DERIVED_TYPES)]
     for step, group in req.groupby("step"):
-        seconds = sorted(group["ts"].unique())[:MAX_SECONDS]
-        p95, rps = [], []
-        for ts in seconds:
-            sec = group[group["ts"] == ts]
-            rps.append(float(sec["count"].sum()))
-            hdrs = [h for h in sec["hdr"] if h]
-            if hdrs and sec["count"].sum() > 0:
+        per_second = group.groupby("ts").agg(count=("count", "sum"), hdr=("hdr", lambda h: [x for x in h if x]))
+        p95, rps, hdrs, count, seconds = [], [], [], 0, 0
+        for sec in per_second.itertuples():
+            hdrs += sec.hdr
+            count += int(sec.count)
+            seconds += 1
+            if count >= block_requests:
                 p95.append(merge_histograms(hdrs).get_value_at_percentile(95) / 1000)
-        q = lambda v, p: float(np.percentile(v, p)) if v else math.nan  # noqa: E731
+                rps.append(count / seconds)
+                hdrs, count, seconds = [], 0, 0
+            if len(p95) >= MAX_BLOCKS:
+                break
+        q = lambda v, p: float(np.percentile(v, p)) if len(v) >= 2 else math.nan  # noqa: E731
         rows.append({"step": step, "p95_q25": q(p95, 25), "p95_q75": q(p95, 75), "rps_q25": q(rps, 25),
                      "rps_q75": q(rps, 75)})
     return pd.DataFrame(rows)
@@ -96,7 +103,7 @@ def plot_capacity(result):
     # p95 latency
     w, c = result.params.latency_warning_ms, result.params.latency_critical_ms
     lat_ax.errorbar(steps.loc[clean, "users"], steps.loc[clean, "p95_ms"], fmt="o", color="tab:blue", ms=5,
-                    capsize=3, zorder=3, label="p95 per step\n(bars: middle half of its seconds)",
+                    capsize=3, zorder=3, label="p95 per step (bars: middle\nhalf of its 20-request blocks)",
                     yerr=_whiskers(steps.loc[clean, "p95_ms"], steps.loc[clean, "p95_q25"],
                                    steps.loc[clean, "p95_q75"]))
     if (~clean).any():
@@ -122,7 +129,7 @@ def plot_capacity(result):
 
     # throughput
     tp_ax.errorbar(steps.loc[clean, "users"], steps.loc[clean, "rps"], fmt="o", color="tab:blue", ms=5, capsize=3,
-                   zorder=3, label="throughput per step\n(bars: middle half of its seconds)",
+                   zorder=3, label="throughput per step (bars: middle\nhalf of its 20-request blocks)",
                    yerr=_whiskers(steps.loc[clean, "rps"], steps.loc[clean, "rps_q25"], steps.loc[clean, "rps_q75"]))
     usl = result.usl
     if usl is not None:
@@ -176,8 +183,10 @@ def plot_capacity(result):
             if cap <= top:
                 ax.axvline(cap, color=ANSWER, lw=2.2, zorder=5)
         if cap <= top:
-            lat_ax.annotate(text, (cap, 1.0), xycoords=("data", "axes fraction"), xytext=(6, -14),
-                            textcoords="offset points", color=ANSWER, fontsize=10, fontweight="bold")
+            right = cap > 0.55 * top  # the text goes where there is room: left of the line near the right edge
+            lat_ax.annotate(text, (cap, 1.0), xycoords=("data", "axes fraction"), xytext=(-6 if right else 6, -14),
+                            ha="right" if right else "left", textcoords="offset points", color=ANSWER,
+                            fontsize=10, fontweight="bold", bbox={"fc": "white", "ec": "none", "alpha": 0.85})
         else:
             lat_ax.annotate(text + " →", (1.0, 1.0), xycoords="axes fraction", xytext=(-6, -14), ha="right",
                             textcoords="offset points", color=ANSWER, fontsize=10, fontweight="bold")
