@@ -179,7 +179,7 @@ def _is_missing(v) -> bool:
         return False
 
 
-def terminal_table(frame, *, rename: dict | None = None, max_width: int = 64) -> str:
+def terminal_table(frame, *, rename: dict | None = None, max_width: int = 80) -> str:
     """A DataFrame as an aligned plain-text table for the terminal (same cell rules as HTML;
     statuses as "[ok] Stable"; long cells cut at ``max_width`` with "…")."""
     columns = [str((rename or {}).get(c, c)) for c in frame.columns]
