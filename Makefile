@@ -28,7 +28,10 @@ plan: $(STAMP) ## Search the reference service's capacity and publish the report
 plan-pg: $(STAMP) ## `make plan` with the service on PostgreSQL + Redis (see README)
 	ops/plan-postgres.sh $(if $(PROFILE),--profile $(PROFILE))
 
-test: $(STAMP) ## Run the whole test suite (unit, service, end-to-end, notebooks under nbmake)
+system-deps: ## Install Chromium for the browser tests when missing (as root or under CI=true; else says how)
+	ops/install-system-deps.sh
+
+test: $(STAMP) system-deps ## Run the whole test suite (unit, service, end-to-end, browser, notebooks under nbmake)
 	$(BIN)/pytest
 
 report: $(STAMP) ## Re-publish the report of RUN (default: the latest run)
@@ -46,4 +49,4 @@ lint: $(STAMP) ## ruff
 clean: ## Remove runs/ and reports/ output (keeps .venv)
 	rm -rf runs reports/*/
 
-.PHONY: help install plan plan-pg test report lab bench lint clean
+.PHONY: help install system-deps plan plan-pg test report lab bench lint clean

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from capkit.analysis import display as views
 from capkit.analysis.compare import compare_runs
+from capkit.analysis.formatting import frame_html, number
+from capkit.analysis.keyfacts import answer_html, answer_md
 from capkit.analysis.parameters import ReportParameters
 from capkit.analysis.result import CapacityResult, result_for
 from capkit.analysis.tables import export_tables, fits_table, markdown_table
@@ -17,8 +20,9 @@ from capkit.store import open_store
 CONSOLIDATED_COLUMNS = ["Component", "Test scenario", "Throughput", "Response time (p95)", "Error rate", "Status",
                         "Recommendations"]
 
-__all__ = ["open_result", "overview_md", "notes_md", "consolidated", "backtest_md", "comparison",
-           "comparison_display", "markdown_table", "fits_table"]
+__all__ = ["open_result", "answer", "answer_md", "answer_html", "table", "views", "capacity_chart", "figures_dir",
+           "usl_md", "overview_md", "notes_md", "consolidated", "backtest_md", "comparison", "comparison_display",
+           "markdown_table", "fits_table"]
 
 
 def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> CapacityResult:
@@ -27,7 +31,52 @@ def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> C
     params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
     result = result_for(params)
     export_tables(result, output_dir)
+    if output_dir:
+        views.export_html(result, output_dir)
     return result
+
+
+def answer(result: CapacityResult):
+    """The answer a page opens with (:func:`~capkit.analysis.keyfacts.key_facts`), for ``display``."""
+    from IPython.display import HTML
+
+    return HTML(answer_html(result))
+
+
+def table(frame: pd.DataFrame, **kwargs):
+    """A table for people (:func:`~capkit.analysis.formatting.frame_html`), for ``display``."""
+    from IPython.display import HTML
+
+    return HTML(frame_html(frame, **kwargs))
+
+
+def figures_dir(output_dir) -> Path | None:
+    """Where a report's named figures go: ``figures/`` beside the tables folder ``output_dir``."""
+    return Path(output_dir).parent / "figures" if output_dir else None
+
+
+def capacity_chart(result: CapacityResult, output_dir=None):
+    """The capacity chart (:func:`~capkit.analysis.plots.plot_capacity`), also written as
+    ``figures/capacity.png`` and ``.svg`` beside ``output_dir`` when given."""
+    from capkit.analysis.figstyle import save_figure
+    from capkit.analysis.plots import plot_capacity
+
+    fig = plot_capacity(result)
+    save_figure(fig, figures_dir(output_dir), "capacity")
+    return fig
+
+
+def usl_md(result: CapacityResult) -> str:
+    """The USL in one sentence: its regime in words, the peak and the fit quality."""
+    usl = result.usl
+    if usl is None:
+        return f"USL {result.errors['usl']}."
+    text = f"**{usl.regime_text(result.params.level).capitalize()}.**"
+    if usl.regime(result.params.level) != "linear" and not usl.negligible("kappa", result.params.level):
+        text += (f" Throughput peaks at about {number(usl.max_throughput)} req/s near "
+                 f"{number(usl.peak_concurrency)} users.")
+    return text + (f" Fitted on {usl.concurrency.size} clean steps ({usl.concurrency.min():g}–"
+                   f"{usl.concurrency.max():g} users), R² {number(usl.r_squared)}.")
 
 
 def overview_md(result: CapacityResult) -> str:
@@ -95,15 +144,15 @@ def comparison(store_url=None, run_id=None, output_dir=None, baseline_run_id=Non
 
 
 def comparison_display(table: pd.DataFrame, a_name: str, b_name: str) -> pd.DataFrame:
-    """The comparison with readable numbers and a ✔ for significant differences."""
+    """The comparison with readable numbers and "yes" for significant differences."""
     def num(v):
-        return "–" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{v:.4g}"
+        return number(v) if isinstance(v, (int, float)) else "–"
 
     return pd.DataFrame({
         "Quantity": table["quantity"], a_name: table["run_a"].map(num), b_name: table["run_b"].map(num),
         "Difference": table["difference"].map(num),
         "Change": table["change_pct"].map(lambda v: "–" if not math.isfinite(v) else f"{v:+.1f} %"),
         "p": table["p_value"].map(num),
-        "Significant": [("✔" if s is True else "") if isinstance(n, float) else n
+        "Significant": [("yes" if s is True else "no") if isinstance(n, float) else n
                         for s, n in zip(table["significant"], table["note"].fillna(0.0), strict=True)],
     })

@@ -2,61 +2,31 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from capkit.analysis.charts import plot_capacity, plot_history
+from capkit.analysis.figstyle import report_figure
+from capkit.analysis.formatting import number
 from capkit.analysis.regression import ResourceFit
 from capkit.schemas import RESOURCES
 
-
-def _layout(fig, *, left: float = 0.85, right: float = 0.15, bottom: float = 0.55, top: float = 0.35,
-            gap: float = 0.85) -> None:
-    """Margins in inches (room for tick labels, axis label and title) instead of ``tight_layout``,
-    which draws the whole figure once more to measure its text: ~1 s of a report's four figures."""
-    width, height = fig.get_size_inches()
-    ncols = max(len(fig.axes), 1)
-    axes_w = (width - left - right - gap * (ncols - 1)) / ncols
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                        top=1 - top / height, wspace=gap / max(axes_w, 1e-6))
+__all__ = ["plot_capacity", "plot_history", "plot_resource_fits", "plot_usl", "plot_latency_model", "plot_backtest",
+           "plot_comparison"]
 
 
-def _figure(build):
-    """A report figure: its axes titles at a fixed height, laid out by :func:`_layout`.
-
-    Fixed titles (no top ticks or labels here) spare matplotlib measuring every axis on each
-    draw to place them, ~20 % of a figure's rendering. Only ``axes.titley`` is set and put back:
-    ``plt.rc_context`` would also restore ``interactive``, which the inline backend switches on
-    with the first figure, and later figures would no longer be shown.
-    """
-    @functools.wraps(build)
-    def wrapper(*args, **kwargs):
-        saved = matplotlib.rcParams["axes.titley"]
-        matplotlib.rcParams["axes.titley"] = 1.0
-        try:
-            fig = build(*args, **kwargs)
-        finally:
-            matplotlib.rcParams["axes.titley"] = saved
-        if fig is not None:
-            _layout(fig)
-            # Drawn once, when it is shown or saved. Agg's draw_idle draws at once, and IPython's
-            # post-execute hook (pyplot.draw_all) calls it for every stale figure just before the
-            # inline backend renders the same figure to show it: a second full draw of each figure.
-            # Any later change to the figure marks it stale again.
-            fig.stale = False
-        return fig
-    return wrapper
-
-
-@_figure
+@report_figure
 def plot_resource_fits(resources):
     """Each resource against users: per-second samples, step means, the fit with its CI and PI."""
     names = [r for r in RESOURCES if r in resources.per_second.columns]
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.6), squeeze=False)
-    for ax, resource in zip(axes[0], names):
+    ncols = min(max(len(names), 1), 2)
+    nrows = max(math.ceil(len(names) / ncols), 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, resource in zip(axes.flat, names):
         label, unit = RESOURCES[resource]
         data = resources.per_second[["users", resource, "step"]].dropna()
         clean = data["step"].isin(resources.steps.loc[resources.steps["clean"], "step"])
@@ -76,19 +46,19 @@ def plot_resource_fits(resources):
                             label=f"{fit.level:.0%} CI")
             ax.fill_between(grid["users"], grid["pi_low"], grid["pi_high"], color="tab:orange", alpha=0.15,
                             label=f"{fit.level:.0%} PI (step mean)")
-            ax.set_title(f"{label}: {fit.per_user.estimate:.3g} {unit}/user")
+            ax.set_title(f"{label}: {number(fit.per_user.estimate)} {unit} per user")
         else:
             ax.set_title(f"{label}: no fit")
         ax.set_xlabel("active users")
         ax.set_ylabel(f"{label} ({unit})")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(loc="upper left", fontsize=8.5)
     return fig
 
 
-@_figure
+@report_figure
 def plot_usl(result):
     """Throughput per clean step with the USL curve and its bootstrap band."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     steps = result.resources.steps[(result.resources.steps["users"] > 0)]
     clean = steps["clean"]
     ax.scatter(steps.loc[clean, "users"], steps.loc[clean, "rps"], color="tab:blue", label="clean step", zorder=3)
@@ -99,7 +69,8 @@ def plot_usl(result):
     if usl is not None:
         top = max(float(steps["users"].max()) * 2, min(usl.peak_concurrency * 1.2, float(steps["users"].max()) * 4))
         n = np.linspace(1, top, 200)
-        ax.plot(n, usl.predict(n), color="black", lw=1.2, label=f"USL (σ={usl.sigma:.3g}, κ={usl.kappa:.3g})")
+        ax.plot(n, usl.predict(n), color="black", lw=1.2, label=f"USL fit (σ = {number(usl.sigma)}, κ "
+                f"{'≈ 0' if usl.negligible('kappa') else '= ' + number(usl.kappa)})")
         if usl.samples is not None:
             from capkit.analysis.usl import usl_throughput
 
@@ -109,14 +80,14 @@ def plot_usl(result):
     ax.set_xlabel("active users")
     ax.set_ylabel("requests/s")
     ax.set_title("Throughput and the Universal Scalability Law")
-    ax.legend(fontsize=7)
+    ax.legend()
     return fig
 
 
-@_figure
+@report_figure
 def plot_latency_model(result):
     """Measured mean and p95 per step, the modelled curves, the p95 band and the thresholds."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     lat = result.latency
     steps = result.resources.steps[result.resources.steps["users"] > 0]
     ax.scatter(steps["users"], steps["mean_ms"], color="tab:blue", label="mean (measured)")
@@ -129,36 +100,40 @@ def plot_latency_model(result):
         ax.plot(pred["users"], pred["p95_ms"], color="tab:orange", lw=1, label="p95 model")
         ax.fill_between(pred["users"], pred["p95_low"], pred["p95_high"], color="tab:orange", alpha=0.15)
         for row, color in zip(lat.crossings.itertuples(), ("tab:olive", "tab:red"), strict=False):
-            ax.axhline(row.ms, color=color, lw=0.8, ls="--", label=f"{row.threshold} {row.ms:g} ms")
+            ax.axhline(row.ms, color=color, lw=0.8, ls="--", label=f"{row.threshold} {row.ms:,.0f} ms")
             if math.isfinite(row.users):
                 ax.axvline(row.users, color=color, lw=0.8, ls=":")
     ax.set_xlabel("active users")
     ax.set_ylabel("latency (ms)")
     ax.set_title("Latency model")
-    ax.legend(fontsize=7)
+    ax.legend()
     return fig
 
 
-@_figure
+@report_figure
 def plot_backtest(result):
     """Observed against predicted for the held-out steps, one panel per quantity (None without a backtest)."""
     bt = result.backtest
     if bt is None or bt.predictions.empty:
         return None
     quantities = list(dict.fromkeys(bt.predictions["quantity"]))
-    fig, axes = plt.subplots(1, len(quantities), figsize=(2.8 * len(quantities), 2.8), squeeze=False)
-    for ax, q in zip(axes[0], quantities, strict=True):
+    ncols = min(len(quantities), 3)
+    nrows = math.ceil(len(quantities) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(quantities):]:
+        ax.set_visible(False)
+    for ax, q in zip(axes.flat, quantities):
         d = bt.predictions[bt.predictions["quantity"] == q]
         ax.errorbar(d["users"], d["predicted"], yerr=[d["predicted"] - d["low"], d["high"] - d["predicted"]],
                     fmt="o", color="black", ms=3, label="predicted")
         ax.scatter(d["users"], d["observed"], color="tab:red", zorder=3, s=14, label="observed")
-        ax.set_title(q, fontsize=8)
-        ax.set_xlabel("users", fontsize=8)
-    axes[0][0].legend(fontsize=7)
+        ax.set_title(q)
+        ax.set_xlabel("active users")
+    axes[0][0].legend()
     return fig
 
 
-@_figure
+@report_figure
 def plot_comparison(result_a, result_b, name_a: str = "A", name_b: str = "B"):
     """Throughput per step of two runs with their USL curves, and CPU per second against users."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -172,10 +147,10 @@ def plot_comparison(result_a, result_b, name_a: str = "A", name_b: str = "B"):
         if isinstance(fit, ResourceFit):
             grid = fit.predict(np.linspace(0, float(s["users"].max()) * 1.2, 50))
             axes[1].plot(grid["users"], grid["mean"], color=color,
-                         label=f"{name}: {fit.per_user.estimate:.3g} cores/user")
+                         label=f"{name}: {number(fit.per_user.estimate)} cores per user")
             axes[1].fill_between(grid["users"], grid["ci_low"], grid["ci_high"], color=color, alpha=0.2)
     axes[0].set(xlabel="active users", ylabel="requests/s", title="Throughput")
     axes[1].set(xlabel="active users", ylabel="CPU (cores)", title="CPU fit (95 % CI)")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+    axes[0].legend()
+    axes[1].legend()
     return fig

@@ -181,6 +181,31 @@ class USLFit:
         """``"contention"`` when σ > κ, else ``"coherency"`` (codahale's rule; κ = 0 is contention)."""
         return "contention" if self.sigma > self.kappa or self.kappa == 0 else "coherency"
 
+    def negligible(self, name: str, level: float = 0.95) -> bool:
+        """Whether coefficient ``name`` (``sigma`` or ``kappa``) is indistinguishable from 0: its
+        interval reaches 0, or it is below 2 standard errors (or 1e-9 outright)."""
+        value, se = getattr(self, name), self.stderr.get(name, math.nan)
+        if value < 1e-9 or (math.isfinite(se) and value < 2 * se):
+            return True
+        return bool(self.confint(level).at[name, "lower"] <= 1e-9)
+
+    def regime(self, level: float = 0.95) -> str:
+        """``"linear"`` when σ and κ are both ≈ 0 (see :meth:`negligible`), else :attr:`limit`."""
+        if self.negligible("sigma", level) and self.negligible("kappa", level):
+            return "linear"
+        return self.limit
+
+    def regime_text(self, level: float = 0.95) -> str:
+        """The regime in words, for people."""
+        regime = self.regime(level)
+        if regime == "linear":
+            return ("no contention or coherency measured (σ, κ ≈ 0): throughput still linear in the "
+                    "measured range")
+        if regime == "contention":
+            tail = "κ ≈ 0: no retrograde region measured" if self.negligible("kappa", level) else "σ > κ"
+            return f"contention-limited ({tail})"
+        return "coherency-limited (κ ≥ σ: throughput falls beyond its peak)"
+
     @property
     def df_residual(self) -> int:
         return int(self.concurrency.size - 3)
@@ -242,6 +267,7 @@ class USLFit:
             "model": "usl",
             **{p: num(getattr(self, p)) for p in PARAMS + DERIVED},
             "limit": self.limit,
+            "regime": self.regime(level),
             "retrograde": self.kappa > 0,
             "stderr": {p: num(self.stderr[p]) for p in PARAMS},
             "confint": {p: {"lower": num(ci.at[p, "lower"]), "upper": num(ci.at[p, "upper"])} for p in ci.index},
@@ -273,9 +299,7 @@ class USLFit:
             se = fmt(d["stderr"][p]) if p in PARAMS else ""
             lo, hi = d["confint"][p]["lower"], d["confint"][p]["upper"]
             lines.append(f"{label:18}{fmt(d[p]):>12}{se:>12}   [{fmt(lo)}, {fmt(hi)}]")
-        why = ("κ = 0: no retrograde region" if self.kappa == 0
-               else f"σ {'>' if self.limit == 'contention' else '<='} κ")
-        lines.append(f"{self.limit}-limited ({why}); residual std. error "
+        lines.append(f"{self.regime_text(level)}; residual std. error "
                      f"{fmt(d['residual_std_error'])} on {self.df_residual} df, R² {fmt(d['r_squared'])}")
         return "\n".join(lines)
 

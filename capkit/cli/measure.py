@@ -115,7 +115,7 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 5
         workspace = Workspace(Path(s.reports_dir), s.store_url)
     with workspace:
         from capkit import analysis as ca
-        from capkit.analysis.tables import markdown_table
+        from capkit.analysis.formatting import terminal_table
 
         run = ca.read_run(open_store(s.store_url), run_id)
         if run.meta.spec.service_cores and lim.cpu_cores == 1.0:
@@ -134,7 +134,7 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 5
 
             click.echo("publishing the report (papermill)…")
             index = publish(run_id, workspace=workspace, overrides=params.overrides()).index
-    return markdown_table(result.baseline), result.headline(), index
+    return terminal_table(result.baseline), result.headline(), index
 
 
 def write_answer(path: Path, answer) -> None:

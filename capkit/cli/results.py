@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from capkit.cli.options import limit_options, limits, settings
-from capkit.errors import CapkitError, GateFailure
+from capkit.errors import CapkitError, ConfigError, GateFailure
 
 
 @click.command()
@@ -18,13 +18,29 @@ from capkit.errors import CapkitError, GateFailure
               help="Users the replica count is planned for.")
 @click.option("--bootstrap", type=click.IntRange(0, 100_000), default=200, show_default=True,
               help="Bootstrap resamples of the USL and latency intervals.")
+@click.option("--history", "history", is_flag=True,
+              help="Draw the history of a target's runs (reports/history.html) instead of one run's report.")
+@click.option("--target", "target_name", help="With --history: the target (default: the latest run's).")
+@click.option("--reference-users", type=click.FloatRange(min=0, min_open=True),
+              help="With --history: the load p95 is compared at (default: the highest every run measured).")
+@click.option("--screenshots", is_flag=True, help="Also write PNG screenshots of the pages (headless Chromium) "
+                                                  "under reports/RUN_ID/screenshots/.")
 @limit_options
-def report(run_id, store_url, compare_id, target_users, bootstrap, cpu_limit, memory_limit_mib, db_connection_limit,
-           bandwidth_mbps):
+def report(run_id, store_url, compare_id, target_users, bootstrap, history, target_name, reference_users,
+           screenshots, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps):
     """Execute the report notebooks for RUN_ID (default: the latest) into reports/RUN_ID/."""
     from capkit.report.workspace import Workspace
 
     s = settings(store_url=store_url)
+    if screenshots:
+        _check_browser()
+    if history:
+        if run_id or compare_id:
+            raise ConfigError("--history draws every run of a target: leave out RUN_ID and --compare")
+        _history(s, target_name, reference_users, bootstrap, limits(cpu_limit, memory_limit_mib,
+                                                                    db_connection_limit, bandwidth_mbps),
+                 screenshots=screenshots)
+        return
     with Workspace(Path(s.reports_dir), s.store_url) as workspace:  # the kernel imports while the run is checked
         from capkit.analysis.parameters import ReportParameters
         from capkit.report.publish import publish
@@ -43,7 +59,49 @@ def report(run_id, store_url, compare_id, target_users, bootstrap, cpu_limit, me
                                                      bandwidth_mbps), target_users=target_users,
                                               bootstrap=bootstrap)
         published = publish(run_id, workspace=workspace, overrides=params.overrides(), compare=compare_id)
+    if screenshots:
+        from capkit.report.browser import screenshot_pages
+
+        pages = [published.index] + [p.with_suffix(".html") for p in published.notebooks]
+        shots = screenshot_pages(pages, published.folder / "screenshots")
+        click.echo(f"screenshots: {len(shots)} in {published.folder / 'screenshots'}")
     click.echo(f"report: {published.index}")
+
+
+def _check_browser() -> None:
+    from capkit.report.browser import find_chromium
+
+    if find_chromium() is None:
+        raise ConfigError("--screenshots needs Chromium: install it with ops/install-system-deps.sh "
+                          "(or set CAPKIT_CHROMIUM to a Chromium-type browser)")
+
+
+def _history(s, target, reference_users, bootstrap, lim, *, screenshots: bool) -> None:
+    """``capkit report --history``: reports/history.html, history/history.png/.svg/.csv."""
+    from capkit.analysis.figstyle import save_figure
+    from capkit.analysis.history import history_html, run_history
+    from capkit.analysis.parameters import ReportParameters
+    from capkit.analysis.plots import plot_history
+    from capkit.report.index import write_history_page
+    from capkit.store import open_store
+
+    store = open_store(s.store_url, create=False)
+    hist = run_history(store, target=target, reference_users=reference_users,
+                       params=ReportParameters.from_limits(lim, bootstrap=bootstrap))
+    reports = Path(s.reports_dir)
+    folder = reports / "history"
+    folder.mkdir(parents=True, exist_ok=True)
+    hist.table.to_csv(folder / "history.csv", index=False)
+    save_figure(plot_history(hist), folder, "history")
+    page = write_history_page(reports, history_html(hist, figure="history/history"), target=hist.target)
+    if screenshots:
+        from capkit.report.browser import screenshot_pages
+
+        screenshot_pages([page, reports / "index.html"], folder / "screenshots")
+    flagged = int((hist.table["regression"] != "").sum())
+    click.echo(f"history of {hist.target}: {len(hist.table)} run(s), {flagged} regression(s)"
+               + (f", {len(hist.skipped)} left out" if hist.skipped else ""))
+    click.echo(f"history: {page}")
 
 
 @click.command()

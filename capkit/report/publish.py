@@ -16,7 +16,7 @@ from pathlib import Path
 from capkit.errors import ReportError
 from capkit.report.execute import execute_notebook
 from capkit.report.html import html_exporter, to_html
-from capkit.report.index import write_index
+from capkit.report.index import write_index, write_reports_index
 from capkit.report.pages import PAGE_KEY, merge_notebooks, split_pages
 from capkit.report.workspace import STORE_ENV, Workspace
 
@@ -90,6 +90,7 @@ def publish(run_id: str, *, workspace: Workspace, overrides: dict | None = None,
     if final.exists():
         shutil.rmtree(final)
     work.rename(final)
+    write_reports_index(workspace.reports_dir)
     return Published(run_id=run_id, folder=final, index=final / "index.html",
                      notebooks=[final / p.name for p in executed])
 

@@ -40,7 +40,8 @@ def test_report_pages_carry_the_seed_tables(published):
     plan = (folder / "capacity_plan.html").read_text()
     for needle in ("Scaling thresholds", "Scale out API replicas", "Replicas", "Recommendations", "Backtest"):
         assert needle in plan, needle
-    assert "Universal Scalability Law fit" in (folder / "scalability.html").read_text()
+    scal = (folder / "scalability.html").read_text()
+    assert "Universal Scalability Law" in scal and "σ (contention)" in scal and "contention-limited" in scal.lower()
     assert "CPU per user" in (folder / "comparison.html").read_text()
     tables = {p.name for p in (folder / "tables").glob("*.csv")}
     assert {"consolidated_results.csv", "baseline_metrics.csv", "scaling_thresholds.csv", "replicas.csv",
