@@ -109,7 +109,9 @@ def key_facts(result) -> KeyFacts:
                                  f"N+{plan.headroom}, decided by {plan.deciding}"))
         data.update(replicas=plan.replicas)
     data.update(target_users=plan.target_users, headroom=plan.headroom)
-    headline = answer.headline + (" " + "; ".join(second) + "." if second else "")
+    # the answer's own sentence, its key number in bold for the pages
+    first = re.sub(r"about ([\d,]+) users", r"about **\1 users**", answer.headline, count=1)
+    headline = first + (" " + "; ".join(second) + "." if second else "")
     data["headline"] = re.sub(r"\*\*(.+?)\*\*", r"\1", headline)
     return KeyFacts(headline=headline, numbers=numbers, data=data)
 

@@ -75,7 +75,7 @@ def test_the_answer_names_capacity_basis_binding_limit_scale_out_and_replicas(re
 
 def test_the_answer_is_the_one_the_tables_use(result):
     facts = key_facts(result)
-    assert facts.headline.startswith(result.answer.headline)
+    assert facts.data["headline"].startswith(result.answer.headline)
     assert facts.data["capacity_users"] == result.answer.capacity.users.estimate
     assert facts.data["capacity_basis"] == str(result.answer.capacity.basis)
 
