@@ -11,5 +11,6 @@ from pathlib import Path
 LOADGEN_DIR = Path(__file__).resolve().parent
 PLUGIN = LOADGEN_DIR / "plugin.py"
 SCENARIOS = LOADGEN_DIR / "scenarios.py"
+OPENAI_CHAT = LOADGEN_DIR / "openai_chat.py"  # the openai-chat scenario (any OpenAI-compatible server)
 
-__all__ = ["LOADGEN_DIR", "PLUGIN", "SCENARIOS"]
+__all__ = ["LOADGEN_DIR", "OPENAI_CHAT", "PLUGIN", "SCENARIOS"]
