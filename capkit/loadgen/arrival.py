@@ -27,6 +27,20 @@ from capkit.loadgen.meters import METERS
 DEFAULT_MAX_LATENESS_S = 1.0
 
 
+class _Ticket:
+    """A waiting user's place in the queue: set when a run is released to it, with its intended start."""
+
+    __slots__ = ("event", "intended")
+
+    def __init__(self) -> None:
+        self.event = Event()  # gevent's Event takes no attributes (compiled): the start goes here
+        self.intended: float | None = None
+
+    def set(self, intended: float | None = None) -> None:
+        self.intended = intended
+        self.event.set()
+
+
 class Pacer:
     """Hands out runs at ``rate`` per second to waiting users; ``rate=None`` means closed model."""
 
@@ -34,7 +48,7 @@ class Pacer:
         self.rate: float | None = None
         self.poisson = False
         self.max_lateness_s = float(os.environ.get("CAPKIT_MAX_LATENESS_S", DEFAULT_MAX_LATENESS_S))
-        self._waiting: deque[Event] = deque()
+        self._waiting: deque[_Ticket] = deque()
         self._backlog: deque[float] = deque()  # intended starts of runs no user was free for
         self._next: float | None = None
         self._rng = random.Random(0)
@@ -77,9 +91,7 @@ class Pacer:
             # release every run whose time has come (catches up after a late wake-up)
             while self._next <= now and self.rate == rate:
                 if self._waiting:
-                    ready = self._waiting.popleft()
-                    ready.intended = self._next
-                    ready.set()
+                    self._waiting.popleft().set(self._next)
                 else:
                     self._backlog.append(self._next)
                 self._next += self._gap(rate)
@@ -97,17 +109,17 @@ class Pacer:
             intended = self._backlog.popleft()
             self._runs[me] = (intended, time.perf_counter())
             return
-        ready = Event()
+        ready = _Ticket()
         self._waiting.append(ready)
         try:
-            ready.wait()
+            ready.event.wait()
         finally:
-            if not ready.is_set():  # killed while waiting (users stopped): leave the queue
+            if not ready.event.is_set():  # killed while waiting (users stopped): leave the queue
                 try:
                     self._waiting.remove(ready)
                 except ValueError:
                     pass
-        intended = getattr(ready, "intended", None)
+        intended = ready.intended
         if intended is None:  # released because the step went back to the closed model
             self._runs.pop(me, None)
         else:
