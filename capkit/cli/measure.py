@@ -135,7 +135,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
     openai_only = {"--model": model, "--prompts": prompts, "--max-tokens": max_tokens, "--api-key-env": api_key_env}
     if scenario != "openai-chat" and any(v is not None for v in openai_only.values()):
         given = ", ".join(k for k, v in openai_only.items() if v is not None)
-        raise ConfigError(f"{given} belong to --scenario openai-chat (with --target URL)")
+        raise ConfigError(f"{given}: only with --scenario openai-chat --target URL")
     if scenario == "openai-chat":
         if target is None or locustfile or master or mix:
             raise ConfigError("--scenario openai-chat needs --target URL and takes no --locustfile, --master or --mix")
