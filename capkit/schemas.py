@@ -20,6 +20,7 @@ class Stage(BaseModel):
     users: int = Field(ge=0, le=100_000)
     seconds: float = Field(gt=0, le=86_400)
     rate: float | None = Field(None, ge=0, description="open model: requests/s instead of users")
+    poisson: bool = Field(False, description="with rate: exponential gaps (Poisson arrivals) instead of constant")
 
 
 class StagePlan(BaseModel):
@@ -30,6 +31,7 @@ class StagePlan(BaseModel):
     stages: tuple[Stage, ...]
     warmup_s: float = Field(2.0, ge=0)
     spawn_rate: float = Field(50.0, gt=0)
+    seed: int = Field(0, description="seed of the Poisson arrival gaps")
 
     @field_validator("stages")
     @classmethod
@@ -43,8 +45,8 @@ class StagePlan(BaseModel):
         return sum(s.seconds for s in self.stages)
 
     def to_spec(self) -> str:
-        return ",".join(f"r{s.rate:g}x{s.seconds:g}@{s.users}" if s.rate is not None else f"{s.users}x{s.seconds:g}"
-                        for s in self.stages)
+        return ",".join(f"{'p' if s.poisson else 'r'}{s.rate:g}x{s.seconds:g}@{s.users}" if s.rate is not None
+                        else f"{s.users}x{s.seconds:g}" for s in self.stages)
 
     @property
     def open_model(self) -> bool:
@@ -52,12 +54,13 @@ class StagePlan(BaseModel):
         return any(s.rate is not None for s in self.stages)
 
     @classmethod
-    def parse(cls, spec: str, *, warmup_s: float = 2.0, spawn_rate: float = 50.0) -> "StagePlan":
+    def parse(cls, spec: str, *, warmup_s: float = 2.0, spawn_rate: float = 50.0, seed: int = 0) -> "StagePlan":
         """Parse ``"0x20,5x30,10x30"`` (USERSxSECONDS, comma separated).
 
         An arrival-rate stage is ``rRATExSECONDS[@USERS]``: RATE requests (task runs) per second
         for SECONDS, issued by a pool of USERS users (default ``max(10, 2 × RATE)``); runs that
-        find no free user are dropped and counted. Raises :class:`ConfigError` with one line
+        find no free user in time are dropped and counted. ``pRATExSECONDS[@USERS]`` is the same
+        with Poisson arrivals (exponential gaps, seeded by ``seed``). Raises :class:`ConfigError` with one line
         naming the bad item.
         """
         stages = []
@@ -69,14 +72,14 @@ class StagePlan(BaseModel):
                 raise ConfigError("stage plan: only the first stage may be idle (0 users); later stages need users > 0")
         if warmup_s >= min(s.seconds for s in stages):
             raise ConfigError(f"warm-up {warmup_s:g} s must be shorter than the shortest stage")
-        return cls(stages=tuple(stages), warmup_s=warmup_s, spawn_rate=spawn_rate)
+        return cls(stages=tuple(stages), warmup_s=warmup_s, spawn_rate=spawn_rate, seed=seed)
 
 
 def _parse_stage(item: str) -> Stage:
     rate = None
     body = item
     try:
-        if body.startswith("r"):
+        if body.startswith(("r", "p")):
             body, _, vus = body[1:].partition("@")
             rate_s, sep, seconds = body.partition("x")
             if not sep:
@@ -85,7 +88,7 @@ def _parse_stage(item: str) -> Stage:
             if not math.isfinite(rate) or rate <= 0:
                 raise ValueError
             users = int(vus) if vus else max(10, math.ceil(2 * rate))
-            stage = Stage(users=users, seconds=float(seconds), rate=rate)
+            stage = Stage(users=users, seconds=float(seconds), rate=rate, poisson=item.startswith("p"))
             if users <= 0:
                 raise ValueError
         else:
@@ -95,7 +98,8 @@ def _parse_stage(item: str) -> Stage:
             stage = Stage(users=int(users), seconds=float(seconds))
     except (ValueError, TypeError):
         raise ConfigError(
-            f"stage plan item {item!r} is not USERSxSECONDS (USERS ≥ 0, SECONDS > 0) or rRATExSECONDS[@USERS] "
+            f"stage plan item {item!r} is not USERSxSECONDS (USERS ≥ 0, SECONDS > 0), rRATExSECONDS[@USERS] "
+            f"or pRATExSECONDS[@USERS] (Poisson) "
             f"(example: --stages 0x20,5x30,10x30 or 0x10,r20x30,r40x30)"
         ) from None
     if not math.isfinite(stage.seconds):

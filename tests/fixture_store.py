@@ -14,9 +14,12 @@ FIXTURE_RUN_B = "fixture-run-b"  # stored after FIXTURE_RUN: the latest run (kno
 
 
 def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
-    """Two seeded synthetic runs with known truth."""
+    """Two seeded synthetic runs with known truth; the latest (B) also has LLM records (token timing
+    under an SLO), the first has none (the LLM-serving page's "not measured" case)."""
+    from capkit.records.llm import Slo
     from capkit.store import open_store
     from capkit.synthetic import fixture_truth, write_synthetic_run
+    from capkit.synthetic.llm import LlmTruth
 
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -24,7 +27,7 @@ def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
     store = open_store(f"sqlite:///{path}")
     write_synthetic_run(store, FIXTURE_RUN, seed=7, truth=fixture_truth("a"), git_sha="a" * 40)
     write_synthetic_run(store, FIXTURE_RUN_B, seed=8, truth=fixture_truth("b"), start=1.7e9 + 3600,
-                        git_sha="b" * 40)
+                        git_sha="b" * 40, llm=LlmTruth(slo=Slo.parse("ttft=300ms,itl=50ms,e2e=2s")))
     store.engine.dispose()
 
 

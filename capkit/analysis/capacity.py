@@ -55,7 +55,8 @@ def resource_capacity(run: RunData, limits: ResourceLimits | None = None, *, lev
     """
     limits = limits or ResourceLimits()
     warmup = run.warmup_s
-    steps = summarize_steps(run.steps, run.requests, run.samples, warmup_s=warmup)
+    steps = summarize_steps(run.steps, run.requests, run.samples, warmup_s=warmup,
+                            corrected=getattr(run, "corrected", None))
     if steps.empty or int(steps["clean"].sum()) < 2:
         flags = "; ".join(f"step {r.step}: {r.flags}" for r in steps.itertuples() if r.flags) if not steps.empty else ""
         raise InsufficientDataError(

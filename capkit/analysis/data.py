@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +18,8 @@ REPORT_STORE_ENV = "CAPKIT_REPORT_STORE_URL"
 
 @dataclass
 class RunData:
-    """Everything stored about one run: its metadata and its steps, request rows and samples."""
+    """Everything stored about one run: its metadata and its steps, request rows and samples; the
+    LLM records (``llm``) and latencies from the intended start (``corrected``) when measured."""
 
     meta: RunMeta
     steps: pd.DataFrame
@@ -35,6 +36,8 @@ class RunData:
             return None
         rows = self.events[self.events["kind"] == "search"]
         return json.loads(rows["detail"].iloc[-1]) if len(rows) else None
+    llm: pd.DataFrame = field(default_factory=pd.DataFrame)
+    corrected: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def run_id(self) -> str:
@@ -100,4 +103,5 @@ def read_run(store: Store | str | None = None, run_id: str | None = None, *, bef
                               + "; run `capkit plan` first")
     meta = store.get_run(run_id)
     return RunData(meta=meta, steps=store.steps(run_id), requests=store.request_stats(run_id),
-                   samples=store.samples(run_id), events=store.events(run_id))
+                   samples=store.samples(run_id), events=store.events(run_id), llm=store.llm_stats(run_id),
+                   corrected=store.request_corrected(run_id))

@@ -71,6 +71,16 @@ def _percentiles(hdrs: list[str]) -> dict:
     return {f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}
 
 
+def step_windows(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+    """The steps with their trimmed window ``[from_ts, to_ts]`` (warm-up cut from the start)."""
+    return _window(steps, warmup_s)
+
+
+def window_seconds(step_window) -> float:
+    """Whole seconds of one row of :func:`step_windows`: the denominator of the step's rates."""
+    return _whole_seconds(step_window, 0.0, trimmed=True)
+
+
 def request_window(requests: pd.DataFrame, steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     """Request rows inside each step's trimmed window (a second counts when it starts there)."""
     if requests.empty:
@@ -84,9 +94,11 @@ def request_window(requests: pd.DataFrame, steps: pd.DataFrame, warmup_s: float)
 
 
 def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.DataFrame, *,
-                    warmup_s: float) -> pd.DataFrame:
+                    warmup_s: float, corrected: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per step: load, throughput, latency percentiles (exact, merged HDR), resources,
-    quality flags and ``clean`` (used by the fits)."""
+    quality flags and ``clean`` (used by the fits); with ``corrected`` (the ``request_corrected``
+    rows) also ``corrected_p50_ms`` / ``_p95_ms`` / ``_p99_ms``, the latency from each request's
+    intended start in arrival-rate steps (NaN elsewhere)."""
     if steps.empty:
         return pd.DataFrame()
     req = request_window(requests, steps, warmup_s)
@@ -131,8 +143,21 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
                                if pd.notna(row["rate"]) and pd.notna(row["rps"]) else pd.isna(row["rate"]))
         rows.append(row)
     out = pd.DataFrame(rows)
+    out = _with_corrected(out, steps, corrected, warmup_s)
     out["flags"] = out.apply(_flags, axis=1)
     out["clean"] = out["flags"] == ""
+    return out
+
+
+def _with_corrected(out: pd.DataFrame, steps: pd.DataFrame, corrected, warmup_s: float) -> pd.DataFrame:
+    cols = ["corrected_p50_ms", "corrected_p95_ms", "corrected_p99_ms"]
+    if corrected is None or corrected.empty:
+        return out.assign(**{c: np.nan for c in cols})
+    win = request_window(corrected, steps, warmup_s)
+    win = win[~win["method"].isin(DERIVED_TYPES)]
+    values = {int(step): _percentiles(r["hdr"].tolist()) for step, r in win.groupby("step")}
+    for q, col in zip((50, 95, 99), cols, strict=True):
+        out[col] = out["step"].map(lambda s, q=q: values.get(int(s), {}).get(f"p{q}_ms", np.nan))
     return out
 
 

@@ -11,9 +11,11 @@ import click
 
 from capkit.cli.options import (
     check_mix,
+    check_slo,
     check_think,
     limit_options,
     limits,
+    llm_options,
     scenario_options,
     settings,
     stage_plan,
@@ -62,14 +64,16 @@ def make_planner(*, budget: str | None, step_seconds: float, p95_ms: float, cpu_
 @search_options
 @limit_options
 @scenario_options
+@llm_options
 def plan(profile, stages, warmup, port, store_url, processes, no_report, budget, step_seconds, p95_ms, json_path,
-         cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think, sample_interval):
+         cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think, sample_interval, slo, seed):
     """Measure the reference service and publish its capacity report (the main job).
 
     By default it searches: a ramp until the service stops meeting its limits, then bisection
     around the answer, within --budget. --profile or --stages run a fixed grid instead."""
     from capkit.runs.reference import run_reference
 
+    slo = check_slo(slo)
     planner = None
     if profile is None and stages is None:
         if warmup is not None:
@@ -81,11 +85,12 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, budget,
         if budget is not None:
             raise ConfigError("--budget is the search's; a fixed grid (--profile/--stages) runs its own length")
         stage_plan_ = stage_plan(profile, stages, warmup)
+    stage_plan_ = stage_plan_.model_copy(update={"seed": seed})
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
                            processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
-                           think=check_think(think), say=click.echo, planner=planner)
+                           think=check_think(think), say=click.echo, planner=planner, slo=slo)
     if result.store_failed:
         raise CapkitError(result.reason)
     baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report,
@@ -172,11 +177,19 @@ def write_answer(path: Path, answer) -> None:
                    "(e.g. a pool gauge: --metric pool_in_use=my_pool_active --limit pool_in_use=20).")
 @search_options
 @limit_options
+@click.option("--scenario", type=click.Choice(["reference", "openai-chat"]), default="reference", show_default=True,
+              help="With --target: capkit's reference users, or openai-chat (any OpenAI-compatible server).")
+@click.option("--model", help="openai-chat: the model name sent (default: the first of the target's /v1/models).")
+@click.option("--prompts", type=click.Path(dir_okay=False, path_type=Path),
+              help="openai-chat: prompts file, one a line or JSONL (default: built-in prompts, each unique).")
+@click.option("--max-tokens", type=click.IntRange(1, 1_000_000), help="openai-chat: max_tokens of each request.")
+@click.option("--api-key-env", help="openai-chat: name of the environment variable holding the API key.")
 @scenario_options
+@llm_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
                 expect_workers, master_bind_port, store_url, search_mode, limits_, budget, step_seconds, p95_ms,
-                json_path, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think,
-                sample_interval):
+                json_path, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, scenario, model, prompts,
+                max_tokens, api_key_env, mix, think, sample_interval, slo, seed):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
     or the reference service."""
     from capkit.store import open_store
@@ -194,16 +207,35 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
         if budget is not None:
             raise ConfigError("--budget goes with --search")
         plan = stage_plan(profile, stages, warmup)
-    mix, think = check_mix(mix), check_think(think)
+    plan = plan.model_copy(update={"seed": seed})
+    mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
     s = settings(store_url=store_url)
-    if target is None:
+    openai_only = {"--model": model, "--prompts": prompts, "--max-tokens": max_tokens, "--api-key-env": api_key_env}
+    if scenario != "openai-chat" and any(v is not None for v in openai_only.values()):
+        given = ", ".join(k for k, v in openai_only.items() if v is not None)
+        raise ConfigError(f"{given}: only with --scenario openai-chat --target URL")
+    if scenario == "openai-chat" and planner is not None:
+        raise ConfigError("--search drives capkit's own users; with --scenario openai-chat give --stages "
+                          "(arrival rates rRATExSECONDS or pRATExSECONDS find the goodput knee)")
+    if scenario == "openai-chat":
+        if target is None or locustfile or master or mix:
+            raise ConfigError("--scenario openai-chat needs --target URL and takes no --locustfile, --master or --mix")
+        from capkit.runs.openai_target import run_openai_chat, target_model
+
+        target = target.rstrip("/")
+        result = run_openai_chat(store=open_store(s.store_url), target=target, plan=plan, runs_dir=Path(s.runs_dir),
+                                 model=model or target_model(target, api_key_env), prompts=prompts,
+                                 max_tokens=max_tokens, api_key_env=api_key_env, slo=slo, think=think, pid=pid,
+                                 prometheus=prometheus, metrics=list(metrics), processes=processes,
+                                 sample_interval_s=sample_interval, say=click.echo)
+    elif target is None:
         if locustfile or pid or prometheus or master:
             raise ConfigError("--locustfile, --pid, --prometheus and --master need --target URL")
         from capkit.runs.reference import run_reference
 
         result = run_reference(s, plan, profile=profile or "custom", processes=processes,
                                sample_interval_s=sample_interval, mix=mix, think=think, say=click.echo,
-                               command="capkit run", planner=planner)
+                               command="capkit run", planner=planner, slo=slo)
     else:
         from capkit.loadgen import SCENARIOS
         from capkit.runs.reference import load_env
@@ -211,12 +243,17 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
         store = open_store(s.store_url)
         env = load_env(s, mix=mix, think=think) if locustfile is None else {}
+        if slo is not None:
+            import json
+
+            env["CAPKIT_SLO"] = json.dumps(slo.to_dict())
         result = run_target(store=store, target=target.rstrip("/"),
                             locustfiles=[locustfile.resolve() if locustfile else SCENARIOS], plan=plan,
                             runs_dir=Path(s.runs_dir), pid=pid, prometheus=prometheus,
                             metrics=list(metrics), processes=processes, sample_interval_s=sample_interval,
                             master_workers=expect_workers if master else 0, master_port=master_bind_port,
-                            env=env, say=click.echo, planner=planner, limits=custom)
+                            env=env, say=click.echo, planner=planner, limits=custom,
+                            slo=slo.to_dict() if slo else None)
     click.echo(f"run {result.run_id}: {result.status} · {result.steps} steps · {result.request_rows} request rows"
                f" · {result.samples} samples")
     if json_path is not None or planner is not None:

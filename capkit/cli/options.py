@@ -8,7 +8,7 @@ import click
 
 from capkit.errors import ConfigError
 
-MIX_ITEM = re.compile(r"^(chat|analytics|auth|ws)=\d+$")
+MIX_ITEM = re.compile(r"^(chat|analytics|auth|ws|openai)=\d+$")
 
 
 def settings(**overrides):
@@ -59,7 +59,7 @@ def check_mix(mix: str | None) -> str | None:
         return None
     items = [i.strip() for i in mix.split(",") if i.strip()]
     if not items or not all(MIX_ITEM.match(i) for i in items) or all(i.endswith("=0") for i in items):
-        raise ConfigError(f"--mix {mix!r} is not NAME=WEIGHT,… with NAME in chat, analytics, auth, ws and "
+        raise ConfigError(f"--mix {mix!r} is not NAME=WEIGHT,… with NAME in chat, analytics, auth, ws, openai and "
                           f"a weight > 0 (example: --mix chat=4,analytics=1,auth=1,ws=1)")
     return ",".join(items)
 
@@ -76,6 +76,25 @@ def check_think(think: str | None) -> str | None:
     if not (0 <= lo <= hi):
         raise ConfigError(f"--think {think!r} is not MIN,MAX seconds with 0 ≤ MIN ≤ MAX (example: --think 0.5,1.5)")
     return f"{lo:g},{hi:g}"
+
+
+def check_slo(slo: str | None):
+    """The parsed ``--slo`` (a :class:`capkit.records.llm.Slo`) or None; ConfigError naming the bad item."""
+    from capkit.records.llm import Slo
+
+    return Slo.parse(slo)
+
+
+def llm_options(fn):
+    """``--slo`` and ``--seed`` (Poisson arrivals), shared by `capkit plan` and `capkit run`."""
+    for opt in reversed([
+        click.option("--slo", help="Service level objective for goodput, e.g. ttft=500ms,itl=50ms,e2e=5s "
+                                   "(bounds: ttft, itl, tpot, e2e; units ms or s)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the Poisson arrival gaps (pRATExSECONDS stages)."),
+    ]):
+        fn = opt(fn)
+    return fn
 
 
 def stage_plan(profile: str | None, stages: str | None, warmup: float | None):

@@ -11,7 +11,8 @@ from pathlib import Path
 LOADGEN_DIR = Path(__file__).resolve().parent
 PLUGIN = LOADGEN_DIR / "plugin.py"
 SCENARIOS = LOADGEN_DIR / "scenarios.py"
+OPENAI_CHAT = LOADGEN_DIR / "openai_chat.py"  # the openai-chat scenario (any OpenAI-compatible server)
 # the reference scenarios' weights when no --mix is given: every component of the service
 DEFAULT_MIX = "chat=4,analytics=1,auth=1,ws=1"
 
-__all__ = ["DEFAULT_MIX", "LOADGEN_DIR", "PLUGIN", "SCENARIOS"]
+__all__ = ["DEFAULT_MIX", "LOADGEN_DIR", "OPENAI_CHAT", "PLUGIN", "SCENARIOS"]

@@ -10,7 +10,9 @@ Records in ``load.jsonl`` (one JSON object per line):
 ``{"type": "tick", "ts", "step", "users", "meters"}`` every second (``meters``: generator-side
 levels and counts such as ``ws_connections`` and arrival-rate runs ``dropped``, summed over workers),
 ``{"type": "req", "ts", "method", "name", "count", ..., "hdr"}`` per second and endpoint,
-``{"type": "end", "ts", "reason"}`` when the load stops.
+``{"type": "end", "ts", "reason"}`` when the load stops;
+``{"type": "llm", …}`` (per-token timing of streamed answers) and ``{"type": "cor", …}`` (latency
+from the intended start in arrival-rate steps) per second, from :mod:`capkit.loadgen.timing`.
 
 Arrival-rate stages (``rate`` set) pace every user class through :mod:`capkit.loadgen.arrival`:
 each task run waits for the pacer. With ``CAPKIT_RAW_REQUESTS=1`` every request is also written
@@ -28,6 +30,7 @@ import gevent
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
+from capkit.loadgen import timing
 from capkit.loadgen.arrival import PACER, paced
 from capkit.loadgen.meters import METERS, combine_meters
 from capkit.records.jsonl import JsonlWriter
@@ -104,24 +107,26 @@ class CapkitStepShape(LoadTestShape):
                 self.index += 1
                 stage = self.stages[self.index]
                 _state["step"] = self.index
-                self._set_rate(stage.get("rate"))
+                self._set_rate(stage.get("rate"), bool(stage.get("poisson")), f"{_plan().get('seed', 0)}:{self.index}")
                 _write({"type": "step", "step": self.index, "users": int(stage["users"]),
                         "rate": stage.get("rate"), "planned_s": float(stage["seconds"]),
                         "started_at": time.time()})
         stage = self.stages[self.index]
         return int(stage["users"]), self.spawn_rate
 
-    def _set_rate(self, rate) -> None:
+    def _set_rate(self, rate, poisson: bool = False, seed: str = "0") -> None:
         runner = self.runner
         if isinstance(runner, MasterRunner):
             share = rate / max(runner.worker_count, 1) if rate else None
-            runner.send_message("capkit_rate", {"rate": share})
+            runner.send_message("capkit_rate", {"rate": share, "poisson": poisson, "seed": seed})
         else:
-            PACER.set_rate(rate)
+            PACER.set_rate(rate, poisson=poisson, seed=seed)
 
 
 def _on_rate_message(environment, msg, **_kw):
-    PACER.set_rate(msg.data.get("rate"))
+    # each worker its own Poisson stream: the same seed on every worker would synchronise them
+    seed = f"{msg.data.get('seed', 0)}:{getattr(environment.runner, 'worker_index', 0)}"
+    PACER.set_rate(msg.data.get("rate"), poisson=bool(msg.data.get("poisson")), seed=seed)
 
 
 def _tick(ts: int, users: int) -> None:
@@ -138,11 +143,15 @@ def _flush_loop(environment) -> None:
         gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)
         now = time.time()
         rows = _state["agg"].flush(now)
+        extra = timing.flush(now)
         if isinstance(runner, WorkerRunner):
             _state["outbox"].extend(rows)
+            _state.setdefault("timing_outbox", []).extend(extra)
             continue
         for row in rows:
             _write({"type": "req", **row})
+        for record in extra:
+            _write(record)
         _tick(int(now) - 1, runner.user_count)
 
 
@@ -191,12 +200,15 @@ def _on_report_to_master(client_id, data, **_kw):
     data["capkit_rows"] = _state["outbox"]
     data["capkit_meters"] = METERS.take()
     _state["outbox"] = []
+    data["capkit_timing"], _state["timing_outbox"] = _state.get("timing_outbox", []), []
 
 
 @events.worker_report.add_listener
 def _on_worker_report(client_id, data, **_kw):
     for row in data.get("capkit_rows", ()):
         _write({"type": "req", **row})
+    for record in data.get("capkit_timing", ()):
+        _write(record)
     meters = data.get("capkit_meters")
     if meters:
         _state["worker_levels"][client_id] = meters.get("levels") or {}
@@ -207,13 +219,17 @@ def _on_worker_report(client_id, data, **_kw):
 def _on_test_stop(environment, **_kw):
     PACER.set_rate(None)
     rows = _state["agg"].flush(None)
+    extra = timing.flush(None)
     if _raw["file"] is not None:
         _raw["file"].flush()
     if isinstance(environment.runner, WorkerRunner):
         _state["outbox"].extend(rows)
+        _state.setdefault("timing_outbox", []).extend(extra)
         return
     for row in rows:
         _write({"type": "req", **row})
+    for record in extra:
+        _write(record)
 
 
 @events.quitting.add_listener

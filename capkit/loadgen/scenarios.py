@@ -1,7 +1,8 @@
 """Locust users for capkit's reference service (a locustfile; imported only by Locust).
 
 Parameters come from the environment the orchestrator sets:
-``CAPKIT_MIX`` (default ``"chat=4,analytics=1,auth=1,ws=1"``: user class weights; 0 leaves a class out),
+``CAPKIT_MIX`` (default ``"chat=4,analytics=1,auth=1,ws=1"``; ``openai=1`` adds the OpenAI-route user:
+user class weights; 0 leaves a class out),
 ``CAPKIT_THINK`` (``"0.5,1.5"``: think time range in seconds),
 ``CAPKIT_REPEAT_SHARE`` (``0.2``: share of chat prompts that repeat a common one, so the
 response cache sees realistic hits; the rest are new prompts that must be generated),
@@ -9,10 +10,12 @@ response cache sees realistic hits; the rest are new prompts that must be genera
 Every request has a stable ``name`` so parametrised URLs group into one row.
 
 Streams are measured on their body, not only their headers (which is where Locust times them):
-``STREAM chat: ttft`` (time to first token), ``STREAM chat: stream total`` and ``STREAM chat:
-tokens/s`` (its "response time" is the token rate; its length the token count), and for the
-WebSocket user ``WS ws: connect``, ``WS ws: message`` (send → done) and ``STREAM ws: first token``.
-``STREAM`` rows are derived measurements: the analysis leaves them out of request totals.
+every token of ``POST /api/chat/stream`` and of the ``openai`` user's ``POST /v1/chat/completions``
+is timed (:mod:`capkit.loadgen.tokens`: TTFT, ITL, TPOT, E2E, output tokens, cached apart; the
+``llm`` records of ``load.jsonl``); the text stream also keeps its ``STREAM chat: ttft`` and
+``STREAM chat: stream total`` rows, and the WebSocket user ``WS ws: connect``, ``WS ws: message``
+(send → done) and ``STREAM ws: first token``. ``STREAM`` rows are derived measurements: the analysis
+leaves them out of request totals. Rates (tokens/s) are never recorded as a latency.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from locust.contrib.fasthttp import FastHttpUser
 
 from capkit.loadgen import DEFAULT_MIX
 from capkit.loadgen.meters import METERS
+from capkit.loadgen.openai_chat import chat_body
+from capkit.loadgen.timing import record_stream
+from capkit.loadgen.tokens import read_words, stream_openai
+from capkit.records.llm import TokenTiming
 
 
 def _mix() -> dict[str, int]:
@@ -125,20 +132,28 @@ class ChatUser(_TokenUser):
                 except Exception:  # noqa: BLE001
                     pass
             return  # recorded by Locust's own event (429 as rate-limited)
-        body = resp._response
+        cached = (resp.headers.get("x-cached") or "").lower() == "true"
         try:
-            first = body.read(1)  # returns as soon as the first byte of the first token arrives
-            ttft = (time.perf_counter() - t0) * 1000
-            text = first + body.read()
+            times, size, total = read_words(resp._response, t0)
         except Exception as exc:  # noqa: BLE001 - a broken stream is a failed request
-            _fire(self, "STREAM", "chat: stream total", (time.perf_counter() - t0) * 1000, exception=exc)
+            total = (time.perf_counter() - t0) * 1000
+            _fire(self, "STREAM", "chat: stream total", total, exception=exc)
+            record_stream("POST /api/chat/stream", TokenTiming(None, [], total, 0, cached=cached, ok=False))
             return
-        total = (time.perf_counter() - t0) * 1000
-        tokens = len(text.split())
-        _fire(self, "STREAM", "chat: ttft", ttft, len(first))
-        _fire(self, "STREAM", "chat: stream total", total, len(text))
-        if tokens > 1 and total > ttft:
-            _fire(self, "STREAM", "chat: tokens/s", (tokens - 1) / ((total - ttft) / 1000), tokens)
+        if times:
+            _fire(self, "STREAM", "chat: ttft", times[0], 1)
+        _fire(self, "STREAM", "chat: stream total", total, size)
+        record_stream("POST /api/chat/stream", TokenTiming.from_events(times, total, cached=cached, ok=bool(times)))
+
+
+class OpenAIUser(_TokenUser):
+    """Chat through the OpenAI-compatible ``/v1/chat/completions`` (stateless: no conversation rows)."""
+
+    weight = _MIX.get("openai", 0)
+
+    @task
+    def complete(self):
+        stream_openai(self, chat_body(_prompt(self.username)), headers=self.auth)
 
 
 class AnalyticsAdmin(_TokenUser):

@@ -21,7 +21,8 @@ from capkit.report.pages import PAGE_KEY, merge_notebooks, split_pages
 from capkit.report.workspace import STORE_ENV, Workspace
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
-REPORT_NOTEBOOKS = ("overview.ipynb", "capacity_report.ipynb", "scalability.ipynb", "capacity_plan.ipynb")
+REPORT_NOTEBOOKS = ("overview.ipynb", "capacity_report.ipynb", "scalability.ipynb", "capacity_plan.ipynb",
+                    "llm_serving.ipynb")
 COMPARE_NOTEBOOK = "comparison.ipynb"
 
 

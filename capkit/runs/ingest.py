@@ -39,7 +39,7 @@ class Ingestor:
 
     def feed(self, records: list[dict]) -> list[dict]:
         """Store ``records``; return the request rows stored (with their step)."""
-        req_rows = []
+        req_rows, llm_rows, corrected_rows = [], [], []
         for rec in records:
             kind = rec.get("type")
             if kind == "step":
@@ -67,12 +67,30 @@ class Ingestor:
                 row["step"] = step
                 row["users"] = self.users_at.get(rec["ts"], self.steps[step]["users"])
                 req_rows.append(row)
+            elif kind in ("llm", "cor"):  # token timing; latency from the intended start
+                row = self._placed(rec)
+                if row is not None:
+                    (llm_rows if kind == "llm" else corrected_rows).append(row)
             elif kind == "end":
                 self.ended = rec
         self.store.add_request_stats(self.run_id, req_rows)
         if self.keep:
             self.request_rows.extend(req_rows)
+        if llm_rows:
+            self.store.add_llm_stats(self.run_id, llm_rows)
+        if corrected_rows:
+            self.store.add_request_corrected(self.run_id, corrected_rows)
         return req_rows
+
+    def _placed(self, rec: dict) -> dict | None:
+        """A per-second record without its type, with the step and users of its second."""
+        step = self.step_at(rec["ts"])
+        if step is None:
+            return None
+        row = {k: v for k, v in rec.items() if k != "type"}
+        row["step"] = step
+        row["users"] = self.users_at.get(rec["ts"], self.steps[step]["users"])
+        return row
 
     def _close_previous(self, at: float) -> None:
         if not self._order:

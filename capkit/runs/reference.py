@@ -6,6 +6,7 @@ is stopped on the way out, also on Ctrl-C, SIGTERM or failure.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -75,13 +76,14 @@ def load_env(settings: Settings, *, mix: str | None = None, think: str | None = 
 def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = None,
                   say: Callable[[str], None] = print, profile: str = "custom", processes: int = 1,
                   sample_interval_s: float = 1.0, mix: str | None = None, think: str | None = None,
-                  command: str = "capkit plan", planner=None) -> RunResult:
+                  command: str = "capkit plan", planner=None, slo=None) -> RunResult:
     """Start the reference service pinned to its core, run ``plan`` against it with the reference
     scenarios, store everything, stop the service (also on Ctrl-C, SIGTERM or failure).
 
     ``mix`` / ``think`` are the scenario weights and think-time range (see
-    :mod:`capkit.loadgen.scenarios`). With a ``planner`` (a capacity search) the plan holds its
-    first stages and the planner decides the rest (see :func:`~capkit.runs.orchestrator.run_load`).
+    :mod:`capkit.loadgen.scenarios`); ``slo`` (a :class:`capkit.records.llm.Slo`) is the goodput
+    objective the streamed answers are judged by. With a ``planner`` (a capacity search) the plan holds
+    its first stages and the planner decides the rest (see :func:`~capkit.runs.orchestrator.run_load`).
     """
     store = open_store(settings.store_url)  # fail before starting anything
     run_id = new_run_id()
@@ -104,11 +106,15 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
                               "think": think or "default",
                               "service_db": "sqlite" if settings.database_url.startswith("sqlite")
                               else settings.database_url.split(":", 1)[0],
-                              "cache": "redis" if settings.redis_url else "in-process"})
+                              "cache": "redis" if settings.redis_url else "in-process",
+                              "slo": slo.to_dict() if slo is not None else None})
+        env = load_env(settings, mix=mix, think=think)
+        if slo is not None:
+            env["CAPKIT_SLO"] = json.dumps(slo.to_dict())
         scrapers = service_collectors(settings) + [reference_metrics(svc.url)]
         result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=[SCENARIOS],
                           service_pid=svc.pid, db_url=settings.database_url,
-                          env=load_env(settings, mix=mix, think=think), generator_cpus=load_cpus,
+                          env=env, generator_cpus=load_cpus,
                           on_progress=progress_printer(say), scrapers=scrapers, planner=planner)
     finally:
         svc.stop()

@@ -69,7 +69,8 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
                pid: int | None = None, prometheus: str | None = None, metrics: list[str] | None = None,
                processes: int = 1, sample_interval_s: float = 1.0, master_workers: int = 0,
                master_port: int | None = None, env: dict[str, str] | None = None,
-               say: Callable[[str], None] = print, planner=None, limits: dict | None = None) -> RunResult:
+               say: Callable[[str], None] = print, planner=None, limits: dict | None = None,
+               slo: dict | None = None) -> RunResult:
     """Run ``locustfiles`` against ``target`` through ``plan``; measure the service by ``pid``
     and/or ``prometheus``; store everything in ``store``.
 
@@ -89,7 +90,7 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
                    sample_interval_s=sample_interval_s,
                    notes={"locustfiles": [str(p) for p in locustfiles], "pid": pid, "prometheus": prometheus,
                           "metrics": list(metrics or []), "master_workers": master_workers,
-                          "limits": dict(limits or {})})
+                          "limits": dict(limits or {}), "slo": slo})
     extra: list[str] = []
     if master_workers:
         extra = ["--master", "--expect-workers", str(master_workers)]

@@ -102,6 +102,20 @@ class Store:
             self._exec(insert(t.request_stats), rows)
         return len(rows)
 
+    def add_llm_stats(self, run_id: str, rows: Iterable[dict]) -> int:
+        """Store per-second LLM records (:mod:`capkit.records.llm`) with their step and users."""
+        rows = [dict(r, run_id=run_id) for r in rows]
+        if rows:
+            self._exec(insert(t.llm_stats), rows)
+        return len(rows)
+
+    def add_request_corrected(self, run_id: str, rows: Iterable[dict]) -> int:
+        """Store per-second latencies from the intended start (arrival-rate steps)."""
+        rows = [dict(r, run_id=run_id) for r in rows]
+        if rows:
+            self._exec(insert(t.request_corrected), rows)
+        return len(rows)
+
     def add_samples(self, run_id: str, rows: Iterable[dict]) -> int:
         rows = [dict(r, run_id=run_id) for r in rows]
         if rows:
@@ -113,7 +127,8 @@ class Store:
 
     def delete_run(self, run_id: str) -> None:
         with self._transaction() as conn:
-            for table in (t.events, t.resource_samples, t.request_stats, t.steps, t.runs):
+            for table in (t.events, t.resource_samples, t.request_stats, t.llm_stats, t.request_corrected,
+                          t.steps, t.runs):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
     # -- reading -------------------------------------------------------------------------
@@ -160,6 +175,22 @@ class Store:
     def request_stats(self, run_id: str) -> pd.DataFrame:
         return self._frame(select(t.request_stats).where(t.request_stats.c.run_id == run_id)
                            .order_by(t.request_stats.c.ts))
+
+    def llm_stats(self, run_id: str) -> pd.DataFrame:
+        """The run's LLM records; empty for runs without token timing (and stores made before the table)."""
+        return self._optional(t.llm_stats, run_id)
+
+    def request_corrected(self, run_id: str) -> pd.DataFrame:
+        """Latencies from the intended start; empty without arrival-rate steps."""
+        return self._optional(t.request_corrected, run_id)
+
+    def _optional(self, table, run_id: str) -> pd.DataFrame:
+        import pandas as pd
+
+        # a store opened read-only (create=False) may predate the table: nothing measured, no error
+        if not self._read(lambda conn: inspect(conn).has_table(table.name)):
+            return pd.DataFrame(columns=[c.name for c in table.columns])
+        return self._frame(select(table).where(table.c.run_id == run_id).order_by(table.c.ts))
 
     def samples(self, run_id: str) -> pd.DataFrame:
         return self._frame(select(t.resource_samples).where(t.resource_samples.c.run_id == run_id)

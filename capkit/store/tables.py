@@ -70,6 +70,56 @@ request_stats = Table(
 )
 Index("ix_request_stats_run_ts", request_stats.c.run_id, request_stats.c.ts)
 
+# LLM serving (capkit.records.llm): streamed answers per second × endpoint × class (generated |
+# cached), with TTFT / ITL / TPOT / E2E histograms (µs) and the per-request output tokens/s apart
+llm_stats = Table(
+    "llm_stats",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("users", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("cls", String(16), nullable=False),  # generated | cached
+    Column("requests", Integer, nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("ttft_sum_ms", Float, nullable=False, default=0.0),
+    Column("tpot_sum_ms", Float, nullable=False, default=0.0),
+    Column("tpot_count", Integer, nullable=False, default=0),
+    Column("e2e_sum_ms", Float, nullable=False, default=0.0),
+    Column("itl_sum_ms", Float, nullable=False, default=0.0),
+    Column("itl_count", Integer, nullable=False, default=0),
+    Column("tps_sum", Float, nullable=False, default=0.0),  # sum of per-request output tokens/s
+    Column("good", Integer, nullable=False, default=0),  # requests meeting every bound of the run's SLO
+    Column("slo_pass", Text),  # JSON: bound -> requests meeting it
+    Column("ttft_hdr", Text),
+    Column("itl_hdr", Text),
+    Column("tpot_hdr", Text),
+    Column("e2e_hdr", Text),
+    Column("tps_hdr", Text),  # output tokens/s × 1000 per request: a rate, never a latency
+)
+Index("ix_llm_stats_run_ts", llm_stats.c.run_id, llm_stats.c.ts)
+
+# latency from each request's intended start (the arrival-rate schedule): coordinated omission corrected
+request_corrected = Table(
+    "request_corrected",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("users", Integer, nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("latency_sum_ms", Float, nullable=False, default=0.0),
+    Column("latency_max_ms", Float, nullable=False, default=0.0),
+    Column("hdr", Text, nullable=False),
+)
+Index("ix_request_corrected_run_ts", request_corrected.c.run_id, request_corrected.c.ts)
+
 resource_samples = Table(
     "resource_samples",
     metadata,

@@ -150,12 +150,22 @@ def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares
 
 def write_synthetic_run(store: Store, run_id: str, *, plan: StagePlan | None = None,
                         truth: SyntheticTruth | None = None, seed: int = 0, start: float = 1.7e9,
-                        git_sha: str | None = None) -> SyntheticTruth:
-    """Store a complete synthetic run ``run_id``; return the truth it was drawn from."""
+                        git_sha: str | None = None, llm=None) -> SyntheticTruth:
+    """Store a complete synthetic run ``run_id``; return the truth it was drawn from.
+
+    ``llm`` (a :class:`capkit.synthetic.llm.LlmTruth`) adds token-timing records, its SLO in the notes.
+    """
     plan = plan or stepped([5, 10, 15, 20, 25], idle_s=20, step_s=20, warmup_s=2)
     truth = truth or SyntheticTruth()
     load, samples = synthetic_records(plan, truth, seed=seed, start=start)
-    spec = RunSpec(run_id=run_id, target="synthetic://", scenario="synthetic", plan=plan)
+    notes = {}
+    if llm is not None:
+        from capkit.synthetic.llm import synthetic_llm_records
+
+        end = load.pop()  # the llm records go before the end record, as a real run writes them
+        load += synthetic_llm_records(plan, llm, seed=seed + 1000, start=start) + [end]
+        notes["slo"] = llm.slo.to_dict() if llm.slo else None
+    spec = RunSpec(run_id=run_id, target="synthetic://", scenario="synthetic", plan=plan, notes=notes)
     store.create_run(run_id=run_id, target=spec.target, scenario=spec.scenario,
                      spec=json.loads(spec.model_dump_json()), machine={"host": "synthetic"}, created_at=start,
                      git_sha=git_sha)

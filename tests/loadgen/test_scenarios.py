@@ -14,7 +14,8 @@ def test_full_mix_records_streams_websocket_and_matches_the_raw_log(reference_se
     assert result.status == "complete", result.reason
     data = ca.read_run(store, result.run_id)
     names = set(data.requests["name"])
-    assert {"POST /api/chat/stream", "chat: ttft", "chat: stream total", "chat: tokens/s",
+    assert "chat: tokens/s" not in names  # a rate is not a latency: token rates live in llm_stats
+    assert {"POST /api/chat/stream", "chat: ttft", "chat: stream total",
             "GET /api/analytics/summary", "GET /api/analytics/trends", "GET /api/analytics/users",
             "GET /api/analytics/models", "GET /api/auth/validate", "ws: connect", "ws: message",
             "ws: first token"} <= names
@@ -23,6 +24,11 @@ def test_full_mix_records_streams_websocket_and_matches_the_raw_log(reference_se
     # the whole stream takes at least as long as its first token, which comes after the headers
     assert step1.loc["chat: stream total", "p50_ms"] >= step1.loc["chat: ttft", "p50_ms"]
     assert step1.loc["chat: ttft", "requests"] == step1.loc["chat: stream total", "requests"]
+    # every token of the text stream timed; counts equal the server's (8 tokens, fast_settings)
+    llm = data.llm[data.llm["name"] == "POST /api/chat/stream"]
+    gen = llm[llm["cls"] == "generated"]
+    assert gen["requests"].sum() > 3 and (gen["output_tokens"] == 8 * gen["requests"]).all()
+    assert gen["itl_count"].sum() == 7 * gen["requests"].sum()
     ws = data.samples[(data.samples["source"] == "generator") & (data.samples["metric"] == "ws_connections")]
     assert ws["value"].max() >= 1  # one of the 4 users is the WebSocket user
 

@@ -8,7 +8,7 @@ import pytest
 from capkit.errors import ReportError
 from tests.conftest import FIXTURE_RUN, FIXTURE_RUN_B, FIXTURE_STORE, run_cli
 
-PAGES = ("overview", "capacity_report", "scalability", "capacity_plan", "comparison")
+PAGES = ("overview", "capacity_report", "scalability", "capacity_plan", "llm_serving", "comparison")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,8 @@ def test_report_pages_carry_the_seed_tables(published):
     scal = (folder / "scalability.html").read_text()
     assert "Universal Scalability Law" in scal and "σ (contention)" in scal and "contention-limited" in scal.lower()
     assert "CPU per user" in (folder / "comparison.html").read_text()
+    # the fixture run has no token timing: the LLM page says so instead of showing empty numbers
+    assert "not measured (no token timing in this run)" in (folder / "llm_serving.html").read_text()
     tables = {p.name for p in (folder / "tables").glob("*.csv")}
     assert {"consolidated_results.csv", "baseline_metrics.csv", "scaling_thresholds.csv", "replicas.csv",
             "backtest_summary.csv", "comparison.csv", "endpoint_details.csv"} <= tables
