@@ -39,7 +39,7 @@ class RunResult:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(2).hex()}"
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(4).hex()}"
 
 
 def machine_info() -> dict:
