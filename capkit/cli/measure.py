@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import click
@@ -167,16 +168,23 @@ def worker_command(master_host, master_port, locustfile, processes, mix, think):
     env = dict(os.environ)
     env.update({k: v for k, v in (("CAPKIT_MIX", check_mix(mix)), ("CAPKIT_THINK", check_think(think))) if v})
     cmd = command(master_host=master_host, master_port=master_port, locustfiles=files, processes=processes)
-    click.echo(f"worker joining {master_host}:{master_port or 5557} …")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # Locust's output goes to a log file, so a worker that leaves says why in one line
+    work = Path(tempfile.mkdtemp(prefix="capkit-worker-"))
+    env["CAPKIT_WORKER_STATUS"] = str(work / "status")
+    click.echo(f"worker joining {master_host}:{master_port or 5557} … (Locust log: {work / 'locust.log'})")
+    with open(work / "locust.log", "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
         raise
+    status = work / "status"
+    if status.exists():  # the worker left by itself (refused, or its master went away)
+        raise CapkitError(f"worker left: {status.read_text().strip()}")
     if code != 0:
-        raise CapkitError(f"the Locust worker exited with code {code}")
+        raise CapkitError(f"the Locust worker exited with code {code} (log: {work / 'locust.log'})")
 
 
 
