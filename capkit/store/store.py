@@ -252,6 +252,7 @@ def _open_schema(engine: Engine, safe: str, create: bool) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(4242019)"))
         if create:
             t.metadata.create_all(conn)
+            t.runs_created.create(conn, checkfirst=True)  # stores made before the index was added
         elif not inspect(conn).has_table(t.schema_version.name):
             raise StoreError(safe, "it holds no capkit results yet; run `capkit plan` or `capkit run` first")
         version = conn.execute(select(t.schema_version.c.version)).scalar()
