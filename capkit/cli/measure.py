@@ -11,12 +11,14 @@ from pathlib import Path
 import click
 
 from capkit.cli.options import (
+    SOAK_HELP,
     check_mix,
     check_think,
     limit_options,
     limits,
     scenario_options,
     settings,
+    soak_seconds,
     stage_plan,
 )
 from capkit.errors import CapkitError, ConfigError
@@ -32,14 +34,15 @@ from capkit.schemas import RunStatus
 @click.option("--store", "store_url", help="Results store URL (default CAPKIT_STORE_URL or sqlite:///runs/capkit.sqlite).")
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True, help="Local Locust processes.")
 @click.option("--no-report", is_flag=True, help="Skip the papermill report.")
+@click.option("--soak", help=SOAK_HELP)
 @limit_options
 @scenario_options
-def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_limit, memory_limit_mib,
+def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, cpu_limit, memory_limit_mib,
          db_connection_limit, bandwidth_mbps, mix, think, sample_interval):
     """Measure the reference service and publish its capacity report (the main job)."""
     from capkit.runs.reference import run_reference
 
-    stage_plan_ = stage_plan(profile, stages, warmup)
+    stage_plan_ = _with_soak(stage_plan(profile, stages, warmup), soak)
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
@@ -51,6 +54,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, cpu_lim
     click.echo("\nBaseline Metrics (measured)\n")
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
+    _say_soak(s.store_url, result.run_id, stage_plan_)
     if index:
         click.echo(f"report: {index}")
     if result.status != RunStatus.COMPLETE:
@@ -111,13 +115,14 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool):
               help="Workers the master waits for (with --master).")
 @click.option("--master-bind-port", type=click.IntRange(1, 65535), help="Port the master listens on (default 5557).")
 @click.option("--store", "store_url", help="Results store URL.")
+@click.option("--soak", help=SOAK_HELP)
 @scenario_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
-                expect_workers, master_bind_port, store_url, mix, think, sample_interval):
+                expect_workers, master_bind_port, store_url, soak, mix, think, sample_interval):
     """Run a stage plan and store it: against --target with your --locustfile, or the reference service."""
     from capkit.store import open_store
 
-    plan = stage_plan(profile, stages, warmup)
+    plan = _with_soak(stage_plan(profile, stages, warmup), soak)
     mix, think = check_mix(mix), check_think(think)
     s = settings(store_url=store_url)
     if target is None:
@@ -143,8 +148,27 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
                             env=env, say=click.echo)
     click.echo(f"run {result.run_id}: {result.status} · {result.steps} steps · {result.request_rows} request rows"
                f" · {result.samples} samples")
+    if result.status == RunStatus.COMPLETE and not result.store_failed:
+        _say_soak(s.store_url, result.run_id, plan)
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
+
+
+def _with_soak(plan, soak: str | None):
+    seconds = soak_seconds(soak)
+    return plan.with_soak(seconds) if seconds else plan
+
+
+def _say_soak(store_url: str, run_id: str, plan) -> None:
+    """The soak's leak verdict, one line (nothing without a soak)."""
+    if not plan.soak_s:
+        return
+    from capkit import analysis as ca
+    from capkit.analysis.soak import soak_leak
+    from capkit.store import open_store
+
+    leak = soak_leak(ca.read_run(open_store(store_url, create=False), run_id))
+    click.echo(leak.summary() if hasattr(leak, "summary") else f"soak: {leak}")
 
 
 @click.command("worker")
