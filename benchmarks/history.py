@@ -108,7 +108,7 @@ def history(pg_url: str | None, runs: int = 1000, rows: int = 10_000_000, reps: 
     out = []
     for label, url in _store_urls(pg_url, runs, rows):
         out += _one_store(label, url, runs, rows, reps)
-    return out
+    return out + ingest_memory()
 
 
 def _one_store(label: str, url: str, runs: int, rows: int, reps: int) -> list[dict]:
@@ -168,3 +168,40 @@ if __name__ == "__main__":
                      rows=int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000):
         print(r["figure"], r["value"], r["unit"], r["anchor_value"], r["met"])
 
+
+
+def ingest_memory(hours: float = 2.0, endpoints: int = 6) -> list[dict]:
+    """The live ingest path's memory over a long run: ``hours`` of synthetic seconds (ticks,
+    request rows of ``endpoints`` endpoints, resource samples) through the orchestrator's
+    Ingestor into a SQLite store; RSS growth from the first 10 minutes to the end."""
+    import psutil
+
+    from benchmarks.suite import row
+    from capkit.records.seconds import SecondAggregator
+    from capkit.runs.ingest import Ingestor
+    from capkit.store import open_store
+
+    store = open_store(f"sqlite:///{Path(tempfile.mkdtemp(prefix='capkit-bench-ingest-')) / 's.sqlite'}")
+    store.create_run(run_id="soak", target="t", scenario="s", spec={}, machine={})
+    ingest = Ingestor(store, "soak")
+    agg = SecondAggregator()
+    t0 = 1.7e9
+    ingest.feed([{"type": "step", "step": 0, "users": 10, "rate": None, "planned_s": hours * 3600,
+                  "started_at": t0}])
+    proc = psutil.Process()
+    rss = {}
+    for sec in range(int(hours * 3600)):
+        ts = int(t0) + sec
+        for e in range(endpoints):
+            agg.record(ts + 0.5, "GET", f"GET /api/{e}", 10.0 + e, 200, 100, False)
+        records = [{"type": "req", **r} for r in agg.flush(ts + 1.5)]
+        records.append({"type": "tick", "ts": ts, "step": 0, "users": 10, "meters": {"ws_connections": 3}})
+        ingest.feed(records)
+        store.add_samples("soak", [{"ts": ts + 0.5, "source": "service", "metric": m, "value": 1.0}
+                                   for m in ("cpu_cores", "rss_mib", "fds")])
+        if sec == 600:
+            rss["10 min"] = proc.memory_info().rss / 2**20
+    rss["end"] = proc.memory_info().rss / 2**20
+    store.engine.dispose()
+    return [row(f"long run: live ingest RSS growth, 10 min → {hours:g} h ({endpoints} endpoints)",
+                rss["end"] - rss["10 min"], "MiB", goal=5.0, better="lower")]
