@@ -93,7 +93,7 @@ def test_worker_killed_mid_step_is_flagged_and_the_run_goes_on(reference_service
     svc = reference_service()
     locustfile = _plain(tmp_path)
     port = free_port()
-    master = _master(tmp_path, svc.url, locustfile, port, 2, "0x2,4x8,4x4")
+    master = _master(tmp_path, svc.url, locustfile, port, 2, "0x1,4x8,4x3")
     workers = [_worker(tmp_path, locustfile, port) for _ in range(2)]
     try:
         load = _wait_step(tmp_path, 1)

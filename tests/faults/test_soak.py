@@ -48,7 +48,7 @@ def test_reference_service_leak_is_caught(reference_service, store, tmp_path, le
     svc = reference_service(leak_bytes_per_request=leak_bytes)
     locustfile = tmp_path / "plain.py"
     locustfile.write_text(PLAIN)
-    plan = StagePlan.parse("0x2,3x3", warmup_s=1.0).with_soak(20)
+    plan = StagePlan.parse("0x1,3x2", warmup_s=0.5).with_soak(15)
     spec = RunSpec(run_id="soak", target=svc.url, plan=plan)
     result = run_load(spec, store=store, raw_dir=tmp_path / "runs" / "soak", locustfiles=[locustfile],
                       service_pid=svc.pid)
