@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import suite
+from benchmarks import history, suite
 from benchmarks.harness import BenchError
 
-SECTIONS = ("load", "service", "sampling", "store", "analysis", "report", "plan")
+SECTIONS = ("load", "service", "sampling", "store", "analysis", "report", "plan", "history")
 
 
 def machine() -> dict:
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                              "so that a partial run does not replace the full one)")
     parser.add_argument("--pg", default=os.environ.get("CAPKIT_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
                         help="PostgreSQL URL for the store ingestion figure ('' to skip)")
+    parser.add_argument("--history-runs", type=int, default=1000, help="runs in the big-history store")
+    parser.add_argument("--history-rows", type=int, default=10_000_000, help="request rows in the big-history store")
     args = parser.parse_args(argv)
     args.out = output_dir(args.only, args.out)
     # capkit's bytecode, as a normal install has it (site-packages arrive compiled by pip; an
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "analysis": suite.analysis_scaling,
         "report": lambda: suite.report_pipeline(args.report_reps),
         "plan": suite.main_job,
+        "history": lambda: history.history(args.pg or None, runs=args.history_runs, rows=args.history_rows),
     }
     try:
         for name in args.only:

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     seed_conversations: int = Field(2000, ge=0)
     seed_messages_per_conversation: int = Field(10, ge=0)
     seed_test_accounts: int = Field(50, ge=0)
+    # a deliberate leak for proving capkit's soak detection: bytes kept per request (0: none)
+    leak_bytes_per_request: int = Field(0, ge=0, le=16 * 2**20)
 
     @field_validator("model_backends")
     @classmethod

@@ -32,6 +32,7 @@ class StagePlan(BaseModel):
     warmup_s: float = Field(2.0, ge=0)
     spawn_rate: float = Field(50.0, gt=0)
     seed: int = Field(0, description="seed of the Poisson arrival gaps")
+    soak_s: float = Field(0.0, ge=0, description="the last stage is a soak of this length (leak detection)")
 
     @field_validator("stages")
     @classmethod
@@ -39,6 +40,12 @@ class StagePlan(BaseModel):
         if not v:
             raise ValueError("a stage plan needs at least one stage")
         return v
+
+    def with_soak(self, seconds: float) -> "StagePlan":
+        """This plan with a soak appended: the last stage's load held ``seconds`` more."""
+        last = self.stages[-1]
+        soak = Stage(users=last.users, seconds=seconds, rate=last.rate)
+        return self.model_copy(update={"stages": (*self.stages, soak), "soak_s": float(seconds)})
 
     @property
     def duration_s(self) -> float:

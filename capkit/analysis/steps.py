@@ -139,6 +139,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         row["rate"] = float(rate) if rate is not None and pd.notna(rate) else np.nan
         row["dropped"] = float(gr["dropped"].fillna(0).sum()) if "dropped" in gr and len(gr) else 0.0
         row["users_reached"] = _users_reached(requests, st, warmup_s) if st["users"] > 0 else True
+        row["workers_lost"] = _workers_lost(samples, st)
         row["rate_reached"] = (bool(row["rps"] >= RATE_REACHED_SHARE * row["rate"])
                                if pd.notna(row["rate"]) and pd.notna(row["rps"]) else pd.isna(row["rate"]))
         rows.append(row)
@@ -168,6 +169,24 @@ def _users_reached(requests: pd.DataFrame, st, warmup_s: float) -> bool:
     return bool(r["users"].max() >= USERS_REACHED_SHARE * st["users"])
 
 
+def _workers_lost(samples: pd.DataFrame, st) -> int:
+    """Load workers gone during the step (whole window, warm-up included): the most the run had
+    up to the step's end minus the fewest in it; 0 without the master's ``workers`` meter.
+
+    A tick ``ts`` is sampled at ``ts + 1``; ticks sampled in the step's last half second are left
+    out, so the workers leaving at the plan's end are no loss."""
+    w = samples[(samples["source"] == "generator") & (samples["metric"] == "workers")] if len(samples) else samples
+    if w.empty:
+        return 0
+    end = st["ended_at"] if pd.notna(st["ended_at"]) else st["started_at"] + st["planned_s"]
+    sampled = w["ts"] + 1.0
+    before_end = sampled <= end - 0.5
+    during = w[(sampled >= st["started_at"]) & before_end]
+    if during.empty:
+        return 0
+    return int(max(w.loc[before_end, "value"].max() - during["value"].min(), 0))
+
+
 def _flags(row) -> str:
     flags = []
     if not row["complete"]:
@@ -183,6 +202,8 @@ def _flags(row) -> str:
         flags.append("rate_not_reached")
     if row["error_rate"] > FAILURE_ERROR_RATE:
         flags.append("errors")
+    if row.get("workers_lost", 0) > 0:
+        flags.append("workers_lost")
     return ",".join(flags)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import click
 
 from capkit.cli.options import (
+    SOAK_HELP,
     check_mix,
     check_slo,
     check_think,
@@ -18,6 +20,7 @@ from capkit.cli.options import (
     llm_options,
     scenario_options,
     settings,
+    soak_seconds,
     stage_plan,
 )
 from capkit.errors import CapkitError, ConfigError
@@ -61,11 +64,12 @@ def make_planner(*, budget: str | None, step_seconds: float, p95_ms: float, cpu_
 @click.option("--store", "store_url", help="Results store URL (default CAPKIT_STORE_URL or sqlite:///runs/capkit.sqlite).")
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True, help="Local Locust processes.")
 @click.option("--no-report", is_flag=True, help="Skip the papermill report.")
+@click.option("--soak", help=SOAK_HELP)
 @search_options
 @limit_options
 @scenario_options
 @llm_options
-def plan(profile, stages, warmup, port, store_url, processes, no_report, budget, step_seconds, p95_ms, json_path,
+def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, budget, step_seconds, p95_ms, json_path,
          cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think, sample_interval, slo, seed):
     """Measure the reference service and publish its capacity report (the main job).
 
@@ -84,7 +88,9 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, budget,
     else:
         if budget is not None:
             raise ConfigError("--budget is the search's; a fixed grid (--profile/--stages) runs its own length")
-        stage_plan_ = stage_plan(profile, stages, warmup)
+        stage_plan_ = _with_soak(stage_plan(profile, stages, warmup), soak)
+    if planner is not None and soak:
+        raise ConfigError("--soak holds the last step of a fixed plan: give --profile or --stages with it")
     stage_plan_ = stage_plan_.model_copy(update={"seed": seed})
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
@@ -98,6 +104,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, budget,
     click.echo("\nBaseline Metrics (measured)\n")
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
+    _say_soak(s.store_url, result.run_id, stage_plan_)
     if index:
         click.echo(f"report: {index}")
     if result.status != RunStatus.COMPLETE:
@@ -169,6 +176,7 @@ def write_answer(path: Path, answer) -> None:
               help="Workers the master waits for (with --master).")
 @click.option("--master-bind-port", type=click.IntRange(1, 65535), help="Port the master listens on (default 5557).")
 @click.option("--store", "store_url", help="Results store URL.")
+@click.option("--soak", help=SOAK_HELP)
 @click.option("--search", "search_mode", type=click.Choice(["users", "rate"]), flag_value="users",
               help="Search for the capacity instead of a fixed plan: --search (users, closed model) or "
                    "--search=rate (the highest arrival rate that meets the limits, open model).")
@@ -187,7 +195,7 @@ def write_answer(path: Path, answer) -> None:
 @scenario_options
 @llm_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
-                expect_workers, master_bind_port, store_url, search_mode, limits_, budget, step_seconds, p95_ms,
+                expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds, p95_ms,
                 json_path, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, scenario, model, prompts,
                 max_tokens, api_key_env, mix, think, sample_interval, slo, seed):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
@@ -206,7 +214,9 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
     else:
         if budget is not None:
             raise ConfigError("--budget goes with --search")
-        plan = stage_plan(profile, stages, warmup)
+        plan = _with_soak(stage_plan(profile, stages, warmup), soak)
+    if planner is not None and soak:
+        raise ConfigError("--soak holds the last step of a fixed plan: give --profile or --stages with it")
     plan = plan.model_copy(update={"seed": seed})
     mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
     s = settings(store_url=store_url)
@@ -262,8 +272,27 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
         _, headline, _ = _analyse_and_publish(s, result.run_id, lim, report=False, p95_ms=p95_ms,
                                               json_path=json_path)
         click.echo(headline)
+    if result.status == RunStatus.COMPLETE and not result.store_failed:
+        _say_soak(s.store_url, result.run_id, plan)
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
+
+
+def _with_soak(plan, soak: str | None):
+    seconds = soak_seconds(soak)
+    return plan.with_soak(seconds) if seconds else plan
+
+
+def _say_soak(store_url: str, run_id: str, plan) -> None:
+    """The soak's leak verdict, one line (nothing without a soak)."""
+    if not plan.soak_s:
+        return
+    from capkit import analysis as ca
+    from capkit.analysis.soak import soak_leak
+    from capkit.store import open_store
+
+    leak = soak_leak(ca.read_run(open_store(store_url, create=False), run_id))
+    click.echo(leak.summary() if hasattr(leak, "summary") else f"soak: {leak}")
 
 
 @click.command("worker")
@@ -287,16 +316,23 @@ def worker_command(master_host, master_port, locustfile, processes, mix, think):
     env = dict(os.environ)
     env.update({k: v for k, v in (("CAPKIT_MIX", check_mix(mix)), ("CAPKIT_THINK", check_think(think))) if v})
     cmd = command(master_host=master_host, master_port=master_port, locustfiles=files, processes=processes)
-    click.echo(f"worker joining {master_host}:{master_port or 5557} …")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # Locust's output goes to a log file, so a worker that leaves says why in one line
+    work = Path(tempfile.mkdtemp(prefix="capkit-worker-"))
+    env["CAPKIT_WORKER_STATUS"] = str(work / "status")
+    click.echo(f"worker joining {master_host}:{master_port or 5557} … (Locust log: {work / 'locust.log'})")
+    with open(work / "locust.log", "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
         raise
+    status = work / "status"
+    if status.exists():  # the worker left by itself (refused, or its master went away)
+        raise CapkitError(f"worker left: {status.read_text().strip()}")
     if code != 0:
-        raise CapkitError(f"the Locust worker exited with code {code}")
+        raise CapkitError(f"the Locust worker exited with code {code} (log: {work / 'locust.log'})")
 
 
 

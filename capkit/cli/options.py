@@ -105,3 +105,22 @@ def stage_plan(profile: str | None, stages: str | None, warmup: float | None):
     if stages is None:
         return base
     return StagePlan.parse(stages, warmup_s=warmup if warmup is not None else min(base.warmup_s, 2.0))
+
+
+def soak_seconds(value: str | None) -> float | None:
+    """``--soak`` as seconds: ``30m``, ``1h``, ``90s`` or plain seconds; None when not given."""
+    if not value:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (value[:-1], value[-1]) if value[-1] in units else (value, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = -1.0
+    if not 10 <= seconds <= 86_400:
+        raise ConfigError(f"--soak {value!r} is not a duration of 10 s to 24 h (examples: 30m, 1h, 600)")
+    return seconds
+
+
+SOAK_HELP = ("Hold the last step's load this long more (30m, 1h, 600) and test the service's memory "
+             "for a leak (MiB/hour).")

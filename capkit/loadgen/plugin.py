@@ -30,7 +30,7 @@ import gevent
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
-from capkit.loadgen import timing
+from capkit.loadgen import fleet, timing
 from capkit.loadgen.arrival import PACER, paced
 from capkit.loadgen.meters import METERS, combine_meters
 from capkit.records.jsonl import JsonlWriter
@@ -175,12 +175,20 @@ def _on_init(environment, **_kwargs):
             runner.register_message("capkit_rate", _on_rate_message)
     else:
         _state["flusher"] = gevent.spawn(_master_ticks, environment)
+    fleet.install(environment)  # version handshake and watchdogs of master and workers
 
 
 def _master_ticks(environment) -> None:
     while True:
         gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)
+        end = fleet.master_tick(environment, _state)
+        METERS.set("workers", environment.runner.worker_count)
         _tick(int(time.time()) - 1, environment.runner.user_count)
+        if end is not None and not _state.get("ended"):  # every worker gone: end the run, incomplete
+            _write(end)
+            _state["ended"] = True
+            environment.process_exit_code = fleet.EXIT_LEFT
+            environment.runner.quit()
 
 
 @events.request.add_listener
@@ -237,5 +245,8 @@ def _on_quitting(environment, **_kw):
     if _raw["file"] is not None:
         _raw["file"].close()
         _raw["file"] = None
-    if not isinstance(environment.runner, WorkerRunner):
+    master = isinstance(environment.runner, MasterRunner)
+    if master and not _state.get("ended") and fleet.unfinished(environment, _state):
+        _write(fleet.early_end("the load stopped before the plan's end (workers left, or it was stopped)"))
+    elif not isinstance(environment.runner, WorkerRunner) and not _state.get("ended"):
         _write({"type": "end", "ts": time.time(), "reason": "load finished"})

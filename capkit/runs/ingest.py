@@ -10,6 +10,9 @@ import bisect
 
 from capkit.store import Store
 
+# seconds of users-per-tick kept to place request rows (a row follows its tick within seconds)
+USERS_KEPT_S = 600
+
 
 class Ingestor:
     """Consumes load records in file order; keeps the step timeline to place each second."""
@@ -52,6 +55,9 @@ class Ingestor:
                                        ended_at=None, complete=False)
             elif kind == "tick":
                 self.users_at[rec["ts"]] = rec["users"]
+                if len(self.users_at) > 2 * USERS_KEPT_S:  # a soak must not grow memory with its length
+                    newest = rec["ts"]
+                    self.users_at = {ts: u for ts, u in self.users_at.items() if ts > newest - USERS_KEPT_S}
                 self.last_tick = rec
                 meters = [{"ts": float(rec["ts"]), "source": "generator", "metric": name, "value": float(value)}
                           for name, value in (rec.get("meters") or {}).items()]

@@ -39,7 +39,7 @@ class RunResult:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(2).hex()}"
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(4).hex()}"
 
 
 def machine_info() -> dict:
@@ -128,8 +128,10 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
             if not load.alive():
                 tail = ingest.feed(read_new_lines(load_file))
                 n_rows += len(tail)
-                if ingest.ended is not None:
+                if ingest.ended is not None and ingest.ended.get("complete", True):
                     status, reason = RunStatus.COMPLETE, None
+                elif ingest.ended is not None:  # the load ended itself early (every worker lost)
+                    reason = ingest.ended["reason"]
                 else:
                     reason = f"load generator exited with code {load.popen.returncode}: {load.log_tail(2)}"
                 break

@@ -52,6 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.leak_bytes_per_request:
+        app.state.leaked = []
+        app.add_middleware(Leak, kept=app.state.leaked, size=settings.leak_bytes_per_request)
     for module in (auth, chat, analytics, ws, openai, observability):
         serve_routes(app, module.router)
 
@@ -76,3 +79,16 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if db == "ok" else 503)
 
     return app
+
+
+class Leak:
+    """Keeps ``size`` bytes per request for ever (``CAPKIT_LEAK_BYTES_PER_REQUEST``): a known leak
+    for the soak tests. The bytes are written, so they are resident, not lazily mapped zeros."""
+
+    def __init__(self, app, *, kept: list, size: int):
+        self.app, self.kept, self.size = app, kept, size
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.kept.append(b"\x01" * self.size)
+        await self.app(scope, receive, send)

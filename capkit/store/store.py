@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from capkit.errors import RunNotFoundError, StoreError, redact_url
 from capkit.schemas import RunMeta, RunStatus
@@ -18,6 +18,25 @@ from capkit.store import tables as t
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where frames are read: opening a store stays light
+
+
+# several runs may write one store at once: a write that meets a lock (SQLite "database is
+# locked", PostgreSQL deadlock or serialization failure) is retried after these pauses (×1–2,
+# jittered), ~13 s in all, on top of SQLite's own busy timeout
+RETRY_PAUSES_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_TRANSIENT = ("database is locked", "database table is locked", "database is busy", "deadlock detected",
+              "could not serialize access")
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    """A lock held by another writer: worth another try."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(part in text for part in _TRANSIENT)
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(RETRY_PAUSES_S[attempt] * (1 + random.random()))
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -42,7 +61,9 @@ def make_store_engine(url: str) -> Engine:
         except OSError as exc:
             raise StoreError(safe, f"cannot create folder {folder}: {exc.strerror}") from None
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        # pysqlite's timeout is SQLite's busy timeout: a writer waits for another's lock
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if parsed.get_backend_name() == "sqlite" else {}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
         raise StoreError(safe, str(exc).splitlines()[0]) from None
     if parsed.get_backend_name() == "sqlite":
@@ -58,26 +79,33 @@ class Store:
         self.url = redact_url(url)
 
     # -- writing -------------------------------------------------------------------------
-    @contextmanager
-    def _transaction(self):
-        """A transaction; a store that cannot be written is reported as :class:`StoreError` (the
-        live-run guard relies on it: every write goes through here)."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreError(self.url, str(exc.orig).splitlines()[0] if exc.orig else "operational error") from None
+    def _write(self, work):
+        """``work(connection)`` in one transaction (every write goes through here: the live-run
+        guard relies on its :class:`StoreError`), retried while another writer holds a lock
+        (:data:`RETRY_PAUSES_S`); any other failure, or a lock that outlasts the retries, is a
+        :class:`StoreError`."""
+        for attempt in range(len(RETRY_PAUSES_S) + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except OperationalError as exc:
+                if attempt == len(RETRY_PAUSES_S) or not _transient(exc):
+                    raise StoreError(self.url, str(exc.orig).splitlines()[0] if exc.orig
+                                     else "operational error") from None
+                _pause(attempt)
 
     def _exec(self, stmt, rows=None):
-        with self._transaction() as conn:
-            return conn.execute(stmt, rows) if rows is not None else conn.execute(stmt)
+        return self._write(lambda conn: conn.execute(stmt, rows) if rows is not None else conn.execute(stmt))
 
     def create_run(self, *, run_id: str, target: str, scenario: str, spec: dict, machine: dict,
                    git_sha: str | None = None, created_at: float | None = None) -> None:
-        self._exec(insert(t.runs).values(
-            run_id=run_id, created_at=created_at or time.time(), status=RunStatus.RUNNING, target=target,
-            scenario=scenario, git_sha=git_sha, spec=json.dumps(spec, default=str),
-            machine=json.dumps(machine, default=str)))
+        try:
+            self._exec(insert(t.runs).values(
+                run_id=run_id, created_at=created_at or time.time(), status=RunStatus.RUNNING, target=target,
+                scenario=scenario, git_sha=git_sha, spec=json.dumps(spec, default=str),
+                machine=json.dumps(machine, default=str)))
+        except IntegrityError:
+            raise StoreError(self.url, f"run {run_id} is already in it; start the run again for a new id") from None
 
     def finish_run(self, run_id: str, status: str, reason: str | None = None, ended_at: float | None = None) -> None:
         self._exec(update(t.runs).where(t.runs.c.run_id == run_id).values(
@@ -85,7 +113,7 @@ class Store:
 
     def upsert_step(self, run_id: str, step: int, *, users: int, planned_s: float, started_at: float,
                     ended_at: float | None, complete: bool, rate: float | None = None) -> None:
-        with self._transaction() as conn:
+        def work(conn):
             found = conn.execute(select(t.steps.c.step).where(
                 (t.steps.c.run_id == run_id) & (t.steps.c.step == step))).first()
             values = dict(users=users, rate=rate, planned_s=planned_s, started_at=started_at,
@@ -95,6 +123,8 @@ class Store:
                     (t.steps.c.run_id == run_id) & (t.steps.c.step == step)).values(**values))
             else:
                 conn.execute(insert(t.steps).values(run_id=run_id, step=step, **values))
+
+        self._write(work)
 
     def add_request_stats(self, run_id: str, rows: Iterable[dict]) -> int:
         rows = [dict(r, run_id=run_id) for r in rows]
@@ -126,10 +156,12 @@ class Store:
         self._exec(insert(t.events).values(run_id=run_id, ts=ts or time.time(), kind=kind, detail=detail))
 
     def delete_run(self, run_id: str) -> None:
-        with self._transaction() as conn:
+        def work(conn):
             for table in (t.events, t.resource_samples, t.request_stats, t.llm_stats, t.request_corrected,
                           t.steps, t.runs):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
+
+        self._write(work)
 
     # -- reading -------------------------------------------------------------------------
     def _frame(self, stmt) -> pd.DataFrame:
@@ -221,25 +253,41 @@ def open_store(url: str, *, create: bool = True) -> Store:
         if parsed.get_backend_name() == "sqlite" and db and db != ":memory:" and not Path(db).exists():
             raise StoreError(safe, "no such file yet; run `capkit plan` or `capkit run` first")
     engine = make_store_engine(url)
-    try:
-        with engine.begin() as conn:
-            if create:
-                t.metadata.create_all(conn)
-            elif not inspect(conn).has_table(t.schema_version.name):
-                raise StoreError(safe, "it holds no capkit results yet; run `capkit plan` or `capkit run` first")
-            version = conn.execute(select(t.schema_version.c.version)).scalar()
-            if version is None:
-                conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))
-            elif version != t.SCHEMA_VERSION:
-                raise StoreError(safe, f"schema version {version}, this capkit reads {t.SCHEMA_VERSION}")
-    except StoreError:
-        engine.dispose()
-        raise
-    except OperationalError as exc:
-        engine.dispose()
-        msg = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"
-        raise StoreError(safe, msg) from None
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        raise StoreError(safe, str(exc).splitlines()[0]) from None
+    for attempt in range(len(RETRY_PAUSES_S) + 1):
+        try:
+            _open_schema(engine, safe, create)
+            break
+        except (OperationalError, IntegrityError, ProgrammingError) as exc:
+            # two runs creating one new store at once: the loser finds the tables half-made
+            # (SQLite: locked / "already exists"; PostgreSQL: a duplicate type or key) and tries again
+            if attempt == len(RETRY_PAUSES_S) or not (_transient(exc) or "already exists" in str(exc.orig)
+                                                       or isinstance(exc, IntegrityError)):
+                engine.dispose()
+                if isinstance(exc, OperationalError):
+                    msg = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"
+                    raise StoreError(safe, msg) from None
+                raise StoreError(safe, str(exc).splitlines()[0]) from None
+            _pause(attempt)
+        except StoreError:
+            engine.dispose()
+            raise
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(safe, str(exc).splitlines()[0]) from None
     return Store(engine, url)
+
+
+def _open_schema(engine: Engine, safe: str, create: bool) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # one creator at a time (released at commit)
+            conn.execute(text("SELECT pg_advisory_xact_lock(4242019)"))
+        if create:
+            t.metadata.create_all(conn)
+            t.runs_created.create(conn, checkfirst=True)  # stores made before the index was added
+        elif not inspect(conn).has_table(t.schema_version.name):
+            raise StoreError(safe, "it holds no capkit results yet; run `capkit plan` or `capkit run` first")
+        version = conn.execute(select(t.schema_version.c.version)).scalar()
+        if version is None:
+            conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))
+        elif version != t.SCHEMA_VERSION:
+            raise StoreError(safe, f"schema version {version}, this capkit reads {t.SCHEMA_VERSION}")

@@ -32,6 +32,8 @@ runs = Table(
     Column("spec", Text, nullable=False),  # RunSpec as JSON
     Column("machine", Text),  # JSON: host, cores, python, versions
 )
+# "latest" and "latest before run X" read the newest runs first: without it, a sort of every run
+runs_created = Index("ix_runs_created_at", runs.c.created_at, runs.c.run_id)
 
 steps = Table(
     "steps",

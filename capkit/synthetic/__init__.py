@@ -189,3 +189,17 @@ def fixture_truth(variant: str = "a") -> SyntheticTruth:
         truth.per_user = dict(truth.per_user, cpu_cores=truth.per_user["cpu_cores"] * 1.5)
         truth.usl = (0.02, 0.0005, 0.8)
     return truth
+
+
+def soak_series(seconds: int, *, leak_per_hour: float = 0.0, baseline: float = 200.0, noise_sd: float = 2.0,
+                ar: float = 0.95, seed: int = 0, start: float = 1.7e9) -> tuple[np.ndarray, np.ndarray]:
+    """(ts, values) of one resource in a soak: ``baseline`` + ``leak_per_hour`` × hours + AR(1)
+    noise (coefficient ``ar`` per second, stationary sd ``noise_sd``), the way RSS wanders."""
+    rng = np.random.default_rng(seed)
+    shocks = rng.normal(0.0, noise_sd * np.sqrt(1 - ar**2), seconds)
+    noise = np.empty(seconds)
+    noise[0] = rng.normal(0.0, noise_sd)
+    for i in range(1, seconds):
+        noise[i] = ar * noise[i - 1] + shocks[i]
+    ts = start + np.arange(seconds) + 0.5
+    return ts, baseline + leak_per_hour * np.arange(seconds) / 3600.0 + noise
