@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
 RUN ?=
+PGBOUNCER ?=
 
 .DEFAULT_GOAL := help
 
@@ -25,8 +26,11 @@ install: $(STAMP) ## Create .venv and install capkit with its dev tools
 plan: $(STAMP) ## Measure the reference service and publish a capacity report (PROFILE=smoke|quick|full)
 	$(BIN)/capkit plan --profile $(PROFILE)
 
-plan-pg: $(STAMP) ## `make plan` with the service on PostgreSQL + Redis (see README)
-	ops/plan-postgres.sh --profile $(PROFILE)
+plan-pg: $(STAMP) ## `make plan` on PostgreSQL + Redis; PGBOUNCER=1 behind PgBouncer, PGBOUNCER=compare both + comparison
+	ops/plan-postgres.sh $(if $(filter compare,$(PGBOUNCER)),--compare-pgbouncer,$(if $(PGBOUNCER),--pgbouncer)) --profile $(PROFILE)
+
+system-deps: ## Install the missing Debian packages the real parts need (pgbouncer); as root
+	ops/install-system-deps.sh
 
 test: $(STAMP) ## Run the whole test suite (unit, service, end-to-end, notebooks under nbmake)
 	$(BIN)/pytest
@@ -46,4 +50,4 @@ lint: $(STAMP) ## ruff
 clean: ## Remove runs/ and reports/ output (keeps .venv)
 	rm -rf runs reports/*/
 
-.PHONY: help install plan plan-pg test report lab bench lint clean
+.PHONY: help install plan plan-pg system-deps test report lab bench lint clean

@@ -27,7 +27,9 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 REFERENCE_SERIES = ("model_queue=capkit_model_queue_depth", "capkit_cache_hits=capkit_cache_hits_total",
                     "capkit_cache_misses=capkit_cache_misses_total",
-                    "model_fallbacks_per_s=capkit_model_fallbacks_total:rate")
+                    "model_fallbacks_per_s=capkit_model_fallbacks_total:rate",
+                    # the service's side of its DB pool; the database's side is the postgres collector's
+                    "db_pool_checked_out=capkit_db_pool_checked_out")
 
 
 def reference_metrics(url: str):
@@ -38,13 +40,17 @@ def reference_metrics(url: str):
 
 
 def service_collectors(settings: Settings) -> list:
-    """PostgreSQL and Redis collectors when the service is configured with them."""
+    """PostgreSQL and Redis collectors when the service is configured with them.
+
+    PostgreSQL is watched at ``db_monitor_url`` when set (the database behind a pooler), so the
+    connections counted are the ones the database holds.
+    """
     from capkit.metrics import PostgresCollector, RedisCollector
 
     out = []
     try:
         if settings.database_url.startswith("postgresql"):
-            out.append(PostgresCollector(settings.database_url))
+            out.append(PostgresCollector(settings.db_monitor_url or settings.database_url))
         if settings.redis_url:
             out.append(RedisCollector(settings.redis_url))
     except CapkitError:
@@ -94,10 +100,13 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
                        notes={"profile": profile, "mix": mix or "default", "think": think or "default",
                               "service_db": "sqlite" if settings.database_url.startswith("sqlite")
                               else settings.database_url.split(":", 1)[0],
-                              "cache": "redis" if settings.redis_url else "in-process"})
+                              "cache": "redis" if settings.redis_url else "in-process",
+                              **({"db_pooler": "pgbouncer"} if settings.db_pgbouncer else {})})
         scrapers = service_collectors(settings) + [reference_metrics(svc.url)]
+        # behind PgBouncer the service's sockets go to PgBouncer, not to the database: its DB
+        # connections then come from the postgres collector (server connections) alone
         result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=[SCENARIOS],
-                          service_pid=svc.pid, db_url=settings.database_url,
+                          service_pid=svc.pid, db_url=None if settings.db_pgbouncer else settings.database_url,
                           env=load_env(settings, mix=mix, think=think), generator_cpus=load_cpus,
                           on_progress=progress_printer(say), scrapers=scrapers)
     finally:
