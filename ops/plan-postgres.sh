@@ -47,7 +47,9 @@ start_pgbouncer() {
   local lines
   mapfile -t lines <<<"$out"
   local url="${lines[0]}" port="${lines[1]}"
-  "${lines[@]:2}" >"$pgb_dir/pgbouncer.log" 2>&1 &
+  # its own session: Ctrl-C reaches capkit plan, which winds the run down; PgBouncer (which
+  # would take SIGINT as "pause, then shut down") is stopped by PID afterwards, by the trap
+  setsid "${lines[@]:2}" >"$pgb_dir/pgbouncer.log" 2>&1 </dev/null &
   pgb_pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
