@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?=
 RUN ?=
+PGBOUNCER ?=
 
 .DEFAULT_GOAL := help
 
@@ -25,10 +26,10 @@ install: $(STAMP) ## Create .venv and install capkit with its dev tools
 plan: $(STAMP) ## Search the reference service's capacity and publish the report (PROFILE=smoke|quick|full: a fixed grid)
 	$(BIN)/capkit plan $(if $(PROFILE),--profile $(PROFILE))
 
-plan-pg: $(STAMP) ## `make plan` with the service on PostgreSQL + Redis (see README)
-	ops/plan-postgres.sh $(if $(PROFILE),--profile $(PROFILE))
+plan-pg: $(STAMP) ## `make plan` on PostgreSQL + Redis; PGBOUNCER=1 behind PgBouncer, PGBOUNCER=compare both + comparison
+	ops/plan-postgres.sh $(if $(filter compare,$(PGBOUNCER)),--compare-pgbouncer,$(if $(PGBOUNCER),--pgbouncer)) $(if $(PROFILE),--profile $(PROFILE))
 
-system-deps: ## Install Chromium for the browser tests when missing (as root or under CI=true; else says how)
+system-deps: ## Install the missing Debian packages the tests need (Chromium, fonts, pgbouncer), as root
 	ops/install-system-deps.sh
 
 test: $(STAMP) system-deps ## Run the whole test suite (unit, service, end-to-end, browser, notebooks under nbmake)

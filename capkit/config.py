@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout_s: float = Field(5.0, gt=0)
+    # database_url goes through PgBouncer (transaction pooling): psycopg prepares no statements
+    db_pgbouncer: bool = False
+    # PostgreSQL itself, for the collectors, when database_url points at a pooler in front of it
+    db_monitor_url: str | None = None
     redis_url: str | None = None
     cache_ttl_s: float = Field(30.0, ge=0)
     cache_max_entries: int = Field(10_000, ge=1)

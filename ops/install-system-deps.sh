@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
-# System packages the tests need: Chromium (the browser tests of the published pages and
-# `capkit report --screenshots`) and DejaVu fonts (figures and pages render the same everywhere).
-# Installs with apt-get when run as root or under CI=true; otherwise says what to run and exits 0.
+# Install the Debian packages capkit's real parts need, only those missing.
+# Usage: ops/install-system-deps.sh [PACKAGE…]   (no arguments: every package of PACKAGES below)
+# Installs with apt-get when run as root (or with passwordless sudo). Otherwise it names what is
+# missing: under CI=true that is an error (exit 1: CI must run every test), elsewhere a warning
+# (exit 0: the tests that need the package skip). Packages already installed are left alone, so it
+# is cheap to call before every `make test`.
 set -euo pipefail
-cd "$(git rev-parse --show-toplevel)"
 
-have_chromium() {
-  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
-    || command -v google-chrome >/dev/null 2>&1 || { [ -n "${CAPKIT_CHROMIUM:-}" ] && command -v "$CAPKIT_CHROMIUM" >/dev/null 2>&1; }
+# one line per part that needs a system package
+PACKAGES=(
+  chromium           # the browser checks of the published pages, capkit report --screenshots
+  fonts-dejavu-core  # figures and pages render the same everywhere
+  pgbouncer          # ops/plan-postgres.sh --pgbouncer, tests/service/test_pgbouncer.py
+)
+
+wanted=("$@")
+[[ ${#wanted[@]} -gt 0 ]] || wanted=("${PACKAGES[@]}")
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+give_up() {
+  echo "install-system-deps: $1" >&2
+  [[ "${CI:-}" == "true" ]] && exit 1
+  exit 0
 }
-
-if have_chromium; then
-  exit 0
+command -v apt-get >/dev/null || give_up "no apt-get here; install ${missing[*]} with this system's package manager"
+if [[ $(id -u) -eq 0 ]]; then
+  sudo=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo=(sudo -n)
+else
+  give_up "missing Debian packages: ${missing[*]}; run as root: sudo $0 ${missing[*]}"
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-system-deps: Chromium is missing and apt-get is not available; install Chromium and set CAPKIT_CHROMIUM" >&2
-  exit 0
-fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if [ "${CI:-}" = "true" ] && command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "install-system-deps: Chromium is missing; the browser tests will skip. Install it with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y chromium fonts-dejavu-core" >&2
-    exit 0
-  fi
-fi
-echo "install-system-deps: installing chromium and fonts-dejavu-core (apt-get)"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+echo "install-system-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

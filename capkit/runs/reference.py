@@ -45,13 +45,17 @@ def reference_metrics(url: str):
 
 
 def service_collectors(settings: Settings) -> list:
-    """PostgreSQL and Redis collectors when the service is configured with them."""
+    """PostgreSQL and Redis collectors when the service is configured with them.
+
+    PostgreSQL is watched at ``db_monitor_url`` when set (the database behind a pooler), so the
+    connections counted are the ones the database holds.
+    """
     from capkit.metrics import PostgresCollector, RedisCollector
 
     out = []
     try:
         if settings.database_url.startswith("postgresql"):
-            out.append(PostgresCollector(settings.database_url))
+            out.append(PostgresCollector(settings.db_monitor_url or settings.database_url))
         if settings.redis_url:
             out.append(RedisCollector(settings.redis_url))
     except CapkitError:
@@ -107,13 +111,16 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
                               "service_db": "sqlite" if settings.database_url.startswith("sqlite")
                               else settings.database_url.split(":", 1)[0],
                               "cache": "redis" if settings.redis_url else "in-process",
-                              "slo": slo.to_dict() if slo is not None else None})
+                              "slo": slo.to_dict() if slo is not None else None,
+                              **({"db_pooler": "pgbouncer"} if settings.db_pgbouncer else {})})
         env = load_env(settings, mix=mix, think=think)
         if slo is not None:
             env["CAPKIT_SLO"] = json.dumps(slo.to_dict())
         scrapers = service_collectors(settings) + [reference_metrics(svc.url)]
+        # behind PgBouncer the service's sockets go to PgBouncer, not to the database: its DB
+        # connections then come from the postgres collector (server connections) alone
         result = run_load(spec, store=store, raw_dir=raw_dir, locustfiles=[SCENARIOS],
-                          service_pid=svc.pid, db_url=settings.database_url,
+                          service_pid=svc.pid, db_url=None if settings.db_pgbouncer else settings.database_url,
                           env=env, generator_cpus=load_cpus,
                           on_progress=progress_printer(say), scrapers=scrapers, planner=planner)
     finally:

@@ -101,8 +101,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, pool_timeout: float = 5.0) -> Engine:
-    """Create an engine for ``url`` with the given pool limits (SQLite gets WAL and a busy timeout)."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, pool_timeout: float = 5.0,
+                pgbouncer: bool = False) -> Engine:
+    """Create an engine for ``url`` with the given pool limits (SQLite gets WAL and a busy timeout).
+
+    ``pgbouncer``: ``url`` goes through PgBouncer in transaction pooling, so psycopg must not
+    prepare statements (a prepared statement lives on one server connection, and the next
+    transaction may get another one; PgBouncer < 1.21 cannot track them).
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path in ("", ":memory:"):
@@ -126,6 +132,8 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, pool_ti
 
         return engine
     connect_args = {"connect_timeout": 3} if url.startswith("postgresql") else {}
+    if pgbouncer and url.startswith("postgresql"):
+        connect_args["prepare_threshold"] = None
     return create_engine(
         url,
         pool_size=pool_size,

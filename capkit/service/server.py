@@ -48,7 +48,8 @@ def prepare_database(settings: Settings) -> None:
     """Create the schema and, with ``seed_on_start``, seed it (idempotent) before workers start."""
     from capkit.service.db import init_schema, make_engine, seed
 
-    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=settings.db_pool_timeout_s)
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=settings.db_pool_timeout_s,
+                         pgbouncer=settings.db_pgbouncer)
     try:
         init_schema(engine)
         if settings.seed_on_start:

@@ -82,7 +82,8 @@ def _ping(engine: Engine) -> None:
 async def build_state(settings: Settings, metrics: Metrics) -> ServiceState:
     """Create the engine, schema, caches, limiter, breaker and model manager for one app."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
-                         max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_s)
+                         max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_s,
+                         pgbouncer=settings.db_pgbouncer)
     try:
         await anyio.to_thread.run_sync(init_schema, engine)
     except exc.SQLAlchemyError:
