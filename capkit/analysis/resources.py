@@ -21,7 +21,9 @@ METRIC_SOURCES: dict[str, tuple[tuple[str, str, float], ...]] = {
     "rss_mib": (("service", "rss_mib", 1.0),),
     "db_connections": (("service", "db_connections", 1.0), ("postgres", "pg_connections_active", 1.0),
                        ("postgres", "pg_connections", 1.0), ("postgres", "connections", 1.0)),
-    "network_kbps": (("service", "network_kbps", 1.0),),
+    # the service's own bytes (its /metrics: response bodies) when it exports them; else the
+    # loopback interface, which also carries the database's, Redis's and the collectors' traffic
+    "network_kbps": (("prometheus", "service_sent_bytes_per_s", 1 / 1024), ("service", "network_kbps", 1.0)),
     "redis_memory_mib": (("redis", "redis_used_memory_mib", 1.0), ("redis", "used_memory_mib", 1.0),
                          ("redis", "redis_used_memory", 1 / 1048576), ("redis", "used_memory", 1 / 1048576)),
     "model_queue": (("service", "model_queue", 1.0), ("prometheus", "model_queue", 1.0),

@@ -13,6 +13,8 @@ SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "th
 GENERATOR_SATURATED_CORES = 0.90
 USERS_REACHED_SHARE = 0.95
 FAILURE_ERROR_RATE = 0.05
+RATE_LIMITED_SHARE = 0.10  # a step whose 429 share is above this measures the rate limit
+MIN_RESOURCE_COVERAGE = 0.5  # resource samples per second of the step's window, below which it is flagged
 RATE_REACHED_SHARE = 0.95
 # request_type of derived measurements (time to first token, stream total, tokens/s): shown per
 # endpoint but left out of a step's request totals, which would otherwise count a stream 4 times
@@ -116,7 +118,8 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         row = {
             "step": int(st["step"]), "users": int(st["users"]), "complete": bool(st["complete"]),
             "seconds": window, "requests": count,
-            "rps": count / window if window > 0 else np.nan,
+            # throughput the service served: 429s are a rate limit's answer, not the service's work
+            "rps": (count - limited) / window if window > 0 else np.nan,
             "failures": failures, "rate_limited": limited,
             "error_rate": failures / count if count else 0.0,
             "rate_limited_share": limited / count if count else 0.0,
@@ -140,11 +143,15 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         row["dropped"] = float(gr["dropped"].fillna(0).sum()) if "dropped" in gr and len(gr) else 0.0
         row["users_reached"] = _users_reached(requests, st, warmup_s) if st["users"] > 0 else True
         row["workers_lost"] = _workers_lost(samples, st)
+        row["resource_coverage"] = (len(sr) / window if window > 0 and len(res) else np.nan)
+        row["generator_samples"] = len(gr)
         row["rate_reached"] = (bool(row["rps"] >= RATE_REACHED_SHARE * row["rate"])
                                if pd.notna(row["rate"]) and pd.notna(row["rps"]) else pd.isna(row["rate"]))
         rows.append(row)
     out = pd.DataFrame(rows)
     out = _with_corrected(out, steps, corrected, warmup_s)
+    # a run whose generator was sampled in some steps but not in this one: its saturation is unknown
+    out["generator_expected"] = bool((out["generator_samples"] > 0).any())
     out["flags"] = out.apply(_flags, axis=1)
     out["clean"] = out["flags"] == ""
     return out
@@ -204,6 +211,13 @@ def _flags(row) -> str:
         flags.append("errors")
     if row.get("workers_lost", 0) > 0:
         flags.append("workers_lost")
+    if row["users"] > 0 and row.get("rate_limited_share", 0.0) > RATE_LIMITED_SHARE:
+        flags.append("rate_limited")  # its throughput and latency are a rate limiter's, not the service's
+    coverage = row.get("resource_coverage", np.nan)
+    if row["users"] > 0 and np.isfinite(coverage) and coverage < MIN_RESOURCE_COVERAGE:
+        flags.append("resources_missing")
+    if row["users"] > 0 and row.get("generator_expected", False) and row.get("generator_samples", 0) == 0:
+        flags.append("generator_not_measured")
     return ",".join(flags)
 
 

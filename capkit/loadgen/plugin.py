@@ -71,6 +71,15 @@ class CapkitStepShape(LoadTestShape):
         self.index = -1
         self.started = 0.0
 
+    @property
+    def bounds(self) -> list[float]:
+        """Planned end of each known stage (run time, s); a search that may add stages ends at ∞."""
+        ends, end = [], 0.0
+        for stage in self.stages:
+            end += float(stage["seconds"])
+            ends.append(end)
+        return ends + ([float("inf")] if not self.stop_after_last else [])
+
     def _poll(self) -> None:
         """Take the stages appended to the stages file since the last tick (whole lines only)."""
         try:

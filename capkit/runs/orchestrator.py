@@ -207,12 +207,17 @@ def _wait_for(path: Path, load, timeout: float = 30.0):
 
 
 def _samples(now, service, network, generator, scrapers) -> list[dict]:
+    """One sample of every collector; a collector that returned nothing (it failed or the process
+    is gone) leaves a ``missed`` sample, so the analysis can tell a step it did not cover."""
     rows = []
     for source, sampler in (("service", service), ("service", network), ("generator", generator),
                             *((getattr(s, "source", "scrape"), s) for s in (scrapers or []))):
         if sampler is None:
             continue
-        for metric, value in sampler.sample().items():
+        values = sampler.sample()
+        if not values:
+            rows.append({"ts": now, "source": source, "metric": f"missed_{type(sampler).__name__}", "value": 1.0})
+        for metric, value in values.items():
             rows.append({"ts": now, "source": source, "metric": metric, "value": float(value)})
     return rows
 

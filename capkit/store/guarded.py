@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from capkit.errors import StoreError
 
-_WRITES = {"add_samples", "add_request_stats", "upsert_step", "add_event", "finish_run"}
+
+def is_live_write(name: str) -> bool:
+    """The writes a live run makes (every ``add_*`` and ``upsert_*``, and ``finish_run``): guarded."""
+    return name.startswith(("add_", "upsert_")) or name == "finish_run"
 
 
 class GuardedStore:
@@ -18,7 +21,7 @@ class GuardedStore:
 
     def __getattr__(self, name):
         attr = getattr(self._store, name)
-        if name not in _WRITES:
+        if not is_live_write(name):
             return attr
 
         def guarded(*args, **kwargs):

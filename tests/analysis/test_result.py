@@ -94,3 +94,17 @@ def test_export_tables(result, tmp_path):
             "recommendations.csv", "backtest_summary.csv", "usl.csv", "latency_crossings.csv"} <= written
     assert list(pd.read_csv(tmp_path / "consolidated_results.csv").columns)[:3] == [
         "Component", "Test scenario", "Throughput"]
+
+
+def test_network_is_the_services_own_bytes_when_it_exports_them():
+    """The loopback interface carries the database's and the collectors' traffic too: a service
+    that counts its own response bytes (/metrics) is measured by those instead."""
+    st = store()
+    truth = SyntheticTruth(
+        baseline={"cpu_cores": 0.02, "network_kbps": 500.0, "service_sent_bytes_per_s": 1024.0},
+        per_user={"cpu_cores": 0.02, "network_kbps": 50.0, "service_sent_bytes_per_s": 2048.0},
+        noise={"cpu_cores": 0.01, "network_kbps": 5.0, "service_sent_bytes_per_s": 50.0},
+        sources={"service_sent_bytes_per_s": "prometheus"})
+    r, _ = run(st, "own-bytes", truth, seed=13)
+    fit = ca.analyse_run(r, SMALL).resources.fits["network_kbps"]
+    assert fit.per_user.contains(2.0) and fit.baseline.contains(1.0)  # KB/s from the service's counter

@@ -45,7 +45,7 @@ def test_every_published_page_reads_well_in_chromium(published):
     folder = reports / FIXTURE_RUN_B
     pages = sorted(folder.glob("*.html"))
     assert {p.stem for p in pages} == {"index", "overview", "capacity_report", "scalability", "capacity_plan",
-                                       "comparison"}
+                                       "llm_serving", "comparison"}
     problems = {}
     with Chromium() as browser:
         for page in pages:
@@ -73,8 +73,8 @@ def test_screenshots_are_written_at_1280_px(published):
     reports, report, history = published
     shots = sorted((reports / FIXTURE_RUN_B / "screenshots").glob("*.png"))
     assert {s.stem for s in shots} == {"index", "overview", "capacity_report", "scalability", "capacity_plan",
-                                       "comparison"}
-    assert "screenshots: 6" in report.stdout
+                                       "llm_serving", "comparison"}
+    assert "screenshots: 7" in report.stdout
     for shot in shots:
         width, height = Image.open(shot).size
         assert width == 1280 and height > 600, shot.name
