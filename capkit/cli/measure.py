@@ -55,6 +55,26 @@ def make_planner(*, budget: str | None, step_seconds: float, p95_ms: float, cpu_
                          custom_limits=dict(custom or {}))
 
 
+def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, step_seconds, p95_ms, cpu_limit,
+                memory_limit_mib, rate: bool = False, custom: dict | None = None,
+                budget_without_search: str = "--budget is the search's; a fixed grid (--profile/--stages) runs its "
+                                             "own length"):
+    """(the first stage plan, the search's planner or None) of `plan`'s and `run`'s options."""
+    planner = None
+    if search:
+        if soak:
+            raise ConfigError("--soak holds the last step of a fixed plan: give --profile or --stages with it")
+        planner = make_planner(budget=budget, step_seconds=step_seconds, p95_ms=p95_ms, cpu_limit=cpu_limit,
+                               memory_limit_mib=memory_limit_mib, rate=rate, start=10.0 if rate else None,
+                               custom=custom)
+        chosen = planner.rules.first_stages()
+    else:
+        if budget is not None:
+            raise ConfigError(budget_without_search)
+        chosen = _with_soak(stage_plan(profile, stages, warmup), soak)
+    return chosen.model_copy(update={"seed": seed}), planner
+
+
 @click.command()
 @click.option("--profile", help="A fixed grid instead of the search: smoke (≤ 60 s), quick (≤ 4 min) or full.")
 @click.option("--stages", help="A fixed stage plan instead of the search: USERSxSECONDS,… (first may be 0 users: "
@@ -78,20 +98,11 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
     from capkit.runs.reference import run_reference
 
     slo = check_slo(slo)
-    planner = None
-    if profile is None and stages is None:
-        if warmup is not None:
-            raise ConfigError("--warmup goes with --stages; the search trims a quarter of each step (≤ 3 s)")
-        planner = make_planner(budget=budget, step_seconds=step_seconds, p95_ms=p95_ms, cpu_limit=1.0,
-                               memory_limit_mib=memory_limit_mib)
-        stage_plan_ = planner.rules.first_stages()
-    else:
-        if budget is not None:
-            raise ConfigError("--budget is the search's; a fixed grid (--profile/--stages) runs its own length")
-        stage_plan_ = _with_soak(stage_plan(profile, stages, warmup), soak)
-    if planner is not None and soak:
-        raise ConfigError("--soak holds the last step of a fixed plan: give --profile or --stages with it")
-    stage_plan_ = stage_plan_.model_copy(update={"seed": seed})
+    if profile is None and stages is None and warmup is not None:
+        raise ConfigError("--warmup goes with --stages; the search trims a quarter of each step (≤ 3 s)")
+    stage_plan_, planner = chosen_plan(search=profile is None and stages is None, profile=profile, stages=stages,
+                                       warmup=warmup, soak=soak, seed=seed, budget=budget, step_seconds=step_seconds,
+                                       p95_ms=p95_ms, cpu_limit=1.0, memory_limit_mib=memory_limit_mib)
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
@@ -203,21 +214,12 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
     from capkit.store import open_store
 
     custom = check_limits(limits_, metrics)
-    planner = None
-    if search_mode:
-        if profile or stages:
-            raise ConfigError("--search decides its own steps: leave out --profile and --stages")
-        planner = make_planner(budget=budget, step_seconds=step_seconds, p95_ms=p95_ms, cpu_limit=cpu_limit,
-                               memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
-                               start=10.0 if search_mode == "rate" else None, custom=custom)
-        plan = planner.rules.first_stages()
-    else:
-        if budget is not None:
-            raise ConfigError("--budget goes with --search")
-        plan = _with_soak(stage_plan(profile, stages, warmup), soak)
-    if planner is not None and soak:
-        raise ConfigError("--soak holds the last step of a fixed plan: give --profile or --stages with it")
-    plan = plan.model_copy(update={"seed": seed})
+    if search_mode and (profile or stages):
+        raise ConfigError("--search decides its own steps: leave out --profile and --stages")
+    plan, planner = chosen_plan(search=bool(search_mode), profile=profile, stages=stages, warmup=warmup, soak=soak,
+                                seed=seed, budget=budget, step_seconds=step_seconds, p95_ms=p95_ms,
+                                cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
+                                custom=custom, budget_without_search="--budget goes with --search")
     mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
     s = settings(store_url=store_url)
     openai_only = {"--model": model, "--prompts": prompts, "--max-tokens": max_tokens, "--api-key-env": api_key_env}
