@@ -319,8 +319,8 @@ def _timed(cmd: list[str], env: dict) -> float:
 
 def main_job() -> list[dict]:
     """7. `capkit plan` (the capacity search, with its report) wall time, and its answer's accuracy
-    against a confirming fixed-step run at the same settings: 15-s steps at 0.75…1.15× the p95
-    crossing the search found, and the same measured crossings computed from them."""
+    against a confirming fixed-step run at the same settings: 15-s steps at 0.8…1.2× the p95 crossing
+    and the binding limit the search found, and the same measured crossings computed from them."""
     import json
 
     from capkit.analysis.answer import measured_crossing, valid_steps
@@ -340,7 +340,10 @@ def main_job() -> list[dict]:
                     better="lower")]
         if p95 is None or p95["users"] is None:
             raise BenchError(f"the search found no p95 crossing: {answer['stop_reason']}")
-        loads = sorted({round(p95["users"] * f) for f in (0.75, 0.85, 0.95, 1.05, 1.15)})
+        # around each answer: the p95 crossing and the binding limit's (a pool fills smoothly, so its
+        # crossing needs steps on both sides too)
+        centres = [t["users"] for t in found.values() if t["users"]]
+        loads = sorted({round(c * f) for c in centres for f in (0.8, 0.9, 1.0, 1.1, 1.2)})
         confirm_env = {**env, "CAPKIT_STORE_URL": f"sqlite:///{work / 'confirm.sqlite'}"}
         _timed([sys.executable, "-m", "capkit", "run", "--stages", "0x10," + ",".join(f"{u}x15" for u in loads),
                 "--warmup", "4"], confirm_env)
@@ -355,7 +358,9 @@ def main_job() -> list[dict]:
             if column is None or column not in steps:
                 continue
             truth = measured_crossing(steps["users"], steps[column], value)
-            if truth is None or t["users"] is None:
+            if truth is None or t["users"] is None or truth.low <= 0:  # not bracketed by the confirming steps
+                rows.append(row(f"capacity accuracy: {metric} — not bracketed by the confirming run's steps "
+                                f"{loads[0]}…{loads[-1]}", float("nan"), "% off"))
                 continue
             error = 100 * abs(t["users"] - truth.estimate) / truth.estimate
             rows.append(row(f"capacity accuracy: {metric} — search {t['users']:.1f} users, confirming run "
