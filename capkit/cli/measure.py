@@ -124,7 +124,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
 
 def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 500.0,
                          json_path: Path | None = None):
-    """(Baseline Metrics as Markdown, the answer's headline, report index or None) of a stored run;
+    """(Baseline Metrics as a terminal table, the answer's headline, report index or None) of a stored run;
     the answer as JSON into ``json_path`` when given."""
     from contextlib import nullcontext
 
