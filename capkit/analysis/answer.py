@@ -65,37 +65,54 @@ def basis_of(users: Interval, top_load: float) -> Basis:
     return Basis.PROJECTED if users.estimate <= EXTRAPOLATION_FACTOR * top_load else Basis.EXTRAPOLATED
 
 
-def through_throughput(steps: pd.DataFrame, column: str, value: float, usl, fit=None,
-                       level: float = 0.95) -> Interval | None:
-    """Users at which ``column`` reaches ``value`` when it follows throughput: the resource's line
-    against req/s per step, carried through the USL's X(N) (its bootstrap for the interval). None
-    when the resource follows users more closely than throughput, or there is no USL."""
+@dataclass(frozen=True)
+class ThroughputCurve:
+    """A resource that follows throughput: its line against req/s per step (``a + b·X``), carried
+    through the USL's X(N) on a grid of users — once for the fit and once per bootstrap draw."""
+
+    grid: np.ndarray  # users
+    curve: np.ndarray  # the resource along the grid, from the USL fit
+    draws: np.ndarray  # one curve per (thinned) bootstrap draw; empty without a bootstrap
+    slope: float
+    level: float
+
+    def users_at(self, value: float) -> Interval:
+        """Users at which the resource first reaches ``value``, with the draws' interval."""
+        if self.slope <= 0:
+            return Interval(math.inf, math.inf, math.inf, self.level)
+        est = _first(self.grid, self.curve[None, :], value)[0]
+        if not len(self.draws):
+            return Interval(est, est, est, self.level)
+        draws = _first(self.grid, self.draws, value)
+        q = (1 - self.level) / 2
+        return Interval(est, float(np.quantile(draws, q, method="lower")),
+                        float(np.quantile(draws, 1 - q, method="higher")), self.level)
+
+
+def _first(grid: np.ndarray, curves: np.ndarray, value: float) -> np.ndarray:
+    """Per row of ``curves``, the first grid point at or above ``value`` (∞ where none is)."""
+    hit = curves >= value
+    return np.where(hit.any(axis=1), grid[hit.argmax(axis=1)], math.inf)
+
+
+def throughput_curve(steps: pd.DataFrame, column: str, usl, level: float = 0.95) -> ThroughputCurve | None:
+    """The :class:`ThroughputCurve` of step column ``column``; None when the resource follows users
+    more closely than throughput, or there is no USL."""
     rows = steps[["users", "rps", column]].dropna()
     rows = rows[rows["users"] > 0]
     if usl is None or len(rows) < 3 or rows["rps"].nunique() < 3:
         return None
     x, y, n = rows["rps"].to_numpy(float), rows[column].to_numpy(float), rows["users"].to_numpy(float)
-    r2_x, r2_n = _r2(x, y), _r2(n, y)
-    if not (r2_x > r2_n):
+    if not (_r2(x, y) > _r2(n, y)):
         return None
     b, a = np.polyfit(x, y, 1)
-    if b <= 0:
-        return Interval(math.inf, math.inf, math.inf, level)
     grid = np.linspace(1.0, 20 * float(n.max()), 4000)
     from capkit.analysis.usl import usl_throughput
 
-    def first(theta) -> float:
-        curve = a + b * usl_throughput(grid, *theta)
-        hit = np.flatnonzero(curve >= value)
-        return float(grid[hit[0]]) if len(hit) else math.inf
-
-    est = first((usl.sigma, usl.kappa, usl.lambda_))
-    if usl.samples is None or not len(usl.samples):
-        return Interval(est, est, est, level)
-    draws = np.array([first(t) for t in usl.samples[:: max(1, len(usl.samples) // 100)]])
-    q = (1 - level) / 2
-    return Interval(est, float(np.quantile(draws, q, method="lower")), float(np.quantile(draws, 1 - q,
-                                                                                          method="higher")), level)
+    curve = a + b * usl_throughput(grid, usl.sigma, usl.kappa, usl.lambda_)
+    samples = usl.samples[:: max(1, len(usl.samples) // 100)] if usl.samples is not None else []
+    draws = np.array([a + b * usl_throughput(grid, *theta) for theta in samples]).reshape(len(samples), len(grid))
+    return ThroughputCurve(grid, curve, draws, float(b), level)
 
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:
@@ -141,11 +158,17 @@ class CapacityAnswer:
 
     @property
     def headline(self) -> str:
+        """The answer in one sentence (plain text)."""
+        return self.sentence()
+
+    def sentence(self, strong=lambda text: text) -> str:
+        """The answer in one sentence, its key number (``N users``) passed through ``strong``
+        (e.g. Markdown bold) for the pages."""
         cap, bind = self.capacity, self.binding
         if not isinstance(cap.users, Interval) or cap.basis in (Basis.NOT_REACHED, Basis.EXTRAPOLATED):
             why = (f"the nearest limit ({cap.metric}) is {cap.users_text()}" if cap is not None else "nothing measured")
             return f"Capacity per replica not measured: {why} — measure higher loads (capkit plan searches for it)."
-        text = (f"One replica carries about {cap.users.estimate:,.0f} users before {cap.describe()} "
+        text = (f"One replica carries about {strong(f'{cap.users.estimate:,.0f} users')} before {cap.describe()} "
                 f"({cap.basis}, {cap.range_text()})")
         if bind is not cap and isinstance(bind.users, Interval) and math.isfinite(bind.users.estimate):
             text += (f"; the binding limit is {bind.metric.lower()}, {bind.describe_level()} at "

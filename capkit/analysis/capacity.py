@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from capkit.analysis.data import RunData
-from capkit.analysis.regression import ResourceFit, binding_constraint, fit_resources
+from capkit.analysis.regression import ResourceFit, binding_constraint, fit_resource_regression, fit_resources
 from capkit.analysis.resources import resource_frame, step_resource_means
 from capkit.analysis.steps import endpoint_table, summarize_steps
-from capkit.errors import InsufficientDataError
+from capkit.errors import CapkitError, InsufficientDataError
 from capkit.schemas import POOL_RESOURCES, RESOURCES, Basis, Interval, NotMeasured, ResourceLimits, resource_label
 
 
@@ -38,6 +38,29 @@ class ResourceCapacity:
     def baseline(self) -> pd.DataFrame:
         """The Baseline Metrics table: one row per resource, intervals included."""
         return baseline_table(self.fits)
+
+    @property
+    def level(self) -> float:
+        """The confidence level of the fits (0.95 when none was fitted)."""
+        return next((f.level for f in self.fits.values() if isinstance(f, ResourceFit)), 0.95)
+
+    def db_cpu_fit(self) -> ResourceFit | NotMeasured:
+        """The database's backend CPU (cores ~ users) on the clean steps, when a PostgreSQL collector
+        sampled it: the fitted resource if it is one, else fitted here (it has no limit of its own)."""
+        fit = self.fits.get("db_cpu_cores")
+        if fit is not None:
+            return fit
+        ps = self.per_second
+        if "db_cpu_cores" not in ps or ps["db_cpu_cores"].notna().sum() == 0:
+            return NotMeasured("no PostgreSQL collector with backend CPU in this run")
+        db = ps[["ts", "users", "step", "db_cpu_cores"]].dropna()
+        db = db[db["step"].isin(self.steps.loc[self.steps["clean"], "step"])]
+        try:
+            return fit_resource_regression(db["users"], db["db_cpu_cores"], resource="db_cpu_cores",
+                                           limit=self.limits.db_cpu_cores, level=self.level, steps=db["step"],
+                                           times=db["ts"])
+        except CapkitError as exc:
+            return NotMeasured(str(exc))
 
     def headline(self) -> str:
         b = self.binding

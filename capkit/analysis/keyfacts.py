@@ -110,10 +110,15 @@ def key_facts(result) -> KeyFacts:
         data.update(replicas=plan.replicas)
     data.update(target_users=plan.target_users, headroom=plan.headroom)
     # the answer's own sentence, its key number in bold for the pages
-    first = re.sub(r"about ([\d,]+) users", r"about **\1 users**", answer.headline, count=1)
+    first = answer.sentence(strong=lambda text: f"**{text}**")
     headline = first + (" " + "; ".join(second) + "." if second else "")
-    data["headline"] = re.sub(r"\*\*(.+?)\*\*", r"\1", headline)
+    data["headline"] = _plain(headline)
     return KeyFacts(headline=headline, numbers=numbers, data=data)
+
+
+def _plain(markdown: str) -> str:
+    """``markdown`` without its bold marks (the sentences above use no other Markdown)."""
+    return re.sub(r"\*\*(.+?)\*\*", r"\1", markdown)
 
 
 def answer_md(result) -> str:

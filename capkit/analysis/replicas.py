@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from capkit.analysis.regression import ResourceFit, fit_resource_regression, solve_users
-from capkit.errors import CapkitError, ParameterError
+from capkit.analysis.regression import ResourceFit, solve_users
+from capkit.errors import ParameterError
 from capkit.schemas import RESOURCES, Interval, NotMeasured
 
 # limits of the one database every replica shares: (label, unit)
@@ -116,30 +116,11 @@ def fleet_use(fit: ResourceFit, replicas: int, users: float) -> Interval:
     return Interval(mean, mean - t * sd, mean + t * sd, fit.level)
 
 
-def _db_cpu_fit(resources) -> ResourceFit | NotMeasured:
-    """The DB CPU fit (backend cores of the database ~ users) on the clean steps, when sampled."""
-    fit = resources.fits.get("db_cpu_cores")
-    if fit is not None:
-        return fit
-    ps = resources.per_second
-    if "db_cpu_cores" not in ps or ps["db_cpu_cores"].notna().sum() == 0:
-        return NotMeasured("no PostgreSQL collector with backend CPU in this run")
-    db = ps[["ts", "users", "step", "db_cpu_cores"]].dropna()
-    db = db[db["step"].isin(resources.steps.loc[resources.steps["clean"], "step"])]
-    level = next((f.level for f in resources.fits.values() if isinstance(f, ResourceFit)), 0.95)
-    try:
-        return fit_resource_regression(db["users"], db["db_cpu_cores"], resource="db_cpu_cores",
-                                       limit=resources.limits.db_cpu_cores, level=level, steps=db["step"],
-                                       times=db["ts"])
-    except CapkitError as exc:
-        return NotMeasured(str(exc))
-
-
 def fleet_checks(resources, replicas: int, target_users: float, *, db_cpu=None) -> list[FleetCheck]:
     """Check every shared database limit (:data:`SHARED`) for ``replicas`` replicas carrying
     ``target_users``; a limit not measured in the run gives a check whose value says why."""
     fits = {"db_connections": resources.fits.get("db_connections", NotMeasured("not in this run")),
-            "db_cpu_cores": db_cpu if db_cpu is not None else _db_cpu_fit(resources)}
+            "db_cpu_cores": db_cpu if db_cpu is not None else resources.db_cpu_fit()}
     out = []
     for resource, fit in fits.items():
         limit = resources.limits.limit_for(resource)

@@ -25,7 +25,7 @@ from capkit.analysis.recommend import recommendations
 from capkit.analysis.regression import ResourceFit
 from capkit.analysis.replicas import ReplicaPlan, replicas_needed
 from capkit.analysis.resources import cache_hit_rate
-from capkit.analysis.thresholds import Threshold, locate_resource, scaling_thresholds, thresholds_table
+from capkit.analysis.thresholds import ResourceLocator, Threshold, scaling_thresholds, thresholds_table
 from capkit.analysis.usl import USLFit, usl_from_steps
 from capkit.errors import CapkitError
 from capkit.schemas import Interval, NotMeasured, resource_label
@@ -157,11 +157,13 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
     diagnostics = regression_diagnostics(resources.per_second,
                                          resources.steps.loc[resources.steps["clean"], "step"])
     hit = cache_hit_rate(run.samples)
+    locator = ResourceLocator(resources, usl)
     thresholds = scaling_thresholds(resources, latency, usl, cpu=p.cpu_thresholds, memory=p.memory_thresholds,
-                                    db_cpu=p.db_cpu_thresholds, p95_ms=(p.latency_warning_ms, p.latency_critical_ms))
+                                    db_cpu=p.db_cpu_thresholds, p95_ms=(p.latency_warning_ms, p.latency_critical_ms),
+                                    locator=locator)
     search = run.search or {}
     answer = capacity_answer(run.run_id, thresholds, stop_reason=search.get("stop_reason"))
-    located = {key: locate_resource(resources, usl, key, resources.limits.limit_for(key))
+    located = {key: locator(key, resources.limits.limit_for(key))
                for key, fit in resources.fits.items() if isinstance(fit, ResourceFit)}
     baseline = baseline_table(resources.fits, located)
     return CapacityResult(
@@ -169,7 +171,7 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
         components=component_table(run.requests, run.steps, resources.steps, warmup_s=run.warmup_s,
                                    warning_ms=p.latency_warning_ms, critical_ms=p.latency_critical_ms),
         endpoints=component_endpoints(resources.endpoints),
-            thresholds=thresholds, answer=answer, baseline=baseline, located=located,
+        thresholds=thresholds, answer=answer, baseline=baseline, located=located,
         replicas=replicas_needed(resources, p.target_users, headroom=p.headroom, latency=latency, answer=answer),
         recommendations=recommendations(resources, diagnostics=diagnostics, latency=latency, cache_hit_rate=hit,
                                         answer=answer),

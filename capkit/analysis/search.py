@@ -132,11 +132,15 @@ class SearchPlanner:
     memory_limit_mib: float = 1024.0
     custom_limits: dict = field(default_factory=dict)  # a target's own series (--limit): soft limits too
     started: float | None = None
-    phase: str = "ramp"
     stop_reason: str | None = None
     brackets: dict = field(default_factory=dict)  # rule -> [good load, bad load]
     history: list = field(default_factory=list)  # (load, breaches) per measured step
     initial_slope: float | None = None
+
+    @property
+    def phase(self) -> str:
+        """``ramp`` until some measured step breaches a rule that ends it, then ``narrow``."""
+        return "narrow" if any(rule in HARD for rule in self.brackets) else "ramp"
 
     @property
     def budget_s(self) -> float:
@@ -232,9 +236,8 @@ class SearchPlanner:
         elapsed = now - self.started
         if elapsed + self.rules.step_s > self.rules.budget_s:
             return self._stop(f"the time budget ({self.rules.budget_s:g} s) is spent")
-        # the ramp goes on until some measured step breaches a rule that ends it (re-read every time:
-        # a step judged early on part of its data may look different once all of it is in)
-        self.phase = "narrow" if any(rule in HARD for rule in self.brackets) else "ramp"
+        # the ramp goes on until some measured step breaches a rule that ends it (the brackets are
+        # re-read every time: a step judged early on part of its data may look different once all is in)
         if self.phase == "ramp":  # one step above the highest load measured so far
             top = float(usable["load"].max()) if len(usable) else float(latest["load"])
             nxt = min(math.ceil(top * self.rules.growth), self.rules.max_load)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from capkit.analysis.answer import locate, through_throughput
-from capkit.analysis.regression import ResourceFit, fit_resource_regression
-from capkit.errors import CapkitError, ParameterError
+from capkit.analysis.answer import locate, throughput_curve
+from capkit.analysis.regression import ResourceFit
+from capkit.errors import ParameterError
 from capkit.schemas import BINDING_ACTIONS, POOL_RESOURCES, Basis, Interval, NotMeasured
 
 ACTIONS = {
@@ -75,7 +75,7 @@ def check_levels(name: str, pair, *, fraction: bool = True) -> tuple[float, floa
 
 def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), memory=(0.75, 0.90),
                        db_cpu=(0.60, 0.85), pools=(0.80, 0.95), p95_ms=(500.0, 2000.0),
-                       max_error_rate: float = 0.05) -> list[Threshold]:
+                       max_error_rate: float = 0.05, locator: ResourceLocator | None = None) -> list[Threshold]:
     """The users at which each threshold is crossed — measured when two valid steps bracket it,
     else projected from a model (see :mod:`capkit.analysis.answer`) — with the action.
 
@@ -93,6 +93,8 @@ def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), m
         Warning and critical p95 in milliseconds.
     max_error_rate : float
         The error rate that ends a replica's useful load.
+    locator : ResourceLocator, optional
+        Shares its throughput curves with the caller (one is made for ``resources`` and ``usl`` otherwise).
 
     Returns
     -------
@@ -101,7 +103,8 @@ def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), m
     cpu, memory, db_cpu = check_levels("CPU", cpu), check_levels("memory", memory), check_levels("DB CPU", db_cpu)
     pools = check_levels("pool", pools)
     p95_ms = check_levels("p95", p95_ms, fraction=False)
-    steps, level = resources.steps, _level(resources)
+    steps, level = resources.steps, resources.level
+    locator = locator or ResourceLocator(resources, usl)
     rows: list[Threshold] = []
     for name, ms in zip(("warning", "critical"), p95_ms, strict=True):
         projection = None
@@ -125,51 +128,44 @@ def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), m
              *((name, name, pools, f"Raise {name}'s limit or scale out") for name in resources.limits.custom))
     for metric, key, levels, action in specs:
         limit = resources.limits.limit_for(key)
-        fit = fits.get(key) if key in fits else _db_cpu_fit(resources) if key == "db_cpu_cores" else None
+        fit = fits.get(key) if key in fits else resources.db_cpu_fit() if key == "db_cpu_cores" else None
         for name, share in zip(("warning", "critical"), levels, strict=True):
             if not math.isfinite(limit) or key not in steps or steps[key].notna().sum() == 0:
                 why = (fit.reason if isinstance(fit, NotMeasured) else "no collector measured it in this run")
                 rows.append(Threshold(metric, name, 100 * share, "%", NotMeasured(why), action, key=key))
                 continue
             value = share * limit
-            users, basis = locate_resource(resources, usl, key, value, fit=fit)
+            users, basis = locator(key, value, fit=fit)
             rows.append(Threshold(metric, name, 100 * share, "%", users, action, key=key, basis=basis,
                                   absolute=value))
     return rows
 
 
-def locate_resource(resources, usl, key: str, value: float, *, fit=None) -> tuple[Interval | NotMeasured, Basis]:
-    """Users at which resource ``key`` reaches ``value`` (see :func:`~capkit.analysis.answer.locate`):
-    measured from the steps, else projected through throughput and the USL, else along its fit."""
-    steps, level = resources.steps, _level(resources)
-    fit = fit if fit is not None else resources.fits.get(key)
+class ResourceLocator:
+    """Users at which a resource reaches a value (see :func:`~capkit.analysis.answer.locate`):
+    measured from the steps, else projected through throughput and the USL, else along its fit.
+    Each resource's throughput curve is computed once, however many values are located on it."""
 
-    def project(v):
-        via_x = through_throughput(steps[steps["clean"]], key, v, usl, level=level)
-        if via_x is not None:
-            return via_x
-        return fit.users_at(v) if isinstance(fit, ResourceFit) else NotMeasured("no fit to project it")
+    def __init__(self, resources, usl):
+        self.resources, self.usl = resources, usl
+        self._curves: dict = {}
 
-    return locate(steps, key, value, projection=project, level=level)
+    def curve(self, key: str):
+        if key not in self._curves:
+            steps = self.resources.steps
+            self._curves[key] = throughput_curve(steps[steps["clean"]], key, self.usl, level=self.resources.level)
+        return self._curves[key]
 
+    def __call__(self, key: str, value: float, *, fit=None) -> tuple[Interval | NotMeasured, Basis]:
+        fit = fit if fit is not None else self.resources.fits.get(key)
 
-def _level(resources) -> float:
-    return next((f.level for f in resources.fits.values() if isinstance(f, ResourceFit)), 0.95)
+        def project(v):
+            curve = self.curve(key)
+            if curve is not None:
+                return curve.users_at(v)
+            return fit.users_at(v) if isinstance(fit, ResourceFit) else NotMeasured("no fit to project it")
 
-
-def _db_cpu_fit(resources) -> ResourceFit | NotMeasured:
-    ps = resources.per_second
-    if "db_cpu_cores" not in ps or ps["db_cpu_cores"].notna().sum() == 0:
-        return NotMeasured("no PostgreSQL collector with backend CPU in this run")
-    clean = resources.steps.loc[resources.steps["clean"], "step"]
-    db = ps[["ts", "users", "step", "db_cpu_cores"]].dropna()
-    db = db[db["step"].isin(clean)]
-    try:
-        return fit_resource_regression(db["users"], db["db_cpu_cores"], resource="db_cpu_cores",
-                                       limit=resources.limits.db_cpu_cores, level=_level(resources), steps=db["step"],
-                                       times=db["ts"])
-    except CapkitError as exc:
-        return NotMeasured(str(exc))
+        return locate(self.resources.steps, key, value, projection=project, level=self.resources.level)
 
 
 def thresholds_table(rows: list[Threshold]) -> pd.DataFrame:
