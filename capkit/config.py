@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     seed_test_accounts: int = Field(50, ge=0)
     # a deliberate leak for proving capkit's soak detection: bytes kept per request (0: none)
     leak_bytes_per_request: int = Field(0, ge=0, le=16 * 2**20)
+    # a deliberate breakdown for proving capkit's search under faults: above this many requests in
+    # flight at once the service answers 503 (fail_mode=errors) or exits at once (exit, like an OOM
+    # kill); 0: never
+    fail_above_in_flight: int = Field(0, ge=0)
+    fail_mode: Literal["errors", "exit"] = "errors"
 
     @field_validator("model_backends")
     @classmethod

@@ -220,6 +220,11 @@ class RunStatus(StrEnum):
     INCOMPLETE = "incomplete"
 
 
+# how an incomplete run's reason begins when the service's process died under load (the analysis
+# reads the failure's load from the run's last step)
+SERVICE_EXITED = "the service under test exited"
+
+
 @dataclass(frozen=True)
 class RunMeta:
     """A stored run's metadata (the ``runs`` row), typed."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from capkit.schemas import Basis, Interval, NotMeasured
+from capkit.schemas import SERVICE_EXITED, Basis, Interval, NotMeasured, RunStatus
 
 EXTRAPOLATION_FACTOR = 1.25
 
@@ -142,6 +142,45 @@ def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None,
 
 
 @dataclass(frozen=True)
+class ServiceFailure:
+    """The load at which the service failed: its process exited during that step, or a valid step
+    failed more of its requests than the error limit allows (the first such load)."""
+
+    users: float
+    reason: str
+
+    def sentence(self) -> str:
+        if self.users <= 0:
+            return f"the service failed before any load ({self.reason})"
+        return f"the service failed at {self.users:,.0f} users ({self.reason})"
+
+
+def service_failure(meta, steps: pd.DataFrame, max_error_rate: float = 0.05) -> ServiceFailure | None:
+    """Where the service failed in the run of ``meta`` (a :class:`~capkit.schemas.RunMeta`), from
+    its steps; None when it never did."""
+    if meta.status == RunStatus.INCOMPLETE and (meta.reason or "").startswith(SERVICE_EXITED):
+        last = steps.sort_values("step").iloc[-1] if not steps.empty else None
+        return ServiceFailure(float(last["users"]) if last is not None else 0.0, "its process exited")
+    valid = valid_steps(steps)
+    if valid.empty or "error_rate" not in valid:
+        return None
+    bad = valid[valid["error_rate"] > max_error_rate]
+    if bad.empty:
+        return None
+    first = bad.iloc[0]
+    return ServiceFailure(float(first["users"]), f"{100 * first['error_rate']:.0f} % of its requests failed")
+
+
+def with_failure(steps: pd.DataFrame, failure: ServiceFailure | None) -> pd.DataFrame:
+    """``steps`` plus, when the service's process died, its last load as a valid step whose every
+    request failed: a crash is the strongest evidence that the error limit was passed there."""
+    if failure is None or failure.reason != "its process exited" or failure.users <= 0:
+        return steps
+    row = {"step": -1, "users": failure.users, "complete": True, "requests": 1, "error_rate": 1.0, "flags": ""}
+    return pd.concat([steps, pd.DataFrame([row])], ignore_index=True)
+
+
+@dataclass(frozen=True)
 class CapacityAnswer:
     """The one answer of a run: users per replica, the binding limit, and every threshold.
 
@@ -155,6 +194,7 @@ class CapacityAnswer:
     capacity: object  # Threshold
     binding: object  # Threshold
     thresholds: list
+    failure: ServiceFailure | None = None
 
     @property
     def headline(self) -> str:
@@ -165,15 +205,17 @@ class CapacityAnswer:
         """The answer in one sentence, its key number (``N users``) passed through ``strong``
         (e.g. Markdown bold) for the pages."""
         cap, bind = self.capacity, self.binding
+        failed = f"; {self.failure.sentence()}" if self.failure is not None else ""
         if not isinstance(cap.users, Interval) or cap.basis in (Basis.NOT_REACHED, Basis.EXTRAPOLATED):
             why = (f"the nearest limit ({cap.metric}) is {cap.users_text()}" if cap is not None else "nothing measured")
-            return f"Capacity per replica not measured: {why} — measure higher loads (capkit plan searches for it)."
+            return (f"Capacity per replica not measured: {why}{failed} — measure "
+                    f"{'lower' if self.failure is not None else 'higher'} loads (capkit plan searches for it).")
         text = (f"One replica carries about {strong(f'{cap.users.estimate:,.0f} users')} before {cap.describe()} "
                 f"({cap.basis}, {cap.range_text()})")
         if bind is not cap and isinstance(bind.users, Interval) and math.isfinite(bind.users.estimate):
             text += (f"; the binding limit is {bind.metric.lower()}, {bind.describe_level()} at "
                      f"{bind.users.estimate:,.0f} users ({bind.basis})")
-        return text + "."
+        return text + failed + "."
 
     def to_json(self) -> dict:
         """The documented machine-readable shape (``--json FILE``, ``tables/capacity.json``)."""
@@ -186,6 +228,8 @@ class CapacityAnswer:
         measured = [t for t in self.thresholds if t.basis != Basis.NOT_MEASURED]
         return {
             "run_id": self.run_id, "stop_reason": self.stop_reason,
+            "failure": ({"users": self.failure.users, "reason": self.failure.reason} if self.failure is not None
+                        else None),
             "capacity": {"limit": self.capacity.metric, "level": self.capacity.level, **users(self.capacity)},
             "binding": {"limit": self.binding.metric, **users(self.binding)},
             "thresholds": [{"metric": t.metric, "level": t.level, "value": t.value, "unit": t.unit, **users(t)}
@@ -200,8 +244,10 @@ CAPACITY_KEYS = ("p95", "errors", "cpu_cores", "rss_mib", "db_cpu_cores")
 BINDING_KEYS = ("cpu_cores", "rss_mib", "db_cpu_cores", "model_slots", "db_pool", "db_connections")
 
 
-def capacity_answer(run_id: str, thresholds: list, stop_reason: str | None = None) -> CapacityAnswer:
-    """The answer from the scaling thresholds (see :func:`~capkit.analysis.thresholds.scaling_thresholds`)."""
+def capacity_answer(run_id: str, thresholds: list, stop_reason: str | None = None,
+                    failure: ServiceFailure | None = None) -> CapacityAnswer:
+    """The answer from the scaling thresholds (see :func:`~capkit.analysis.thresholds.scaling_thresholds`),
+    and where the service failed, if it did."""
     def rank(t):
         if not isinstance(t.users, Interval) or not math.isfinite(t.users.estimate):
             return math.inf
@@ -216,4 +262,4 @@ def capacity_answer(run_id: str, thresholds: list, stop_reason: str | None = Non
     binding = min(candidates, key=rank) if candidates else capacity
     if capacity is None:
         capacity = binding
-    return CapacityAnswer(run_id, stop_reason, capacity, binding, thresholds)
+    return CapacityAnswer(run_id, stop_reason, capacity, binding, thresholds, failure)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from capkit.analysis.answer import CapacityAnswer, capacity_answer
+from capkit.analysis.answer import CapacityAnswer, capacity_answer, service_failure
 from capkit.analysis.backtest import Backtest, backtest
 from capkit.analysis.capacity import ResourceCapacity, baseline_table, resource_capacity
 from capkit.analysis.components import component_endpoints, component_table
@@ -158,11 +158,12 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
                                          resources.steps.loc[resources.steps["clean"], "step"])
     hit = cache_hit_rate(run.samples)
     locator = ResourceLocator(resources, usl)
+    failure = service_failure(run.meta, resources.steps)
     thresholds = scaling_thresholds(resources, latency, usl, cpu=p.cpu_thresholds, memory=p.memory_thresholds,
                                     db_cpu=p.db_cpu_thresholds, p95_ms=(p.latency_warning_ms, p.latency_critical_ms),
-                                    locator=locator)
+                                    locator=locator, failure=failure)
     search = run.search or {}
-    answer = capacity_answer(run.run_id, thresholds, stop_reason=search.get("stop_reason"))
+    answer = capacity_answer(run.run_id, thresholds, stop_reason=search.get("stop_reason"), failure=failure)
     located = {key: locator(key, resources.limits.limit_for(key))
                for key, fit in resources.fits.items() if isinstance(fit, ResourceFit)}
     baseline = baseline_table(resources.fits, located)

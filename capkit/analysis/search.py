@@ -28,6 +28,9 @@ from capkit.errors import ConfigError
 from capkit.schemas import Stage, StagePlan
 
 HARD = ("p95", "errors", "cpu", "memory", "knee", "generator")  # rules that end the ramp
+# a step in which this share of requests failed means the service is down or wedged: the search ends
+FAILED_SHARE = 0.9
+SERVICE_FAILED = "the service failed"
 POOLS = {"model_slots": "model slots", "db_pool": "DB pool"}  # in use / size, from the service's /metrics
 
 
@@ -161,9 +164,13 @@ class SearchPlanner:
         frame = pd.DataFrame(steps)
         if frame.empty:
             return frame
-        frame["ended_at"] = frame["ended_at"].fillna(now)
-        frame["complete"] = True
         req = pd.DataFrame(requests) if requests else _empty_requests()
+        # the running step ends with the last second whose requests are in: rows arrive a second or
+        # so late, and counting the seconds still on their way would understate its throughput
+        last = (req.groupby("step")["ts"].max() + 1) if not req.empty else pd.Series(dtype=float)
+        running = frame["ended_at"].isna()
+        frame.loc[running, "ended_at"] = [min(now, float(last.get(step, now))) for step in frame.loc[running, "step"]]
+        frame["complete"] = True
         smp = pd.DataFrame(samples) if samples else pd.DataFrame(columns=["ts", "source", "metric", "value"])
         summary = summarize_steps(frame, req, smp, warmup_s=self.rules.warmup_s)
         per_second = resource_frame(smp, frame, self.rules.warmup_s)
@@ -197,8 +204,8 @@ class SearchPlanner:
         if self.rules.rate:
             if not row.get("rate_reached", True):
                 out["knee"] = 1.0  # the open model's overload: the service no longer keeps up
-        elif self.initial_slope and len(first_rows):
-            lower = first_rows[first_rows["users"] < row["users"]]
+        elif self.initial_slope and len(first_rows) and enough:  # a few requests' rate is noise
+            lower = first_rows[(first_rows["users"] < row["users"]) & (first_rows["requests"] >= r.min_requests)]
             if len(lower):
                 prev = lower.iloc[-1]
                 marginal = (row["rps"] - prev["rps"]) / max(row["users"] - prev["users"], 1e-9)
@@ -222,13 +229,18 @@ class SearchPlanner:
             return self._stop("no step with load was measured")
         loaded["load"] = [self.load_of(row) for _, row in loaded.iterrows()]
         usable = loaded[loaded["requests"] > 0].sort_values("load")
-        if self.initial_slope is None and len(usable):
-            first = usable.iloc[0]
+        # req/s per user of the lowest load with enough requests to tell (until there is one: none)
+        counted = usable[usable["requests"] >= self.rules.min_requests]
+        if len(counted):
+            first = counted.iloc[0]
             self.initial_slope = first["rps"] / first["load"] if first["load"] > 0 else None
         latest = loaded.iloc[-1]
         hits = self.breaches(latest, usable)
         self.history.append((float(latest["load"]), sorted(hits)))
         self._update_brackets(usable)
+        if latest["requests"] >= self.rules.min_requests and latest.get("error_rate", 0) >= FAILED_SHARE:
+            # down or wedged: more loads would measure its failure, not its capacity
+            return self.failed(float(latest["load"]), f"{100 * latest['error_rate']:.0f} % of its requests failed")
         if "generator" in hits:
             return self._stop(f"the load generator saturated at {latest['load']:g} "
                               f"{'req/s' if self.rules.rate else 'users'}: its numbers measure the generator, "
@@ -290,6 +302,11 @@ class SearchPlanner:
             return "no stop rule was breached"
         parts = [f"{rule} between {good:g} and {bad:g}" for rule, (good, bad) in sorted(self.brackets.items())]
         return "every bracket is narrow: " + "; ".join(parts)
+
+    def failed(self, load: float, why: str) -> str:
+        """End the search on the service's failure at ``load`` (it exited, or failed nearly every
+        request): that load is the finding."""
+        return self._stop(f"{SERVICE_FAILED} at {load:g} {'req/s' if self.rules.rate else 'users'}: {why}")
 
     def _stop(self, reason: str) -> str:
         self.stop_reason = reason

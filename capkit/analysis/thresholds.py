@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from capkit.analysis.answer import locate, throughput_curve
+from capkit.analysis.answer import locate, throughput_curve, with_failure
 from capkit.analysis.regression import ResourceFit
 from capkit.errors import ParameterError
 from capkit.schemas import BINDING_ACTIONS, POOL_RESOURCES, Basis, Interval, NotMeasured
@@ -75,7 +75,8 @@ def check_levels(name: str, pair, *, fraction: bool = True) -> tuple[float, floa
 
 def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), memory=(0.75, 0.90),
                        db_cpu=(0.60, 0.85), pools=(0.80, 0.95), p95_ms=(500.0, 2000.0),
-                       max_error_rate: float = 0.05, locator: ResourceLocator | None = None) -> list[Threshold]:
+                       max_error_rate: float = 0.05, locator: ResourceLocator | None = None,
+                       failure=None) -> list[Threshold]:
     """The users at which each threshold is crossed — measured when two valid steps bracket it,
     else projected from a model (see :mod:`capkit.analysis.answer`) — with the action.
 
@@ -95,6 +96,8 @@ def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), m
         The error rate that ends a replica's useful load.
     locator : ResourceLocator, optional
         Shares its throughput curves with the caller (one is made for ``resources`` and ``usl`` otherwise).
+    failure : ServiceFailure, optional
+        Where the service failed: a process that died counts as a step whose every request failed.
 
     Returns
     -------
@@ -114,7 +117,7 @@ def scaling_thresholds(resources, latency=None, usl=None, *, cpu=(0.70, 0.90), m
         if latency is None and basis == Basis.NOT_MEASURED:
             users = NotMeasured("no latency model and no measured step reached it")
         rows.append(Threshold("Response time (p95)", name, ms, "ms", users, ACTIONS["p95"], key="p95", basis=basis))
-    users, basis = locate(steps, "error_rate", max_error_rate, level=level)
+    users, basis = locate(with_failure(steps, failure), "error_rate", max_error_rate, level=level)
     if basis == Basis.NOT_MEASURED and "error_rate" in steps:
         users, basis = NotMeasured(f"no step reached {max_error_rate:.0%} errors"), Basis.NOT_MEASURED
     rows.append(Threshold("Error rate", "limit", 100 * max_error_rate, "%", users,

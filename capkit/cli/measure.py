@@ -111,7 +111,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
     if result.store_failed:
         raise CapkitError(result.reason)
     baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report,
-                                                        p95_ms=p95_ms, json_path=json_path)
+                                                        p95_ms=p95_ms, json_path=json_path, incomplete=result.reason)
     click.echo("\nBaseline Metrics (measured)\n")
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
@@ -123,9 +123,10 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
 
 
 def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 500.0,
-                         json_path: Path | None = None):
+                         json_path: Path | None = None, incomplete: str | None = None):
     """(Baseline Metrics as a terminal table, the answer's headline, report index or None) of a stored run;
-    the answer as JSON into ``json_path`` when given."""
+    the answer as JSON into ``json_path`` when given. ``incomplete``: why the run ended early, said
+    with the error when what it kept cannot be analysed."""
     from contextlib import nullcontext
 
     from capkit.store import open_store
@@ -148,6 +149,9 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 5
         try:
             result = ca.analyse_run(run, params)
         except CapkitError as exc:
+            if incomplete:
+                raise CapkitError(f"run {run_id} is incomplete ({incomplete}) and what it kept cannot be "
+                                  f"analysed: {exc}") from None
             raise CapkitError(f"run {run_id} was stored but cannot be analysed: {exc}") from None
         if json_path is not None:
             write_answer(json_path, result.answer)
@@ -272,7 +276,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
         lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps).model_copy(
             update={"custom": custom})
         _, headline, _ = _analyse_and_publish(s, result.run_id, lim, report=False, p95_ms=p95_ms,
-                                              json_path=json_path)
+                                              json_path=json_path, incomplete=result.reason)
         click.echo(headline)
     if result.status == RunStatus.COMPLETE and not result.store_failed:
         _say_soak(s.store_url, result.run_id, plan)

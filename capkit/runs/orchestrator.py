@@ -21,7 +21,7 @@ from capkit.records.jsonl import JsonlWriter, read_new_lines
 from capkit.runs.ingest import Ingestor
 from capkit.runs.locust import start_locust
 from capkit.runs.progress import Progress
-from capkit.schemas import RunSpec, RunStatus
+from capkit.schemas import SERVICE_EXITED, RunSpec, RunStatus
 from capkit.store import Store
 from capkit.store.guarded import GuardedStore
 
@@ -123,7 +123,7 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
                                  budget_end=(started_at + planner.budget_s) if planner is not None else None)
                 on_progress(progress)
             if service and not service.alive():
-                reason = "the service under test exited"
+                reason = _service_exited(ingest, planner)
                 break
             if not load.alive():
                 tail = ingest.feed(read_new_lines(load_file))
@@ -189,6 +189,21 @@ def _plan_next(planner, ingest: Ingestor, samples: list[dict], spec: RunSpec, st
     record = {"stop": decision} if isinstance(decision, str) else decision.model_dump(mode="json")
     with open(stages_file, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def _service_exited(ingest: Ingestor, planner) -> str:
+    """The reason a run ends when its service's process is gone, naming the step and load it died
+    in; a search ends on it, with that load as its finding."""
+    step = ingest.current_step
+    if step is None:
+        return f"{SERVICE_EXITED} before the load began"
+    started = ingest.steps[step]
+    rate = started.get("rate")
+    load = float(rate) if rate is not None and planner is not None and planner.rules.rate else float(started["users"])
+    if planner is not None:
+        planner.failed(load, "its process exited")
+    unit = "req/s" if planner is not None and planner.rules.rate else "users"
+    return f"{SERVICE_EXITED} during the step at {load:g} {unit}"
 
 
 def _raise_interrupt(signum, frame):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
@@ -51,6 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.fail_above_in_flight:  # inside the metrics middleware: its in-flight count includes this request
+        app.add_middleware(Breakdown, metrics=metrics, above=settings.fail_above_in_flight, mode=settings.fail_mode)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.leak_bytes_per_request:
         app.state.leaked = []
@@ -79,6 +82,28 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=200 if db == "ok" else 503)
 
     return app
+
+
+OVERLOADED = b'{"detail": "overloaded on purpose (CAPKIT_FAIL_ABOVE_IN_FLIGHT)"}'
+
+
+class Breakdown:
+    """Fails under load on purpose (``CAPKIT_FAIL_ABOVE_IN_FLIGHT``, ``CAPKIT_FAIL_MODE``): with more
+    than ``above`` requests in flight, answer 503 (``errors``) or end the process at once (``exit``,
+    exit code 3, no clean-up — like an OOM kill). A known breakdown for the search's fault tests."""
+
+    def __init__(self, app, *, metrics: Metrics, above: int, mode: str):
+        self.app, self.metrics, self.above, self.mode = app, metrics, above, mode
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.metrics.in_flight_now > self.above:
+            if self.mode == "exit":
+                os._exit(3)
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": OVERLOADED})
+            return
+        await self.app(scope, receive, send)
 
 
 class Leak:

@@ -13,6 +13,7 @@ import pytest
 from capkit.analysis.answer import measured_crossing
 from capkit.analysis.search import SearchPlanner, SearchRules, parse_budget, simulate_search
 from capkit.errors import ConfigError
+from capkit.records.histograms import new_histogram
 
 RULES = SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=400)
 
@@ -31,6 +32,7 @@ class Service:
     cpu_per_req: float = 0.006
     noise: float = 0.04
     errors_from: float = math.inf
+    down_from: float = math.inf  # every request fails from here on (down or wedged)
     generator_from: float = math.inf
 
     @property
@@ -65,7 +67,7 @@ class Service:
                 # stays full while requests queue)
                 "model_slots": min(float(self.offered(n)) * self.hold * wobble(), self.pool),
                 "model_slots_size": self.pool,
-                "error_rate": 0.2 if n >= self.errors_from else 0.0, "flags": flags}
+                "error_rate": 1.0 if n >= self.down_from else 0.2 if n >= self.errors_from else 0.0, "flags": flags}
 
 
 def _run(service, rules=RULES, seed=0, **planner):
@@ -111,6 +113,28 @@ def test_each_stop_rule_ends_the_ramp_on_a_case_made_for_it(case, service, rules
     first_bad = next(hits for _, hits in planner.history if hits)
     assert expect in first_bad, planner.history
     assert expect in planner.brackets
+
+
+def test_a_service_that_fails_nearly_every_request_ends_the_search_there():
+    planner, steps = _run(Service(down_from=30), seed=2)
+    assert steps["users"].tolist() == [5, 8, 13, 21, 34]  # the ramp, then nothing more
+    assert planner.stop_reason == "the service failed at 34 users: 100 % of its requests failed"
+    assert planner.outcome()["stop_reason"] == planner.stop_reason
+
+
+def test_a_running_step_is_judged_on_the_seconds_whose_requests_are_in():
+    """Request rows arrive a second or so late: the running step's rate counts only the seconds
+    that have arrived (counting the missing ones read as a false throughput knee in 6-s steps)."""
+    planner = SearchPlanner(SearchRules(step_s=6, warmup_s=1.5, idle_s=4, budget_s=60))
+    steps = [{"step": 0, "users": 0, "rate": None, "planned_s": 4, "started_at": 1000.0, "ended_at": 1004.0},
+             {"step": 1, "users": 10, "rate": None, "planned_s": 6, "started_at": 1004.0, "ended_at": None}]
+    hdr = new_histogram()
+    hdr.record_value(100_000, 10)  # ten requests of 100 ms
+    requests = [{"ts": float(t), "step": 1, "users": 10, "method": "POST", "name": "chat", "count": 10, "failures": 0,
+                 "rate_limited": 0, "latency_sum_ms": 1000.0, "bytes": 100, "hdr": hdr.encode().decode()}
+                for t in (1006, 1007)]
+    summary = planner.summaries(steps, requests, [], now=1009.6)  # seconds 1008 and 1009 not in yet
+    assert summary.set_index("step").loc[1, "rps"] == 10.0
 
 
 def test_a_saturated_generator_stops_the_search_and_names_processes():
