@@ -92,7 +92,8 @@ def through_throughput(steps: pd.DataFrame, column: str, value: float, usl, fit=
     est = first((usl.sigma, usl.kappa, usl.lambda_))
     if usl.samples is None or not len(usl.samples):
         return Interval(est, est, est, level)
-    draws = np.array([first(t) for t in usl.samples[:: max(1, len(usl.samples) // 100)]])
+    samples = usl.draws(level)
+    draws = np.array([first(t) for t in samples[:: max(1, len(samples) // 100)]])
     q = (1 - level) / 2
     return Interval(est, float(np.quantile(draws, q, method="lower")), float(np.quantile(draws, 1 - q,
                                                                                           method="higher")), level)
