@@ -45,7 +45,7 @@ def resource_noise(rng: np.random.Generator, truth, metric: str, seconds: int) -
     sd = float(truth.noise[metric])
     x = ar1(rng, seconds, sd, truth.ar) + rng.normal(0.0, float(truth.step_offset.get(metric, 0.0)))
     spikes = rng.random(seconds) < truth.outlier_rate
-    x += np.where(spikes, rng.exponential(truth.outlier_scale * sd if sd > 0 else 1.0, seconds), 0.0)
+    x += np.where(spikes, rng.exponential(truth.outlier_scale * sd, seconds), 0.0)
     return x - outlier_mean(truth, metric)
 
 
