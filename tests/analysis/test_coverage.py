@@ -173,3 +173,33 @@ def test_comparison_does_not_pair_the_two_runs_bootstrap_draws():
     assert table.loc["USL λ (req/s per user)", "change_pct"] == pytest.approx(1.0, abs=0.01)
     assert table.loc["USL λ (req/s per user)", "p_value"] > 0.5
     assert not table.loc["USL λ (req/s per user)", "significant"]
+
+
+def _drift_runs(plan, per_user_mib):
+    """Memory that climbs 240 MiB/hour with the run's time (4 MiB a minute: the climb two quick
+    runs minutes apart showed as 0.44 and 0.93 MiB per user), plus ``per_user_mib`` per user."""
+    truth = SyntheticTruth(rps_per_user=0.0, per_user=dict(SyntheticTruth().per_user, rss_mib=per_user_mib),
+                           trend={"rss_mib": 240.0})
+    for seed in SEEDS:
+        f = synthetic_frames(plan, truth, seed=seed).per_second
+        yield fit_resource_regression(f["users"], f["rss_mib"], resource="rss_mib", limit=1024.0, steps=f["step"],
+                                      times=f["ts"])
+
+
+def test_pure_time_drift_is_not_a_per_user_cost_on_the_up_and_down_profile():
+    from capkit.schemas import PROFILES
+
+    quick = PROFILES["quick"]
+    assert [s.users for s in quick.stages] == [0, 5, 15, 25, 30, 20, 10]
+    fits = list(_drift_runs(quick, 0.0))
+    false_costs = float(np.mean([fit.significant for fit in fits]))
+    print(f"pure drift reported as a per-user cost: {false_costs:.3f} of {len(SEEDS)} up-and-down runs")
+    assert false_costs <= 0.05
+    assert all(fit.drift_per_hour is not None for fit in fits)
+    _in_band("drift per hour (up and down)", float(np.mean([fit.drift_per_hour.contains(240.0) for fit in fits])))
+    _in_band("per-user cost under drift (up and down)",
+             float(np.mean([fit.per_user.contains(0.5) for fit in _drift_runs(quick, 0.5)])))
+    # the same steps as a plain ramp: the drift passes for a per-user cost in every run
+    ramp = stepped([5, 10, 15, 20, 25, 30], idle_s=15, step_s=25, warmup_s=5)
+    assert ramp.duration_s == quick.duration_s
+    assert np.mean([fit.significant for fit in _drift_runs(ramp, 0.0)]) > 0.95

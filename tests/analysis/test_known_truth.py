@@ -118,3 +118,18 @@ def test_quadratic_cost_is_flagged_non_linear():
     assert p < 0.01 and abs(coef - 0.001) < 0.0003
     _, p_lin = nonlinearity(users, 0.05 + 0.01 * users + rng.normal(0, 0.02, len(users)))
     assert p_lin > 0.01
+
+
+def test_memory_that_grows_with_time_has_no_per_user_cost_on_the_quick_profile():
+    from capkit.analysis.capacity import baseline_table
+    from capkit.schemas import PROFILES
+
+    st = store()
+    flat = SyntheticTruth(per_user=dict(SyntheticTruth().per_user, rss_mib=0.0), trend={"rss_mib": 240.0})
+    write_synthetic_run(st, "drift", plan=PROFILES["quick"], truth=flat, seed=2)
+    rep = resource_capacity(ca.read_run(st, "drift"))
+    memory = rep.fits["rss_mib"]
+    assert not memory.significant and memory.drift_per_hour.contains(240.0)
+    assert "no significant per-user cost" in baseline_table(rep.fits).set_index("Resource").loc[
+        "Memory (MiB RSS)", "Max capacity"]
+    assert rep.fits["cpu_cores"].per_user.contains(0.02)  # the other resources keep their costs
