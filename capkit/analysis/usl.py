@@ -303,7 +303,7 @@ class USLFit:
     def summary(self, level: float = 0.95) -> str:
         """A few lines: coefficients with intervals, N*, X_max and the dominant limit."""
         d, pct = self.to_dict(level), f"{100 * level:g}%"
-        how = (f"bootstrap, {d['bootstrap']} residual resamples, seed {self.seed}" if d["bootstrap"]
+        how = (f"bootstrap, {d['bootstrap']} relative-residual resamples, t-scaled, seed {self.seed}" if d["bootstrap"]
                else f"asymptotic t, {self.df_residual} df")
 
         def fmt(v):

@@ -4,15 +4,19 @@ The runs come from the fast in-memory path of the generator (``synthetic_frames`
 draws as the store path, without a store), with its default noise: a per-step offset, AR(1)
 within the step and sparse outliers for the resources, a per-step latency factor for requests.
 Each test prints its measured coverage (``pytest -s``) and asserts it is in 93–97 % at 95 %.
-Measured (seeds 0–199, level 0.95) — the figures the docstrings repeat:
+Measured at level 0.95 (seeds 0–199 unless said):
 
-- per-user cost 95.4 %, baseline 94.9 %, capacity (where a new step's mean reaches the limit) 95.0 %
+- per-user cost 95.4 %, baseline 95.0 %, capacity (where a new step's mean reaches the limit) 95.4 %
   (4 resources × 200 runs, 5 steps of 20 s);
-- USL σ/κ/λ: 5 points 95.0/94.5/96.0 %, 6 points 95.5/93.5/96.5 %, 8 points 94.5/93.5/93.5 %;
-- p95 crossing at 500 ms 95.0 % (7 steps); at 2000 ms 90.5 %: below the band, marked xfail;
-- comparison of A/A pairs: false-positive rate per quantity 2–7 %, pooled 4.5 %.
+- USL σ/κ/λ over seeds 0–499: 5 points 95.4/94.6/95.2 %, 8 points 94.6/93.6/94.0 %;
+- p95 crossing at 500 ms 95.0 % (7 steps); at 2000 ms, next to the top step, 90.5 %: below the
+  band, marked xfail (strict);
+- comparison of A/A pairs: false-positive rate per quantity 2–7 %, pooled 4.5 %;
+- pure time drift (240 MiB/hour) on the up-and-down quick profile: reported as a per-user cost in
+  2.0 % of runs (every run of a plain ramp); drift interval 96.5 %, per-user cost under drift 95.5 %.
 """
 
+import functools
 import types
 
 import numpy as np
@@ -112,17 +116,22 @@ def _true_crossing(truth, ms):
     return float(grid[np.argmax(truth.p95_ms(grid) >= ms)])
 
 
-def _crossing_coverage(name, ms):
+@functools.cache
+def _latency_fits():
     truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
-    want = _true_crossing(truth, ms)
     plan = stepped([4, 8, 12, 16, 20, 24, 28], idle_s=5, step_s=20, warmup_s=2)
-    hits = []
+    fits = []
     for seed in SEEDS:
         s = synthetic_frames(plan, truth, seed=seed).steps
         s = s[s["users"] > 0]
-        lat = fit_latency(s, usl_from_steps(s, bootstrap=200, seed=seed), seed=seed)
-        hits.append(lat.crossing(name).contains(want))
-    return float(np.mean(hits))
+        fits.append(fit_latency(s, usl_from_steps(s, bootstrap=200, seed=seed), seed=seed))
+    return truth, fits
+
+
+def _crossing_coverage(name, ms):
+    truth, fits = _latency_fits()  # both thresholds' tests read the same 200 fits
+    want = _true_crossing(truth, ms)
+    return float(np.mean([lat.crossing(name).contains(want) for lat in fits]))
 
 
 def test_p95_crossing_interval_covers_the_truth():
