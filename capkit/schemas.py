@@ -120,11 +120,21 @@ def stepped(users: list[int], *, idle_s: float, step_s: float, warmup_s: float) 
     return StagePlan(stages=tuple(stages), warmup_s=warmup_s)
 
 
-# The profiles of `capkit plan`: smoke for tests (≤ 60 s), quick by default (≤ 4 min), full.
+def up_and_down(levels) -> list[int]:
+    """Every other level on the way up, the rest on the way down: ``[5, 15, 25, 30, 20, 10]``
+    from 5…30. A ramp raises load as time passes, so anything that grows with time (a cache
+    filling, a leak, the allocator) would pass for a per-user cost; in this order load and time
+    are nearly uncorrelated and the regression carries drift in a time term of its own."""
+    ordered = sorted(int(u) for u in levels)
+    return ordered[0::2] + ordered[1::2][::-1]
+
+
+# The profiles of `capkit plan`: smoke for tests (≤ 60 s, a plain ramp), quick by default
+# (≤ 4 min) and full, both up and down so that load is not confounded with time.
 PROFILES: dict[str, StagePlan] = {
     "smoke": stepped([4, 8, 12, 16, 20], idle_s=4, step_s=5, warmup_s=1),
-    "quick": stepped([5, 10, 15, 20, 25, 30], idle_s=15, step_s=25, warmup_s=5),
-    "full": stepped([5, 10, 20, 30, 40, 50, 60, 80], idle_s=30, step_s=60, warmup_s=10),
+    "quick": stepped(up_and_down([5, 10, 15, 20, 25, 30]), idle_s=15, step_s=25, warmup_s=5),
+    "full": stepped(up_and_down([5, 10, 20, 30, 40, 50, 60, 80]), idle_s=30, step_s=60, warmup_s=10),
 }
 
 

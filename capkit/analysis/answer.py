@@ -110,7 +110,8 @@ def throughput_curve(steps: pd.DataFrame, column: str, usl, level: float = 0.95)
     from capkit.analysis.usl import usl_throughput
 
     curve = a + b * usl_throughput(grid, usl.sigma, usl.kappa, usl.lambda_)
-    samples = usl.samples[:: max(1, len(usl.samples) // 100)] if usl.samples is not None else []
+    samples = usl.draws(level) if usl.samples is not None and len(usl.samples) else []
+    samples = samples[:: max(1, len(samples) // 100)]
     draws = np.array([a + b * usl_throughput(grid, *theta) for theta in samples]).reshape(len(samples), len(grid))
     return ThroughputCurve(grid, curve, draws, float(b), level)
 

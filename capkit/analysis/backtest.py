@@ -88,7 +88,7 @@ def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootst
             usl = None
         if usl is not None:
             n = test["users"].to_numpy(float)
-            boot = (np.array([usl_throughput(n, *s) for s in usl.samples]) if usl.samples is not None
+            boot = (np.array([usl_throughput(n, *s) for s in usl.draws(level)]) if usl.samples is not None
                     else np.tile(usl.predict(n), (2, 1)))
             for i, st in enumerate(test.itertuples()):
                 rows.append(_row("Throughput (req/s)", st.users, st.rps, float(usl.predict(n[i])),

@@ -137,7 +137,7 @@ def plot_capacity(result):
         if usl.samples is not None:
             from capkit.analysis.usl import usl_throughput
 
-            band = np.array([usl_throughput(grid, *s) for s in usl.samples])
+            band = np.array([usl_throughput(grid, *s) for s in usl.draws(0.95)])
             tp_ax.fill_between(grid, np.quantile(band, 0.025, axis=0), np.quantile(band, 0.975, axis=0),
                                color="black", alpha=0.12, lw=0, label="USL 95 % bootstrap band")
         n_star = usl.peak_concurrency

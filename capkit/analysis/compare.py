@@ -12,6 +12,8 @@ from scipy import stats
 from capkit.analysis.regression import ResourceFit
 from capkit.schemas import RESOURCES, Interval
 
+PAIRING_SEED = 20_251_201  # the stream that pairs two runs' bootstrap draws
+
 
 def _z_row(quantity: str, a: float, b: float, se_a: float, se_b: float, alpha: float,
            df: float | None = None) -> dict:
@@ -35,9 +37,14 @@ def _capacity_se(fit: ResourceFit) -> float:
 
 
 def _boot_row(quantity: str, a: float, b: float, sa, sb, alpha: float) -> dict:
-    """Difference of two bootstrap distributions (independent runs): percentile p-value."""
+    """Difference of two bootstrap distributions (independent runs): percentile p-value.
+
+    The runs are fitted with the same seed and size (a report's parameters), so draw i of one run
+    used the same resampling indices as draw i of the other: paired as they come, the differences
+    would be linked. Run b's draws are shuffled by a stream of their own before pairing."""
     sa, sb = np.asarray(sa, float), np.asarray(sb, float)
     m = min(len(sa), len(sb))
+    sb = sb[np.random.default_rng(PAIRING_SEED).permutation(len(sb))]
     d = sb[:m] - sa[:m]
     d = d[np.isfinite(d)]
     diff = b - a
@@ -86,14 +93,14 @@ def compare_runs(a, b, *, usl_a=None, usl_b=None, level: float = 0.95) -> pd.Dat
                                           ("USL λ (req/s per user)", "lambda_"))):
             va, vb = getattr(usl_a, attr), getattr(usl_b, attr)
             if usl_a.samples is not None and usl_b.samples is not None:
-                rows.append(_boot_row(name, va, vb, usl_a.samples[:, i], usl_b.samples[:, i], alpha))
+                rows.append(_boot_row(name, va, vb, usl_a.draws(level)[:, i], usl_b.draws(level)[:, i], alpha))
             else:
                 rows.append(_z_row(name, va, vb, usl_a.stderr[attr], usl_b.stderr[attr], alpha))
         if usl_a.samples is not None and usl_b.samples is not None:
             from capkit.analysis.usl import peak
 
-            xa = [peak(*s)[1] for s in usl_a.samples]
-            xb = [peak(*s)[1] for s in usl_b.samples]
+            xa = [peak(*s)[1] for s in usl_a.draws(level)]
+            xb = [peak(*s)[1] for s in usl_b.draws(level)]
             rows.append(_boot_row("USL X_max (req/s)", usl_a.max_throughput, usl_b.max_throughput, xa, xb, alpha))
     cols = ["quantity", "run_a", "run_b", "difference", "change_pct", "p_value", "significant", "note"]
     return pd.DataFrame(rows).reindex(columns=cols)

@@ -1,8 +1,10 @@
 """Latency model: the response-time law for the mean, a fitted tail ratio for p95.
 
 R(N) = N / X(N) − Z with X(N) from the USL fit and Z the think time; p95(N) = r(N) · R(N) with
-log r(N) = a + b·N fitted on the steps (b kept only when significant). Intervals come from the
-USL's bootstrap estimates and a step bootstrap of Z and the tail.
+log r(N) = a + b·N fitted on the steps (b kept only when significant at the model's level).
+Intervals come from the USL's bootstrap draws (:meth:`~capkit.analysis.usl.USLFit.draws`) and,
+per draw, a case bootstrap of the steps that refits Z (when estimated) and the tail (a, and b
+when kept).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from statsmodels.regression.linear_model import OLS
+from scipy import stats
+from statsmodels.regression.linear_model import WLS
 from statsmodels.tools.tools import add_constant
 
 from capkit.analysis.usl import USLFit, usl_throughput
@@ -79,6 +82,39 @@ def _first_crossing(grid: np.ndarray, curves: np.ndarray, threshold: float) -> n
     return out
 
 
+def _step_bootstrap(rng, n, r, log_ratio, w, theta, z_given, with_slope: bool, level: float):
+    """Per USL draw, the steps resampled as cases: Z (when estimated) and the tail's a (and b,
+    when the slope was kept) refitted on them. Their deviations from the estimates are scaled by
+    t(df)/z, df = steps − parameters of the tail, as the USL's are (a case bootstrap of 5–8 steps
+    understates the spread the same way)."""
+    B, m = len(theta), len(n)
+    idx = rng.integers(0, m, size=(B, m))
+    nb, rb, lb, wb = n[idx], r[idx], log_ratio[idx], w[idx]
+    wb = wb / wb.sum(axis=1, keepdims=True)
+    if z_given is None:
+        xb = usl_throughput(nb, theta[:, :1], theta[:, 1:2], theta[:, 2:3])
+        z_b = np.maximum((nb / xb - rb).mean(axis=1), 0.0)
+    else:
+        z_b = np.full(B, z_given)
+    if with_slope:
+        n_mean, l_mean = (wb * nb).sum(axis=1), (wb * lb).sum(axis=1)
+        dn = nb - n_mean[:, None]
+        sxx = (wb * dn**2).sum(axis=1)
+        ok = sxx > 1e-12 * np.maximum(n_mean**2, 1.0)
+        slope = np.where(ok, (wb * dn * (lb - l_mean[:, None])).sum(axis=1) / np.where(ok, sxx, 1.0), np.nan)
+        full = np.polyfit(n, log_ratio, 1, w=np.sqrt(w))
+        slope = np.where(np.isfinite(slope), slope, full[0])  # all draws at one level: no slope to refit
+        b_b, a_b = slope, l_mean - slope * n_mean
+        a_hat, b_hat, params = full[1], full[0], 2
+    else:
+        a_b, b_b = (wb * lb).sum(axis=1), np.zeros(B)
+        a_hat, b_hat, params = float(np.average(log_ratio, weights=w)), 0.0, 1
+    df = m - params
+    q = 0.5 + level / 2
+    factor = float(stats.t.ppf(q, df) / stats.norm.ppf(q)) if df > 0 else 1.0
+    return z_b, a_hat + (a_b - a_hat) * factor, b_hat + (b_b - b_hat) * factor
+
+
 def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None = None,
                 warning_ms: float = 500.0, critical_ms: float = 2000.0, level: float = 0.95,
                 bootstrap: int = 200, seed: int = 0, max_users: float | None = None) -> LatencyModel:
@@ -122,28 +158,22 @@ def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None 
     z_i = n / usl.predict(n) - r
     estimated = think_time_s is None
     z = max(float(np.mean(z_i)), 0.0) if estimated else float(think_time_s)
-    a, b = float(np.mean(log_ratio)), 0.0
+    # a step's p95 rests on its requests: a 60-request step's is noisy and biased low, so the
+    # tail is fitted with the steps weighted by their requests (∝ throughput, the windows being equal)
+    w = rows["rps"].to_numpy(float)
+    a, b = float(np.average(log_ratio, weights=w)), 0.0
     if len(rows) >= 3:
-        res = OLS(log_ratio, add_constant(n, has_constant="add")).fit()
-        if res.pvalues[1] < 0.05:
+        res = WLS(log_ratio, add_constant(n, has_constant="add"), weights=w).fit()
+        if res.pvalues[1] < 1 - level:  # the pretest at the model's own level
             a, b = float(res.params[0]), float(res.params[1])
     rng = np.random.default_rng(seed)
-    if usl.samples is not None and len(usl.samples):
-        theta = np.asarray(usl.samples, dtype=float)
-    else:
+    theta = usl.draws(level)
+    if theta is None or not len(theta):
         se = np.array([usl.stderr.get(p, 0.0) for p in ("sigma", "kappa", "lambda_")], dtype=float)
         se = np.where(np.isfinite(se), se, 0.0)
         theta = np.abs(np.array([usl.sigma, usl.kappa, usl.lambda_]) + rng.normal(size=(max(bootstrap, 50), 3)) * se)
-    B = len(theta)
-    idx = rng.integers(0, len(rows), size=(B, len(rows)))
-    if estimated:
-        zb_i = n[None, :] / usl_throughput(n[None, :], theta[:, :1], theta[:, 1:2], theta[:, 2:3]) - r[None, :]
-        z_b = np.maximum(zb_i.mean(axis=1), 0.0)  # the USL bootstrap already carries the throughput noise
-    else:
-        z_b = np.full(B, z)
-    resid = log_ratio - (a + b * n)
-    a_b = a + resid[idx].mean(axis=1)
-    boot = np.column_stack([theta, z_b, a_b, np.full(B, b)])
+    z_b, a_b, b_b = _step_bootstrap(rng, n, r, log_ratio, w, theta, z if not estimated else None, b != 0.0, level)
+    boot = np.column_stack([theta, z_b, a_b, b_b])
     model = LatencyModel(think_time_s=z, think_time_estimated=estimated, tail_a=a, tail_b=b, usl=usl, level=level,
                          observed=rows[["users", "mean_ms", "p95_ms"]].reset_index(drop=True),
                          crossings=pd.DataFrame(), boot=boot)

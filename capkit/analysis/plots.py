@@ -74,7 +74,7 @@ def plot_usl(result):
         if usl.samples is not None:
             from capkit.analysis.usl import usl_throughput
 
-            band = np.array([usl_throughput(n, *s) for s in usl.samples])
+            band = np.array([usl_throughput(n, *s) for s in usl.draws(0.95)])
             ax.fill_between(n, np.quantile(band, 0.025, axis=0), np.quantile(band, 0.975, axis=0), color="black",
                             alpha=0.15, label="95 % bootstrap band")
     ax.set_xlabel("active users")

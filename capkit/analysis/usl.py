@@ -2,6 +2,14 @@
 
 Fitted by bounded nonlinear least squares on throughput per concurrency level, with seeded
 residual-bootstrap intervals (or asymptotic t intervals from the Jacobian when ``bootstrap=0``).
+
+The bootstrap is built for the 5–8 steps a run has. Throughput noise is proportional to
+throughput (a step's count over a fixed window, a step's latency offset), so it resamples
+*relative* residuals (x − X̂)/X̂ and puts them back on X̂; and the resampled fits' deviations from
+the estimate are scaled by t(n − 3 df)/z at the interval's level (:meth:`USLFit.draws`), the
+small-sample correction for a noise scale estimated on n − 3 degrees of freedom. Resampled as-is
+and unscaled, 95 % intervals covered σ, κ, λ in 67–90 % of known-truth runs; this covers them in
+93–97 % at 5, 6 and 8 points (``tests/analysis/test_coverage.py``).
 Reproduces the published fits of codahale's ``usl`` / ``usl4j`` and the R package ``usl``
 (see ``tests/analysis/test_usl.py``).
 """
@@ -225,17 +233,28 @@ class USLFit:
         out = usl_throughput(n, self.sigma, self.kappa, self.lambda_)
         return float(out) if out.ndim == 0 else out
 
+    def draws(self, level: float = 0.95) -> np.ndarray | None:
+        """The bootstrap estimates (B, 3) for intervals at ``level``: deviations from the estimate
+        scaled by t(df)/z (df = points − 3), held at the bounds σ, κ ≥ 0; None without bootstrap."""
+        if self.samples is None:
+            return None
+        theta = np.array([self.sigma, self.kappa, self.lambda_])
+        q = 0.5 + level / 2
+        factor = float(stats.t.ppf(q, self.df_residual) / stats.norm.ppf(q)) if self.df_residual > 0 else 1.0
+        return np.maximum(theta + (self.samples - theta) * factor, _LOWER)
+
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Lower/upper bounds (index: sigma, kappa, lambda_, peak_concurrency, max_throughput).
 
-        Bootstrap percentiles when the fit was bootstrapped; otherwise t intervals from the
+        Bootstrap percentiles (of :meth:`draws`) when the fit was bootstrapped; otherwise t intervals from the
         asymptotic covariance (delta method for N* and X_max), as R's ``usl`` does.
         """
         if not 0.0 < level < 1.0:
             raise ConfigError(f"confidence level must be between 0 and 1, got {level}")
         if self.samples is not None:
-            derived = np.array([peak(*row) for row in self.samples])
-            draws = np.column_stack([self.samples, derived])
+            samples = self.draws(level)
+            derived = np.array([peak(*row) for row in samples])
+            draws = np.column_stack([samples, derived])
             with np.errstate(invalid="ignore"):  # inf − inf while interpolating between two infinities
                 q = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
             # κ = 0 in a resample means no peak (N* = inf): a percentile between two of those is inf
@@ -284,7 +303,7 @@ class USLFit:
     def summary(self, level: float = 0.95) -> str:
         """A few lines: coefficients with intervals, N*, X_max and the dominant limit."""
         d, pct = self.to_dict(level), f"{100 * level:g}%"
-        how = (f"bootstrap, {d['bootstrap']} residual resamples, seed {self.seed}" if d["bootstrap"]
+        how = (f"bootstrap, {d['bootstrap']} relative-residual resamples, t-scaled, seed {self.seed}" if d["bootstrap"]
                else f"asymptotic t, {self.df_residual} df")
 
         def fmt(v):
@@ -312,7 +331,8 @@ def fit_usl(concurrency, throughput, *, bootstrap: int = 200, seed: int | None =
     concurrency, throughput : array-like
         Positive, finite and of equal length, with at least 3 distinct concurrency levels.
     bootstrap : int
-        Residual-bootstrap resamples for the intervals; 0 uses asymptotic intervals instead.
+        Residual-bootstrap resamples for the intervals (relative residuals, see the module's
+        docstring); 0 uses asymptotic intervals instead.
     seed : int or None
         Seed of ``numpy.random.default_rng`` for the bootstrap.
 
@@ -331,10 +351,10 @@ def fit_usl(concurrency, throughput, *, bootstrap: int = 200, seed: int | None =
     samples = None
     if bootstrap:
         rng = np.random.default_rng(seed)
-        resid = (x - fitted) - np.mean(x - fitted)
+        resid = (x - fitted) / fitted  # relative: throughput noise grows with throughput
+        resid = resid - resid.mean()
         # Keep resampled throughput positive: the model has no meaning for X <= 0.
-        ys = np.array([np.maximum(fitted + rng.choice(resid, size=n.size, replace=True), 1e-9 * fitted)
-                       for _ in range(bootstrap)])
+        ys = np.maximum(fitted * (1 + rng.choice(resid, size=(bootstrap, n.size), replace=True)), 1e-9 * fitted)
         samples, ok = _solve_many(n, ys, theta)
         for i in np.flatnonzero(~ok):
             samples[i] = _solve(n, ys[i], start=theta, tol=1e-10)[0]

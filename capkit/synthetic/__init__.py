@@ -14,11 +14,20 @@ from capkit.records.seconds import SecondAggregator
 from capkit.runs.ingest import Ingestor
 from capkit.schemas import RunSpec, RunStatus, StagePlan, stepped
 from capkit.store import Store
+from capkit.synthetic.draws import ar1, draw_step, outlier_mean
 
 
 @dataclass
 class SyntheticTruth:
-    """Known parameters: resource = baseline + per_user × users + N(0, noise²); latency lognormal.
+    """Known parameters: resource = baseline + per_user × users + noise; latency lognormal.
+
+    The noise is as messy as a real run's (see :mod:`capkit.synthetic.draws`): a per-step offset
+    (``step_offset``, sd per metric), AR(1) within the step (``ar``; ``noise`` is its stationary
+    sd) and sparse positive outliers (``outlier_rate`` per second, mean ``outlier_scale`` ×
+    ``noise``; their expectation is in :meth:`value`). ``step_offset={}, ar=0, outlier_rate=0``
+    gives independent normal noise per second. Latency has a per-step factor (``latency_offset``,
+    sd of its log, mean one). ``trend`` adds a climb with the run's time (per hour since the first
+    step started: a cache filling, an allocator), the same at every load.
 
     Optional truths for the other models: ``usl`` (σ, κ, λ) with ``think_time_s`` makes a closed
     system — throughput X(N) from the USL and mean latency R(N) = N / X(N) − Z, so the p95 curve is
@@ -33,6 +42,13 @@ class SyntheticTruth:
                                                      "network_kbps": 12.0})
     noise: dict = field(default_factory=lambda: {"cpu_cores": 0.01, "rss_mib": 1.0, "db_connections": 0.3,
                                                   "network_kbps": 3.0})
+    step_offset: dict = field(default_factory=lambda: {"cpu_cores": 0.004, "rss_mib": 0.8, "db_connections": 0.1,
+                                                        "network_kbps": 1.5})
+    ar: float = 0.8
+    outlier_rate: float = 0.01
+    outlier_scale: float = 6.0
+    latency_offset: float = 0.05
+    trend: dict = field(default_factory=dict)  # metric -> increase per hour of the run (all loads)
     rps_per_user: float = 1.0
     latency_ms: float = 20.0  # median at 0 users
     latency_per_user: float = 0.03  # median grows by this factor per user
@@ -73,8 +89,9 @@ class SyntheticTruth:
         return self.median_ms(users) * np.exp(1.6448536269514722 * self.latency_sigma)
 
     def value(self, metric: str, users: float) -> float:
-        """True mean of ``metric`` at ``users`` (breaks included, drift and noise not)."""
-        v = self.baseline[metric] + self.per_user[metric] * users
+        """True mean of ``metric`` at ``users`` (breaks and the outliers' expectation included,
+        drift and trend not): ``value(metric, 0)`` is the baseline a fit should find."""
+        v = self.baseline[metric] + outlier_mean(self, metric) + self.per_user[metric] * users
         if metric in self.breaks:
             at, extra = self.breaks[metric]
             v += extra * max(users - at, 0.0)
@@ -84,34 +101,27 @@ class SyntheticTruth:
 def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, start: float = 1.7e9,
                       endpoint: str = "POST /api/chat/message", requests_cap: int = 400):
     """(load records, resource sample rows) for ``plan`` as a real run would write them."""
-    rng = np.random.default_rng(seed)
     endpoints = truth.endpoints if endpoint == "POST /api/chat/message" else {endpoint: 1.0}
     names_ = list(endpoints)
     shares = np.asarray(list(endpoints.values()), dtype=float)
     shares = shares / shares.sum()
     load, samples = [], []
     t = start
-    for index, stage in enumerate(plan.stages):
+    for index, (stage, rng) in enumerate(zip(plan.stages, step_streams(seed, len(plan.stages)), strict=True)):
         load.append({"type": "step", "step": index, "users": stage.users, "rate": None,
                      "planned_s": stage.seconds, "started_at": t})
         agg = SecondAggregator()
-        if truth.usl is not None and stage.users:
-            times = _closed_loop(rng, truth, stage.users, t, t + stage.seconds)
-            _record(agg, rng, truth, times, rng.lognormal(np.log(float(truth.median_ms(stage.users))),
-                                                          truth.latency_sigma, len(times)), names_, shares)
-        for sec in range(int(stage.seconds)):
+        seconds = int(stage.seconds)
+        draws = draw_step(rng, truth, stage.users, t, seconds, requests_cap)
+        _record(agg, rng, truth, draws.times, draws.latencies_ms, names_, shares)
+        values = {metric: true_values(truth, metric, stage.users, t - start, seconds) + draws.noise[metric]
+                  for metric in truth.baseline}
+        for sec in range(seconds):
             ts = int(t) + sec
             load.append({"type": "tick", "ts": ts, "step": index, "users": stage.users})
-            if truth.usl is None and stage.users:
-                count = min(int(rng.poisson(float(truth.throughput(stage.users)))), requests_cap)
-                median = float(truth.median_ms(stage.users))
-                _record(agg, rng, truth, np.full(count, ts + 0.5),
-                        rng.lognormal(np.log(median), truth.latency_sigma, count), names_, shares)
             for metric in truth.baseline:
-                value = (truth.value(metric, stage.users) + truth.drift.get(metric, 0.0) * sec
-                         + rng.normal(0, truth.noise[metric]))
                 samples.append({"ts": ts + 0.5, "source": truth.sources.get(metric, "service"), "metric": metric,
-                                "value": float(value)})
+                                "value": float(values[metric][sec])})
             if truth.generator_cpu_per_user > 0:
                 samples.append({"ts": ts + 0.5, "source": "generator", "metric": "cpu_cores",
                                 "value": float(truth.generator_cpu_per_user * stage.users)})
@@ -121,18 +131,17 @@ def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, 
     return load, samples
 
 
-def _closed_loop(rng, truth: SyntheticTruth, users: int, start: float, end: float) -> np.ndarray:
-    """Completion times of ``users`` closed-loop users: response (lognormal, mean R(N)) then think
-    time U(Z/2, 3Z/2), from a random phase; so X = N / (R + Z) as the response-time law says."""
-    mean_r = float(truth.mean_ms(users)) / 1000
-    cycle = mean_r + truth.think_time_s
-    k = int(np.ceil((end - start) / max(cycle * 0.3, 1e-3))) + 2
-    median = float(truth.median_ms(users)) / 1000
-    lat = rng.lognormal(np.log(median), truth.latency_sigma, (users, k))
-    think = rng.uniform(0.5 * truth.think_time_s, 1.5 * truth.think_time_s, (users, k))
-    phase = rng.uniform(0, cycle, (users, 1))
-    done = start + phase + np.cumsum(lat + think, axis=1) - think  # completion of each request
-    return np.sort(done[done < end])
+def step_streams(seed: int, steps: int) -> list[np.random.Generator]:
+    """One independent random stream per step of a run drawn with ``seed`` (both paths use them)."""
+    return np.random.default_rng(seed).spawn(steps)
+
+
+def true_values(truth: SyntheticTruth, metric: str, users: int, since_start_s: float, seconds: int) -> np.ndarray:
+    """The noiseless value of ``metric`` in each second of a step that starts ``since_start_s``
+    after the run's first step: the true mean, the within-step ``drift`` and the run's ``trend``."""
+    sec = np.arange(seconds, dtype=float)
+    return (truth.value(metric, users) + truth.drift.get(metric, 0.0) * sec
+            + truth.trend.get(metric, 0.0) * (since_start_s + sec + 0.5) / 3600.0)
 
 
 def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares) -> None:
@@ -196,10 +205,6 @@ def soak_series(seconds: int, *, leak_per_hour: float = 0.0, baseline: float = 2
     """(ts, values) of one resource in a soak: ``baseline`` + ``leak_per_hour`` × hours + AR(1)
     noise (coefficient ``ar`` per second, stationary sd ``noise_sd``), the way RSS wanders."""
     rng = np.random.default_rng(seed)
-    shocks = rng.normal(0.0, noise_sd * np.sqrt(1 - ar**2), seconds)
-    noise = np.empty(seconds)
-    noise[0] = rng.normal(0.0, noise_sd)
-    for i in range(1, seconds):
-        noise[i] = ar * noise[i - 1] + shocks[i]
+    noise = ar1(rng, seconds, noise_sd, ar)
     ts = start + np.arange(seconds) + 0.5
     return ts, baseline + leak_per_hour * np.arange(seconds) / 3600.0 + noise

@@ -1,0 +1,214 @@
+"""Coverage of every interval against known truth as messy as a real run.
+
+The runs come from the fast in-memory path of the generator (``synthetic_frames``: the same
+draws as the store path, without a store), with its default noise: a per-step offset, AR(1)
+within the step and sparse outliers for the resources, a per-step latency factor for requests.
+Each test prints its measured coverage (``pytest -s``) and asserts it is in 93–97 % at 95 %.
+Measured at level 0.95 (seeds 0–199 unless said):
+
+- per-user cost 95.4 %, baseline 95.0 %, capacity (where a new step's mean reaches the limit) 95.4 %
+  (4 resources × 200 runs, 5 steps of 20 s);
+- USL σ/κ/λ over seeds 0–499: 5 points 95.4/94.6/95.2 %, 8 points 94.6/93.6/94.0 %;
+- p95 crossing at 500 ms 95.0 % (7 steps); at 2000 ms, next to the top step, 90.5 %: below the
+  band, marked xfail (strict);
+- comparison of A/A pairs: false-positive rate per quantity 2–7 %, pooled 4.5 %;
+- pure time drift (240 MiB/hour) on the up-and-down quick profile: reported as a per-user cost in
+  2.0 % of runs (every run of a plain ramp); drift interval 96.5 %, per-user cost under drift 95.5 %.
+"""
+
+import functools
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capkit.analysis.compare import compare_runs
+from capkit.analysis.latency import fit_latency
+from capkit.analysis.regression import fit_resource_regression, fit_resources
+from capkit.analysis.usl import fit_usl, usl_from_steps
+from capkit.schemas import ResourceLimits, stepped
+from capkit.synthetic import SyntheticTruth
+from capkit.synthetic.draws import resource_noise
+from capkit.synthetic.frames import synthetic_frames
+
+SEEDS = range(200)
+BAND = (0.93, 0.97)
+USL_TRUTH = (0.02, 0.0005, 0.9)
+
+
+def _in_band(name: str, coverage: float, seeds=SEEDS) -> None:
+    print(f"coverage {name}: {coverage:.3f} over {len(seeds)} seeds at 95 %")
+    assert BAND[0] <= coverage <= BAND[1], (name, coverage)
+
+
+def test_generator_has_step_offsets_autocorrelation_and_outliers():
+    truth = SyntheticTruth()
+    rng = np.random.default_rng(0)
+    x = np.array([resource_noise(rng, truth, "rss_mib", 400) for _ in range(300)])
+    sd, offset = truth.noise["rss_mib"], truth.step_offset["rss_mib"]
+    smooth = SyntheticTruth(outlier_rate=0.0)
+    ar = np.array([resource_noise(rng, smooth, "rss_mib", 400) for _ in range(300)])
+    lag1 = np.mean([np.corrcoef(row[:-1], row[1:])[0, 1] for row in ar])
+    assert 0.75 < lag1 < 0.85  # AR(1), 0.8 per second
+    # a step's mean wanders by its offset (sd 0.8) more than by its AR noise over 400 s
+    assert 0.7 * offset < x.mean(axis=1).std() < 1.3 * np.hypot(offset, 3 * sd / np.sqrt(400))
+    spikes = (x - np.median(x, axis=1, keepdims=True)) > 4 * sd
+    assert 0.004 < spikes.mean() < 0.012  # outliers at 1 % per second, most of them above 4 sd
+    assert abs(x.mean()) < 0.1  # the outliers' expectation is in the true mean, not in the noise
+    iid = SyntheticTruth(step_offset={}, ar=0.0, outlier_rate=0.0)
+    y = np.array([resource_noise(rng, iid, "rss_mib", 400) for _ in range(300)])
+    assert abs(np.mean([np.corrcoef(row[:-1], row[1:])[0, 1] for row in y])) < 0.02
+    assert y.mean(axis=1).std() < 1.3 * sd / np.sqrt(400)
+
+
+def test_known_truth_of_the_default_generator_is_its_mean():
+    truth = SyntheticTruth()
+    f = synthetic_frames(stepped([5, 25], idle_s=400, step_s=400, warmup_s=0), truth, seed=1).per_second
+    for users, got in f.groupby("users")["cpu_cores"].mean().items():
+        assert got == pytest.approx(truth.value("cpu_cores", users), abs=4 * truth.step_offset["cpu_cores"])
+
+
+LIMITS = {"cpu_cores": 1.0, "rss_mib": 120.0, "db_connections": 10.0, "network_kbps": 500.0}
+
+
+def test_per_user_cost_baseline_and_capacity_cover_the_truth():
+    """Capacity's truth is where a *new* step's mean reaches the limit (its range comes from the
+    prediction bounds of a new step's mean): that step is drawn with the generator's own noise."""
+    truth = SyntheticTruth(rps_per_user=0.0)
+    plan = stepped([5, 10, 15, 20, 25], idle_s=20, step_s=20, warmup_s=2)
+    hits = {"per-user cost": [], "baseline": [], "capacity": []}
+    for seed in SEEDS:
+        f = synthetic_frames(plan, truth, seed=seed).per_second
+        rng = np.random.default_rng([seed, 1])
+        for metric, limit in LIMITS.items():
+            fit = fit_resource_regression(f["users"], f[metric], resource=metric, limit=limit, steps=f["step"],
+                                          times=f["ts"])
+            new_step = resource_noise(rng, truth, metric, 20)[2:].mean()
+            hits["per-user cost"].append(fit.per_user.contains(truth.per_user[metric]))
+            hits["baseline"].append(fit.baseline.contains(truth.value(metric, 0)))
+            hits["capacity"].append(fit.capacity.contains(
+                (limit - truth.value(metric, 0) - new_step) / truth.per_user[metric]))
+    for name, h in hits.items():
+        assert len(h) == 4 * len(SEEDS)
+        _in_band(name, float(np.mean(h)))
+
+
+USL_SEEDS = range(500)  # 200 leave ±1.5 % of binomial noise against a ±2 % band: 500 leave ±1 %
+
+
+@pytest.mark.parametrize("users", [(4, 10, 16, 22, 28), (4, 8, 12, 16, 20, 24, 28, 32)], ids=["5 points", "8 points"])
+def test_usl_intervals_cover_sigma_kappa_lambda_with_few_points(users):
+    truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
+    plan = stepped(list(users), idle_s=5, step_s=20, warmup_s=2)
+    hits = []
+    for seed in USL_SEEDS:
+        s = synthetic_frames(plan, truth, seed=seed).steps
+        ci = fit_usl(s.loc[s["users"] > 0, "users"], s.loc[s["users"] > 0, "rps"], bootstrap=200, seed=seed).confint()
+        hits.append([ci.at[p, "lower"] <= v <= ci.at[p, "upper"] for p, v in zip(("sigma", "kappa", "lambda_"),
+                                                                                  USL_TRUTH, strict=True)])
+    for name, coverage in zip(("σ", "κ", "λ"), np.mean(hits, axis=0), strict=True):
+        _in_band(f"USL {name}, {len(users)} points", float(coverage), USL_SEEDS)
+
+
+def _true_crossing(truth, ms):
+    grid = np.linspace(1, 200, 400_000)
+    return float(grid[np.argmax(truth.p95_ms(grid) >= ms)])
+
+
+@functools.cache
+def _latency_fits():
+    truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
+    plan = stepped([4, 8, 12, 16, 20, 24, 28], idle_s=5, step_s=20, warmup_s=2)
+    fits = []
+    for seed in SEEDS:
+        s = synthetic_frames(plan, truth, seed=seed).steps
+        s = s[s["users"] > 0]
+        fits.append(fit_latency(s, usl_from_steps(s, bootstrap=200, seed=seed), seed=seed))
+    return truth, fits
+
+
+def _crossing_coverage(name, ms):
+    truth, fits = _latency_fits()  # both thresholds' tests read the same 200 fits
+    want = _true_crossing(truth, ms)
+    return float(np.mean([lat.crossing(name).contains(want) for lat in fits]))
+
+
+def test_p95_crossing_interval_covers_the_truth():
+    _in_band("p95 crossing at 500 ms, 7 steps", _crossing_coverage("warning", 500))
+
+
+@pytest.mark.xfail(strict=True, reason="measured 90.5 %: the crossing near the top step is biased late (a "
+                   "step's p95/mean ratio from ~300 requests is biased low) and its spread understated ~15 %")
+def test_p95_crossing_interval_covers_the_truth_near_the_top_step():
+    _in_band("p95 crossing at 2000 ms, 7 steps", _crossing_coverage("critical", 2000))
+
+
+def _aa_run(truth, plan, limits, seed):
+    f = synthetic_frames(plan, truth, seed=seed)
+    steps = f.steps[f.steps["users"] > 0]
+    # both runs with the same bootstrap seed and size, as a report's parameters give them
+    return types.SimpleNamespace(fits=fit_resources(f.per_second, limits)), usl_from_steps(steps, bootstrap=200, seed=0)
+
+
+def test_comparison_of_a_a_pairs_is_rarely_significant():
+    truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
+    plan = stepped([4, 8, 12, 16, 20, 24, 28], idle_s=10, step_s=20, warmup_s=2)
+    limits = ResourceLimits(cpu_cores=1.0, memory_mib=200.0)
+    significant = []
+    for pair in SEEDS:
+        (a, usl_a), (b, usl_b) = _aa_run(truth, plan, limits, 2 * pair), _aa_run(truth, plan, limits, 2 * pair + 1)
+        table = compare_runs(a, b, usl_a=usl_a, usl_b=usl_b).dropna(subset=["p_value"]).set_index("quantity")
+        significant.append(table["significant"].astype(bool))
+    rates = pd.DataFrame(significant).mean()
+    print(rates.round(3).to_string())
+    pooled = float(rates.mean())
+    print(f"A/A false-positive rate: pooled {pooled:.3f} over {len(rates)} quantities × {len(SEEDS)} pairs")
+    assert len(rates) == 16  # 4 resources × (per user, baseline, capacity) + USL σ, κ, λ, X_max
+    assert pooled <= 0.05
+    assert rates.max() <= 0.08  # one quantity over 200 pairs: 5 % ± 2 binomial sd
+
+
+def test_comparison_does_not_pair_the_two_runs_bootstrap_draws():
+    """Same seed and size: draw i of both runs resampled the same residuals. Paired as they come,
+    a 1 % throughput difference (well inside the noise) moves every draw alike and looks certain."""
+    truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
+    s = synthetic_frames(stepped([4, 8, 12, 16, 20, 24, 28], idle_s=5, step_s=20, warmup_s=2), truth, seed=3).steps
+    s = s[s["users"] > 0]
+    a = fit_usl(s["users"], s["rps"], bootstrap=200, seed=0)
+    b = fit_usl(s["users"], s["rps"] * 1.01, bootstrap=200, seed=0)
+    empty = types.SimpleNamespace(fits={})
+    table = compare_runs(empty, empty, usl_a=a, usl_b=b).set_index("quantity")
+    assert table.loc["USL λ (req/s per user)", "change_pct"] == pytest.approx(1.0, abs=0.01)
+    assert table.loc["USL λ (req/s per user)", "p_value"] > 0.5
+    assert not table.loc["USL λ (req/s per user)", "significant"]
+
+
+def _drift_runs(plan, per_user_mib):
+    """Memory that climbs 240 MiB/hour with the run's time (4 MiB a minute: the climb two quick
+    runs minutes apart showed as 0.44 and 0.93 MiB per user), plus ``per_user_mib`` per user."""
+    truth = SyntheticTruth(rps_per_user=0.0, per_user=dict(SyntheticTruth().per_user, rss_mib=per_user_mib),
+                           trend={"rss_mib": 240.0})
+    for seed in SEEDS:
+        f = synthetic_frames(plan, truth, seed=seed).per_second
+        yield fit_resource_regression(f["users"], f["rss_mib"], resource="rss_mib", limit=1024.0, steps=f["step"],
+                                      times=f["ts"])
+
+
+def test_pure_time_drift_is_not_a_per_user_cost_on_the_up_and_down_profile():
+    from capkit.schemas import PROFILES
+
+    quick = PROFILES["quick"]
+    assert [s.users for s in quick.stages] == [0, 5, 15, 25, 30, 20, 10]
+    fits = list(_drift_runs(quick, 0.0))
+    false_costs = float(np.mean([fit.significant for fit in fits]))
+    print(f"pure drift reported as a per-user cost: {false_costs:.3f} of {len(SEEDS)} up-and-down runs")
+    assert false_costs <= 0.05
+    assert all(fit.drift_per_hour is not None for fit in fits)
+    _in_band("drift per hour (up and down)", float(np.mean([fit.drift_per_hour.contains(240.0) for fit in fits])))
+    _in_band("per-user cost under drift (up and down)",
+             float(np.mean([fit.per_user.contains(0.5) for fit in _drift_runs(quick, 0.5)])))
+    # the same steps as a plain ramp: the drift passes for a per-user cost in every run
+    ramp = stepped([5, 10, 15, 20, 25, 30], idle_s=15, step_s=25, warmup_s=5)
+    assert ramp.duration_s == quick.duration_s
+    assert np.mean([fit.significant for fit in _drift_runs(ramp, 0.0)]) > 0.95
