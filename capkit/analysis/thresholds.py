@@ -163,6 +163,8 @@ class ResourceLocator:
         fit = fit if fit is not None else self.resources.fits.get(key)
 
         def project(v):
+            if isinstance(fit, ResourceFit) and not fit.significant:
+                return fit.users_at(v)  # "no significant per-user cost": no curve may invent one
             curve = self.curve(key)
             if curve is not None:
                 return curve.users_at(v)
