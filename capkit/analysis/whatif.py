@@ -7,8 +7,9 @@ reaches its critical level, and the binding limit. Numbers are *projected* from 
 measured: the prediction is a new step's mean at that mix.
 
 :func:`mix_design` is the stage design that makes the demands identifiable (``--design mix``):
-each loaded stage becomes the base mix and one step per class with that class tilted to half of
-the users (the others share the rest in the base proportions).
+each loaded stage becomes the base mix and one step per class with that class tilted halfway to
+all of the users (share ``(1 + s) / 2`` for a base share ``s``; the others share the rest in the
+base proportions).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from capkit.schemas import REFERENCE_CLASSES, Interval, NotMeasured, ResourceLim
 # the scaling thresholds: capkit.analysis.thresholds)
 CRITICAL_SHARES = {"cpu_cores": 0.90, "rss_mib": 0.90, "db_cpu_cores": 0.85, "model_slots": 0.95, "db_pool": 0.95,
                    "db_connections": 1.0, "network_kbps": 1.0, "redis_memory_mib": 0.90, "model_queue": 1.0}
-TILT_SHARE = 0.5  # --design mix: the tilted class's share of the users
+TILT = 0.5  # --design mix: how far the tilted class moves from its base share towards all the users
 SAME_MIX_TOLERANCE = 0.05  # shares within this of the run's own mix count as that mix
 
 __all__ = ["MixModel", "ResourcePrediction", "WhatIf", "mix_design", "mix_model", "parse_mix"]
@@ -59,9 +60,10 @@ def parse_mix(text: str, known: tuple[str, ...] | None = None) -> dict[str, floa
     return weights
 
 
-def mix_design(plan: StagePlan, base: dict[str, float], *, tilt: float = TILT_SHARE) -> StagePlan:
+def mix_design(plan: StagePlan, base: dict[str, float], *, tilt: float = TILT) -> StagePlan:
     """``plan`` with every loaded stage expanded into the base mix and one tilted step per class
-    (that class ``tilt`` of the users, the others the rest in the base proportions)."""
+    (that class's share ``s`` moved ``tilt`` of the way to 1, the others the rest in the base
+    proportions)."""
     classes = [c for c, w in base.items() if w > 0]
     if len(classes) < 2:
         raise ConfigError("--design mix tilts the mix between classes: give --mix with two or more classes")
@@ -75,8 +77,9 @@ def mix_design(plan: StagePlan, base: dict[str, float], *, tilt: float = TILT_SH
             continue
         stages.append(stage.model_copy(update={"mix": {c: base[c] / total for c in classes}}))
         for heavy in classes:
-            rest = total - base[heavy]
-            mix = {c: tilt if c == heavy else (1 - tilt) * base[c] / rest for c in classes}
+            rest, share = total - base[heavy], base[heavy] / total
+            heavy_share = share + tilt * (1 - share)
+            mix = {c: heavy_share if c == heavy else (1 - heavy_share) * base[c] / rest for c in classes}
             stages.append(stage.model_copy(update={"mix": mix}))
     return plan.model_copy(update={"stages": tuple(stages)})
 

@@ -52,39 +52,73 @@ def counts(users: int, mix: dict | None, default: dict) -> dict[str, int]:
     return out
 
 
+def mix_seconds(plan: StagePlan, truth: MixTruth, *, seed: int = 0, default_mix: dict | None = None):
+    """Per step: (index, users per class, per second: (requests per class, cpu, rss)). CPU follows
+    the requests each second really served; a step offset, AR(1) noise and outliers on top."""
+    rng = np.random.default_rng(seed)
+    default_mix = default_mix or {"chat": 4, "analytics": 1, "auth": 1, "ws": 1}
+    for index, stage in enumerate(plan.stages):
+        n = counts(stage.users, stage.mix, default_mix) if stage.users else {c: 0 for c in default_mix}
+        offset = {m: rng.normal(0, sd) for m, sd in truth.step_sd.items()}
+        noise = {m: 0.0 for m in truth.second_sd}
+        seconds = []
+        for _ in range(int(stage.seconds)):
+            req = {c: int(rng.poisson(k * truth.rps_per_user[c])) for c, k in n.items()}
+            means = {"cpu_cores": truth.cpu0 + sum(req[c] * truth.cpu_per_request[c] for c in req),
+                     "rss_mib": truth.rss(n)}
+            values = {}
+            for metric, mean in means.items():
+                sd = truth.second_sd[metric]
+                noise[metric] = truth.ar * noise[metric] + rng.normal(0, sd * np.sqrt(1 - truth.ar ** 2))
+                values[metric] = mean + offset[metric] + noise[metric] + (6 * sd if rng.random() < truth.outlier_share
+                                                                          else 0.0)
+            seconds.append((req, values, rng))
+        yield index, stage, n, seconds
+
+
+def mix_step_table(plan: StagePlan, truth: MixTruth, *, seed: int = 0, default_mix: dict | None = None):
+    """The step table :func:`capkit.analysis.demands.class_steps` would read from such a run
+    (warm-up trimmed), without the store: for coverage loops over many seeds."""
+    import pandas as pd
+
+    rows = []
+    for index, stage, n, seconds in mix_seconds(plan, truth, seed=seed, default_mix=default_mix):
+        kept = seconds[int(np.ceil(plan.warmup_s)):]
+        row = {"step": index, "users": stage.users, "clean": True, "seconds": float(len(kept)), "flags": ""}
+        for c in n:
+            row[f"X_{c}"] = float(np.mean([req[c] for req, _, _ in kept]))
+            row[f"n_{c}"] = float(n[c])
+        row["ws_open"] = float(n.get("ws", 0))
+        for metric in ("cpu_cores", "rss_mib"):
+            row[metric] = float(np.mean([v[metric] for _, v, _ in kept]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_mix_run(store: Store, run_id: str, plan: StagePlan, truth: MixTruth | None = None, *, seed: int = 0,
                   default_mix: dict | None = None, start: float = 1.7e9) -> MixTruth:
     """Store a complete synthetic run of ``plan`` (its stages' ``mix``, else ``default_mix``)."""
     truth = truth or MixTruth()
     default_mix = default_mix or {"chat": 4, "analytics": 1, "auth": 1, "ws": 1}
-    rng = np.random.default_rng(seed)
     load, samples, t = [], [], start
-    for index, stage in enumerate(plan.stages):
-        n = counts(stage.users, stage.mix, default_mix) if stage.users else {c: 0 for c in default_mix}
+    for index, stage, n, seconds in mix_seconds(plan, truth, seed=seed, default_mix=default_mix):
         load.append({"type": "step", "step": index, "users": stage.users, "rate": None, "planned_s": stage.seconds,
                      "started_at": t, **({"mix": n} if stage.mix else {})})
-        offset = {m: rng.normal(0, sd) for m, sd in truth.step_sd.items()}
-        noise = {m: 0.0 for m in truth.second_sd}
         agg = SecondAggregator()
-        for sec in range(int(stage.seconds)):
+        for sec, (req, values, rng) in enumerate(seconds):
             ts = int(t) + sec
             meters = {f"users_{c}": float(k) for c, k in n.items()}
             meters["ws_connections"] = float(n.get("ws", 0))
             load.append({"type": "tick", "ts": ts, "step": index, "users": stage.users, "meters": meters})
-            for c, k in n.items():
+            for c, count in req.items():
                 names = REFERENCE_CLASSES[c]
-                for _ in range(int(rng.poisson(k * truth.rps_per_user[c]))):
+                for _ in range(count):
                     name = names[int(rng.integers(len(names)))]
                     agg.record(ts + float(rng.random()), name.split()[0] if " /" in name else "WS", name,
                                float(rng.lognormal(np.log(30), 0.4)), 200,
                                int(rng.poisson(truth.bytes_per_request[c])), False)
-            for metric, mean in (("cpu_cores", truth.cpu(n)), ("rss_mib", truth.rss(n))):
-                sd = truth.second_sd[metric]
-                noise[metric] = truth.ar * noise[metric] + rng.normal(0, sd * np.sqrt(1 - truth.ar ** 2))
-                value = mean + offset[metric] + noise[metric]
-                if rng.random() < truth.outlier_share:
-                    value += 6 * sd
-                samples.append({"ts": ts + 0.5, "source": "service", "metric": metric, "value": float(value)})
+            samples.extend({"ts": ts + 0.5, "source": "service", "metric": m, "value": float(v)}
+                           for m, v in values.items())
         load.extend({"type": "req", **row} for row in agg.flush())
         t += stage.seconds
     load.append({"type": "end", "ts": t, "reason": "load finished"})
