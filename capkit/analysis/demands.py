@@ -93,7 +93,9 @@ class DemandFit:
 def class_steps(run: RunData, classes: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
     """One row per step: ``step, users, clean``, per class ``X_<class>`` (requests/s of its
     endpoints) and ``n_<class>`` (its users, mean over the step's trimmed window, as the
-    generator counted them), ``ws_open`` (open WebSocket connections) and every resource's mean.
+    generator counted them), ``ws_open`` (open WebSocket connections, as the service's
+    ``capkit_websocket_connections`` counts them when scraped, else the generator) and every
+    resource's mean.
 
     Only classes some step ran are columns."""
     classes = classes or REFERENCE_CLASSES
@@ -121,8 +123,13 @@ def class_steps(run: RunData, classes: dict[str, tuple[str, ...]] | None = None)
             continue
         out[f"X_{cls}"] = x
         out[f"n_{cls}"] = n.fillna(0.0) if n is not None else np.nan
-    out["ws_open"] = (gen.groupby("step")["ws_connections"].mean().reindex(out.index)
-                      if "ws_connections" in gen else np.nan)
+    # open WebSocket connections: as the service counts them (its /metrics), else the generator
+    served = per_second_resources(run.samples, run.steps, warmup, source="prometheus")
+    if "websocket_connections" in served and served["websocket_connections"].notna().any():
+        out["ws_open"] = served.groupby("step")["websocket_connections"].mean().reindex(out.index)
+    else:
+        out["ws_open"] = (gen.groupby("step")["ws_connections"].mean().reindex(out.index)
+                          if "ws_connections" in gen else np.nan)
     per_second = resource_frame(run.samples, run.steps, warmup)
     means = step_resource_means(per_second)
     for column in means.columns:

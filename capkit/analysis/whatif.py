@@ -173,6 +173,8 @@ class MixModel:
     limits: dict[str, float]
     table: pd.DataFrame = field(repr=False)
     level: float = 0.95
+    base_mix: dict[str, float] = field(default_factory=dict)  # the run's --mix (its classes), else run_mix
+
 
     @property
     def identifiable(self) -> bool:
@@ -293,6 +295,10 @@ def mix_model(run: RunData, limits: ResourceLimits | None = None, *, level: floa
     if not classes:
         raise ConfigError(f"run {run.run_id} has no clean step of a known request class "
                           f"({', '.join(REFERENCE_CLASSES)}): what-if needs a run of the reference scenarios")
+    uncounted = [c for c in classes if table[f"n_{c}"].isna().all()]
+    if uncounted:
+        raise ConfigError(f"run {run.run_id} did not count its users per class ({', '.join(uncounted)}): "
+                          f"runs of capkit with per-class meters (users_<class>) have them")
     if limits.cpu_cores == 1.0 and run.meta.spec.service_cores:
         limits = limits.model_copy(update={"cpu_cores": float(run.meta.spec.service_cores)})
     lim = {}
@@ -312,5 +318,12 @@ def mix_model(run: RunData, limits: ResourceLimits | None = None, *, level: floa
     clean = table[table["clean"] & (table["users"] > 0)]
     totals = {c: float(clean[f"n_{c}"].sum()) for c in classes}
     run_mix = {c: v / sum(totals.values()) for c, v in totals.items()} if sum(totals.values()) > 0 else {}
+    try:
+        given = parse_mix(str(run.meta.spec.notes.get("mix") or ""))
+    except ConfigError:
+        given = {}
+    base = ({c: given.get(c, 0.0) for c in classes} if given and set(given) >= set(classes)
+            and sum(given.get(c, 0.0) for c in classes) > 0 else {c: round(100 * w, 1) for c, w in run_mix.items()})
     return MixModel(run_id=run.run_id, classes=classes, fits=fits, combined=combined,
-                    rates=_rates(table, classes, level), run_mix=run_mix, limits=lim, table=table, level=level)
+                    rates=_rates(table, classes, level), run_mix=run_mix, limits=lim, table=table, level=level,
+                    base_mix=base)

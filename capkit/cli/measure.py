@@ -204,8 +204,9 @@ def write_answer(path: Path, answer) -> None:
 @click.option("--max-tokens", type=click.IntRange(1, 1_000_000), help="openai-chat: max_tokens of each request.")
 @click.option("--api-key-env", help="openai-chat: name of the environment variable holding the API key.")
 @click.option("--design", type=click.Choice(["mix"]),
-              help="mix: every loaded stage becomes the --mix and one step per class tilted halfway to all of the users, "
-                   "so per-class demands can be told apart (for `capkit what-if`); keep the loads below the knee.")
+              help="mix: every loaded stage becomes the --mix and one step per class tilted halfway to all of the "
+                   "users, so per-class demands can be told apart (for `capkit what-if`); keep the loads below the "
+                   "knee.")
 @scenario_options
 @llm_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
