@@ -58,7 +58,7 @@ def mix_prediction() -> list[dict]:
         if probe["binding_limit"] != "cpu_cores":
             raise BenchError(f"the what-if's binding limit is {probe['binding_limit']}, not CPU")
         at = probe["users_per_replica_mean"]
-        loads = (max(2, round(0.75 * at)), round(1.1 * at))
+        loads = (max(2, round(0.75 * at)), round(1.2 * at))
         _capkit("what-if", fit_id, "--mix", NEW, "--users", str(loads[0]), "--json", str(work / "low.json"),
                 env=env)
         low = json.loads((work / "low.json").read_text())

@@ -174,6 +174,41 @@ class MixModel:
     table: pd.DataFrame = field(repr=False)
     level: float = 0.95
     base_mix: dict[str, float] = field(default_factory=dict)  # the run's --mix (its classes), else run_mix
+    # closed-model correction (see per_user_rates): CPU demand per request, seconds per request of
+    # a user without CPU queueing, the idle CPU and the cores
+    cpu_demand: dict[str, float] = field(default_factory=dict)
+    cycle_s: dict[str, float] = field(default_factory=dict)
+    cpu_base: float = 0.0
+    cores: float = math.nan
+
+    def per_user_rates(self, shares: dict[str, float], users: float) -> dict[str, float]:
+        """Requests/s per user of each class at ``users`` of this mix.
+
+        Users are a closed system: a user's next request waits for the previous one, and a request
+        waits longer as the CPU fills. With the CPU as a processor-sharing queue (approximate MVA),
+        a request of class ``c`` spends ``D_c · ρ / (1 − ρ)`` more than without queueing, so
+        ``r_c = 1 / (T_c + D_c · ρ / (1 − ρ))`` with ``T_c`` the seconds per request of a user
+        without queueing (measured: the steps' user-seconds per request less the queueing they had)
+        and ``ρ`` the CPU utilization this load and mix reach (solved as a fixed point)."""
+        if not self.cycle_s or not math.isfinite(self.cores):
+            return {c: self.rates[c].estimate for c in self.classes}
+        n = {c: users * shares[c] for c in self.classes}
+
+        def rates(rho: float) -> dict[str, float]:
+            q = rho / (1 - rho)
+            return {c: 1.0 / (self.cycle_s[c] + self.cpu_demand.get(c, 0.0) * q) for c in self.classes}
+
+        def excess(rho: float) -> float:
+            r = rates(rho)
+            return (self.cpu_base + sum(n[c] * r[c] * self.cpu_demand.get(c, 0.0) for c in self.classes)) \
+                / self.cores - rho
+        lo, hi = 0.0, 0.999
+        if excess(hi) > 0:
+            return rates(hi)  # saturated: the CPU is the bottleneck and throughput its ceiling
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+        return rates(hi)
 
 
     @property
@@ -204,10 +239,11 @@ class MixModel:
                 raise ConfigError(f"run {self.run_id} has no mix variation: per-class demands are not identifiable "
                                   f"({why.reason}); it answers only for its own mix")
             fits = self.combined
-        per_user_rate = sum(shares[c] * self.rates[c].estimate for c in self.classes)
         if rate is not None:
-            users = rate / per_user_rate
+            total = lambda n: n * sum(shares[c] * r for c, r in self.per_user_rates(shares, n).items())  # noqa: E731
+            users = solve_users(total, rate)
         users = 100.0 if users is None else float(users)
+        per_user_rate = sum(shares[c] * r for c, r in self.per_user_rates(shares, users).items())
         out = []
         for resource, fit in fits.items():
             if not isinstance(fit, DemandFit):
@@ -236,10 +272,12 @@ class MixModel:
             x = {c: n[c] for c in self.classes}
             extra = 0.0
         else:
-            x = {c: n[c] * self.rates[c].estimate for c in self.classes}
+            r = self.per_user_rates(shares, users)
+            x = {c: n[c] * r[c] for c in self.classes}
             # the requests/s per user are estimated too: their variance through each class's demand
             d = dict(zip(fit.classes, fit.params[1:], strict=True))
-            se = {c: self.rates[c].half_width() / _tq(self.rates[c]) for c in self.classes}
+            se = {c: self.rates[c].half_width() / _tq(self.rates[c]) * r[c] / self.rates[c].estimate
+                  for c in self.classes}
             extra = sum((n[c] * d.get(c, d.get("all", 0.0)) * se[c]) ** 2 for c in self.classes)
         if fit.classes == ("all",):
             x = {"all": sum(x.values())}
@@ -324,6 +362,34 @@ def mix_model(run: RunData, limits: ResourceLimits | None = None, *, level: floa
         given = {}
     base = ({c: given.get(c, 0.0) for c in classes} if given and set(given) >= set(classes)
             and sum(given.get(c, 0.0) for c in classes) > 0 else {c: round(100 * w, 1) for c, w in run_mix.items()})
-    return MixModel(run_id=run.run_id, classes=classes, fits=fits, combined=combined,
-                    rates=_rates(table, classes, level), run_mix=run_mix, limits=lim, table=table, level=level,
-                    base_mix=base)
+    model = MixModel(run_id=run.run_id, classes=classes, fits=fits, combined=combined,
+                     rates=_rates(table, classes, level), run_mix=run_mix, limits=lim, table=table, level=level,
+                     base_mix=base)
+    _closed_model(model)
+    return model
+
+
+def _closed_model(model: MixModel) -> None:
+    """Fill the closed-model correction of ``model`` (see :meth:`MixModel.per_user_rates`) from its
+    CPU fit: per class the seconds per request without queueing, ``T_c = (Σ n − D_c Σ X q(ρ)) / Σ X``
+    over the clean loaded steps (``q(ρ) = ρ / (1 − ρ)``, ``ρ`` the step's CPU over the cores)."""
+    fit = model.fits.get("cpu_cores")
+    if not isinstance(fit, DemandFit):
+        fit = model.combined.get("cpu_cores")
+    cores = model.limits.get("cpu_cores", math.nan)
+    if not isinstance(fit, DemandFit) or not math.isfinite(cores) or "cpu_cores" not in model.table:
+        return
+    demand = {c: fit.demands[c].estimate if c in fit.demands else fit.demands["all"].estimate
+              for c in model.classes}
+    steps = model.table[model.table["clean"] & (model.table["users"] > 0)].dropna(subset=["cpu_cores"])
+    rho = (steps["cpu_cores"] / cores).clip(upper=0.95)
+    q = rho / (1 - rho)
+    cycle = {}
+    for c in model.classes:
+        x, n = steps[f"X_{c}"], steps[f"n_{c}"]
+        if float(x.sum()) <= 0:
+            return
+        cycle[c] = float((n.sum() - demand[c] * (x * q).sum()) / x.sum())
+        if cycle[c] <= 0:
+            return  # not a closed system this model describes: keep the measured rates
+    model.cpu_demand, model.cycle_s, model.cpu_base, model.cores = demand, cycle, fit.baseline.estimate, cores

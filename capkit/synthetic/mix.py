@@ -18,7 +18,10 @@ from capkit.store import Store
 @dataclass
 class MixTruth:
     """``cpu = cpu0 + Σ X_c · cpu_per_request_c``, ``rss = rss0 + Σ n_c · mib_per_session_c``, with
-    ``X_c = n_c · rps_per_user_c`` (Poisson counts)."""
+    ``X_c = n_c · r_c`` (Poisson counts). Users are a closed system on one core: ``rps_per_user``
+    is a user's rate without CPU queueing, and a request waits ``D_c · ρ / (1 − ρ)`` more at CPU
+    utilization ``ρ`` (processor sharing), so ``r_c = 1 / (1 / rps_per_user_c + D_c · ρ / (1 − ρ))``
+    (``closed=False``: ``r_c = rps_per_user_c`` at any load)."""
 
     rps_per_user: dict = field(default_factory=lambda: {"chat": 0.8, "analytics": 2.0, "auth": 1.5, "ws": 0.7})
     cpu_per_request: dict = field(default_factory=lambda: {"chat": 0.012, "analytics": 0.004, "auth": 0.001,
@@ -34,8 +37,28 @@ class MixTruth:
     bytes_per_request: dict = field(default_factory=lambda: {"chat": 900, "analytics": 2400, "auth": 120,
                                                              "ws": 700})
 
+    closed: bool = True
+
+    def rates(self, n: dict) -> dict[str, float]:
+        """Requests/s per user of each class with ``n`` users per class (the fixed point of ρ)."""
+        if not self.closed:
+            return dict(self.rps_per_user)
+
+        def at(rho: float) -> dict[str, float]:
+            q = rho / (1 - rho)
+            return {c: 1 / (1 / r + self.cpu_per_request[c] * q) for c, r in self.rps_per_user.items()}
+        lo, hi = 0.0, 0.999
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            r = at(mid)
+            util = self.cpu0 + sum(n.get(c, 0) * r[c] * self.cpu_per_request[c] for c in r)
+            lo, hi = (mid, hi) if util > mid else (lo, mid)
+        return at(hi)
+
     def cpu(self, n: dict) -> float:
-        return self.cpu0 + sum(n.get(c, 0) * self.rps_per_user[c] * d for c, d in self.cpu_per_request.items())
+        """True mean CPU (cores) with ``n`` users per class."""
+        r = self.rates(n)
+        return self.cpu0 + sum(n.get(c, 0) * r[c] * d for c, d in self.cpu_per_request.items())
 
     def rss(self, n: dict) -> float:
         return self.rss0 + sum(n.get(c, 0) * m for c, m in self.mib_per_session.items())
@@ -61,9 +84,9 @@ def mix_seconds(plan: StagePlan, truth: MixTruth, *, seed: int = 0, default_mix:
         n = counts(stage.users, stage.mix, default_mix) if stage.users else {c: 0 for c in default_mix}
         offset = {m: rng.normal(0, sd) for m, sd in truth.step_sd.items()}
         noise = {m: 0.0 for m in truth.second_sd}
-        seconds = []
+        seconds, rates = [], truth.rates(n)
         for _ in range(int(stage.seconds)):
-            req = {c: int(rng.poisson(k * truth.rps_per_user[c])) for c, k in n.items()}
+            req = {c: int(rng.poisson(k * rates[c])) for c, k in n.items()}
             means = {"cpu_cores": truth.cpu0 + sum(req[c] * truth.cpu_per_request[c] for c in req),
                      "rss_mib": truth.rss(n)}
             values = {}

@@ -40,8 +40,7 @@ def test_what_if_answers_for_a_mix_never_run(stored, tmp_path):
     cpu = next(r for r in answer["resources"] if r["resource"] == "cpu_cores")
     assert cpu["low"] < cpu["predicted"] < cpu["high"] and cpu["limit"] == 1.0
     truth = MixTruth()
-    true = truth.cpu0 + 40 * sum(w / 11 * truth.rps_per_user[c] * truth.cpu_per_request[c]
-                                 for c, w in {"chat": 8, "analytics": 1, "ws": 2}.items())
+    true = truth.cpu({c: 40 * w / 11 for c, w in {"chat": 8, "analytics": 1, "ws": 2}.items()})
     assert cpu["low"] <= true <= cpu["high"]
     by_rate = run_cli("what-if", "design", "--mix", "chat=8,analytics=1,ws=2", "--rate", f"{answer['rate']:.6f}",
                       env=env)
