@@ -120,3 +120,19 @@ def test_users_per_replica_is_where_the_upper_bound_meets_the_critical_level(tmp
     true_users = hi
     assert upr.low <= true_users <= upr.high and abs(upr.estimate - true_users) / true_users < 0.10
     assert math.isclose(answer.to_dict()["users_per_replica"], upr.low)
+
+
+@pytest.mark.parametrize("spec, base", [
+    ("0x20,3x20,7x20,11x20,13x20,17x20", {"chat": 4, "analytics": 1, "ws": 1}),
+    ("0x20,5x20,10x20,15x20,20x20,25x20,30x20", {"chat": 4, "analytics": 1, "ws": 1}),
+    ("0x20,5x20,10x20,15x20,20x20,25x20,30x20", BASE),
+])
+def test_rounding_and_poisson_noise_do_not_make_a_fixed_mix_identifiable(spec, base):
+    # small loads round users to classes unevenly and throughputs wander: neither is a design
+    for seed in range(10):
+        table = mix_step_table(StagePlan.parse(spec, warmup_s=3), MixTruth(), seed=seed, default_mix=base)
+        for resource in ("cpu_cores", "rss_mib"):
+            assert isinstance(fit_demands(table, resource), NotIdentifiable), (spec, seed, resource)
+    designed = mix_step_table(mix_design(StagePlan.parse("0x6,8x8,16x8", warmup_s=3), base), MixTruth(), seed=0,
+                              default_mix=base)
+    assert isinstance(fit_demands(designed, "cpu_cores"), DemandFit)
