@@ -174,42 +174,38 @@ class MixModel:
     table: pd.DataFrame = field(repr=False)
     level: float = 0.95
     base_mix: dict[str, float] = field(default_factory=dict)  # the run's --mix (its classes), else run_mix
-    # closed-model correction (see per_user_rates): CPU demand per request, seconds per request of
-    # a user without CPU queueing, the idle CPU and the cores
+    # closed-model correction (see per_user_rates): CPU demand per request, seconds per request a
+    # user spends outside the CPU's queue (thinking, waiting on everything else), the idle CPU, cores
     cpu_demand: dict[str, float] = field(default_factory=dict)
-    cycle_s: dict[str, float] = field(default_factory=dict)
+    delay_s: dict[str, float] = field(default_factory=dict)
     cpu_base: float = 0.0
     cores: float = math.nan
 
     def per_user_rates(self, shares: dict[str, float], users: float) -> dict[str, float]:
         """Requests/s per user of each class at ``users`` of this mix.
 
-        Users are a closed system: a user's next request waits for the previous one, and a request
-        waits longer as the CPU fills. With the CPU as a processor-sharing queue (approximate MVA),
-        a request of class ``c`` spends ``D_c · ρ / (1 − ρ)`` more than without queueing, so
-        ``r_c = 1 / (T_c + D_c · ρ / (1 − ρ))`` with ``T_c`` the seconds per request of a user
-        without queueing (measured: the steps' user-seconds per request less the queueing they had)
-        and ``ρ`` the CPU utilization this load and mix reach (solved as a fixed point)."""
-        if not self.cycle_s or not math.isfinite(self.cores):
+        Users are a closed system: a user's next request waits for the previous one, and requests
+        wait longer as the CPU fills. The CPU is a processor-sharing station with the fitted
+        demands ``D_c`` (on ``cores`` cores: ``D_c / cores``), everything else a delay ``Z_c`` per
+        request; approximate mean value analysis (Bard–Schweitzer, as PDQ solves closed models)
+        gives the residence ``R_c = D_c (1 + Σ_k Q_k (N_k − [k = c]) / N_k)`` and
+        ``r_c = 1 / (Z_c + R_c)``. Without a CPU fit: the rates the steps measured."""
+        if not self.delay_s or not math.isfinite(self.cores):
             return {c: self.rates[c].estimate for c in self.classes}
-        n = {c: users * shares[c] for c in self.classes}
-
-        def rates(rho: float) -> dict[str, float]:
-            q = rho / (1 - rho)
-            return {c: 1.0 / (self.cycle_s[c] + self.cpu_demand.get(c, 0.0) * q) for c in self.classes}
-
-        def excess(rho: float) -> float:
-            r = rates(rho)
-            return (self.cpu_base + sum(n[c] * r[c] * self.cpu_demand.get(c, 0.0) for c in self.classes)) \
-                / self.cores - rho
-        lo, hi = 0.0, 0.999
-        if excess(hi) > 0:
-            return rates(hi)  # saturated: the CPU is the bottleneck and throughput its ceiling
-        for _ in range(50):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
-        return rates(hi)
-
+        n = {c: users * shares[c] for c in self.classes if users * shares[c] > 0}
+        if not n:
+            return {c: self.rates[c].estimate for c in self.classes}
+        d = {c: self.cpu_demand.get(c, 0.0) / self.cores for c in n}
+        q = {c: n[c] / 2 for c in n}
+        for _ in range(500):
+            r = {c: d[c] * (1 + sum(q[k] * (n[k] - (k == c)) / n[k] for k in n)) for c in n}
+            x = {c: n[c] / (self.delay_s[c] + r[c]) for c in n}
+            new = {c: x[c] * r[c] for c in n}
+            if max(abs(new[c] - q[c]) for c in n) < 1e-9:
+                break
+            q = {c: (q[c] + new[c]) / 2 for c in n}
+        return {c: (x[c] / n[c] if c in n else 1.0 / (self.delay_s[c] + self.cpu_demand.get(c, 0.0) / self.cores))
+                for c in self.classes}
 
     @property
     def identifiable(self) -> bool:
@@ -371,25 +367,35 @@ def mix_model(run: RunData, limits: ResourceLimits | None = None, *, level: floa
 
 def _closed_model(model: MixModel) -> None:
     """Fill the closed-model correction of ``model`` (see :meth:`MixModel.per_user_rates`) from its
-    CPU fit: per class the seconds per request without queueing, ``T_c = (Σ n − D_c Σ X q(ρ)) / Σ X``
-    over the clean loaded steps (``q(ρ) = ρ / (1 − ρ)``, ``ρ`` the step's CPU over the cores)."""
+    CPU fit: each class's delay outside the CPU, ``Z_c = (Σ n_c − Σ X_c R_c) / Σ X_c`` over the clean
+    loaded steps, with each step's residences ``R`` solved from its measured throughputs (the
+    same residence equations, linear in ``R`` once ``X`` is known)."""
     fit = model.fits.get("cpu_cores")
     if not isinstance(fit, DemandFit):
         fit = model.combined.get("cpu_cores")
     cores = model.limits.get("cpu_cores", math.nan)
     if not isinstance(fit, DemandFit) or not math.isfinite(cores) or "cpu_cores" not in model.table:
         return
-    demand = {c: fit.demands[c].estimate if c in fit.demands else fit.demands["all"].estimate
-              for c in model.classes}
-    steps = model.table[model.table["clean"] & (model.table["users"] > 0)].dropna(subset=["cpu_cores"])
-    rho = (steps["cpu_cores"] / cores).clip(upper=0.95)
-    q = rho / (1 - rho)
-    cycle = {}
-    for c in model.classes:
-        x, n = steps[f"X_{c}"], steps[f"n_{c}"]
-        if float(x.sum()) <= 0:
+    classes = model.classes
+    demand = {c: fit.demands[c].estimate if c in fit.demands else fit.demands["all"].estimate for c in classes}
+    steps = model.table[model.table["clean"] & (model.table["users"] > 0)]
+    dv = np.array([demand[c] / cores for c in classes])
+    busy = {c: 0.0 for c in classes}
+    for _, row in steps.iterrows():
+        n = np.array([row[f"n_{c}"] for c in classes], float)
+        x = np.array([row[f"X_{c}"] for c in classes], float)
+        share = np.divide(n - 1, n, out=np.zeros_like(n), where=n > 0)
+        a = np.tile(np.where(n > 0, x, 0.0), (len(classes), 1))
+        a = a * np.where(np.eye(len(classes)) == 1, share, np.where(n > 0, 1.0, 0.0))
+        residence = np.linalg.solve(np.eye(len(classes)) - np.diag(dv) @ a, dv)
+        for i, c in enumerate(classes):
+            busy[c] += float(x[i] * residence[i])
+    delay = {}
+    for c in classes:
+        total_x = float(steps[f"X_{c}"].sum())
+        if total_x <= 0:
             return
-        cycle[c] = float((n.sum() - demand[c] * (x * q).sum()) / x.sum())
-        if cycle[c] <= 0:
+        delay[c] = (float(steps[f"n_{c}"].sum()) - busy[c]) / total_x
+        if delay[c] <= 0:
             return  # not a closed system this model describes: keep the measured rates
-    model.cpu_demand, model.cycle_s, model.cpu_base, model.cores = demand, cycle, fit.baseline.estimate, cores
+    model.cpu_demand, model.delay_s, model.cpu_base, model.cores = demand, delay, fit.baseline.estimate, cores

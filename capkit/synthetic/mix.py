@@ -19,9 +19,8 @@ from capkit.store import Store
 class MixTruth:
     """``cpu = cpu0 + Σ X_c · cpu_per_request_c``, ``rss = rss0 + Σ n_c · mib_per_session_c``, with
     ``X_c = n_c · r_c`` (Poisson counts). Users are a closed system on one core: ``rps_per_user``
-    is a user's rate without CPU queueing, and a request waits ``D_c · ρ / (1 − ρ)`` more at CPU
-    utilization ``ρ`` (processor sharing), so ``r_c = 1 / (1 / rps_per_user_c + D_c · ρ / (1 − ρ))``
-    (``closed=False``: ``r_c = rps_per_user_c`` at any load)."""
+    is a user's rate without CPU queueing; with queueing the rates follow the closed system's mean
+    value analysis (:meth:`rates`; ``closed=False``: ``r_c = rps_per_user_c`` at any load)."""
 
     rps_per_user: dict = field(default_factory=lambda: {"chat": 0.8, "analytics": 2.0, "auth": 1.5, "ws": 0.7})
     cpu_per_request: dict = field(default_factory=lambda: {"chat": 0.012, "analytics": 0.004, "auth": 0.001,
@@ -40,20 +39,20 @@ class MixTruth:
     closed: bool = True
 
     def rates(self, n: dict) -> dict[str, float]:
-        """Requests/s per user of each class with ``n`` users per class (the fixed point of ρ)."""
+        """Requests/s per user of each class with ``n`` users per class: the closed system's mean
+        value analysis (Bard–Schweitzer), one processor-sharing CPU plus a delay per request."""
         if not self.closed:
             return dict(self.rps_per_user)
-
-        def at(rho: float) -> dict[str, float]:
-            q = rho / (1 - rho)
-            return {c: 1 / (1 / r + self.cpu_per_request[c] * q) for c, r in self.rps_per_user.items()}
-        lo, hi = 0.0, 0.999
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            r = at(mid)
-            util = self.cpu0 + sum(n.get(c, 0) * r[c] * self.cpu_per_request[c] for c in r)
-            lo, hi = (mid, hi) if util > mid else (lo, mid)
-        return at(hi)
+        n = {c: float(k) for c, k in n.items() if k > 0}
+        d = self.cpu_per_request
+        delay = {c: 1 / r - d[c] for c, r in self.rps_per_user.items()}
+        q = {c: k / 2 for c, k in n.items()}
+        x = {}
+        for _ in range(1000):
+            res = {c: d[c] * (1 + sum(q[k] * (n[k] - (k == c)) / n[k] for k in n)) for c in n}
+            x = {c: n[c] / (delay[c] + res[c]) for c in n}
+            q = {c: (q[c] + x[c] * res[c]) / 2 for c in n}
+        return {c: x[c] / n[c] if c in n else r for c, r in self.rps_per_user.items()}
 
     def cpu(self, n: dict) -> float:
         """True mean CPU (cores) with ``n`` users per class."""
