@@ -108,8 +108,11 @@ def test_bad_mixes_are_one_config_error(text, needle):
 
 def test_users_per_replica_is_where_the_upper_bound_meets_the_critical_level(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
-    truth = MixTruth()
-    write_mix_run(store, "r", DESIGN, truth, seed=5, default_mix=BASE)
+    # CPU-heavy requests, as the reference service's chat: queueing at the CPU slows the users down
+    truth = MixTruth(cpu_per_request={"chat": 0.030, "analytics": 0.0005, "auth": 0.001, "ws": 0.034},
+                     rps_per_user={"chat": 1.25, "analytics": 5.0, "auth": 1.5, "ws": 1.3})
+    write_mix_run(store, "r", mix_design(StagePlan.parse("0x20,6x20,12x20", warmup_s=3), BASE), truth, seed=5,
+                  default_mix=BASE)
     answer = mix_model(read_run(store, "r")).what_if(NEW_MIX, users=30)
     assert answer.binding.resource == "cpu_cores"
     upr = answer.users_per_replica
