@@ -17,6 +17,9 @@ from capkit.schemas import REFERENCE_CLASSES, Interval, NotMeasured
 
 __all__ = ["endpoint_bytes", "endpoint_costs"]
 
+# a streamed response's bytes arrive after Locust has timed its headers: the stream's own row has them
+STREAMED_BYTES = {"POST /api/chat/stream": "chat: stream total"}
+
 
 def endpoint_bytes(run: RunData, level: float = 0.95) -> dict[str, Interval]:
     """Bytes per response of each endpoint over the clean steps: the ratio of sums, its interval from
@@ -69,8 +72,14 @@ def endpoint_costs(run: RunData, model) -> pd.DataFrame:
             mem_text = f"{m} per {'WebSocket connection' if cls == 'ws' else 'session'}"
         else:
             mem_text = str(mem) if mem is not None else "not measured (class not in the fit)"
-        bytes_text = (f"{size.estimate:,.0f} ({size.low:,.0f}–{size.high:,.0f})" if np.isfinite(size.high)
-                      else f"{size.estimate:,.0f} (one step: no interval)")
+        if size.estimate == 0 and STREAMED_BYTES.get(name) in sizes:
+            size = sizes[STREAMED_BYTES[name]]
+        if size.estimate == 0:
+            bytes_text = "not measured (a streamed or WebSocket answer: its bytes are not recorded)"
+        elif np.isfinite(size.high):
+            bytes_text = f"{size.estimate:,.0f} ({size.low:,.0f}–{size.high:,.0f})"
+        else:
+            bytes_text = f"{size.estimate:,.0f} (one step: no interval)"
         rows.append({"Endpoint": name, "Class": cls, "Bytes per request (measured)": bytes_text,
                      "CPU ms per request (class, fitted)": cpu_text, "MiB per open session (class, fitted)": mem_text})
     return pd.DataFrame(rows, columns=["Endpoint", "Class", "Bytes per request (measured)",
