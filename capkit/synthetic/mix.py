@@ -51,7 +51,10 @@ class MixTruth:
         for _ in range(1000):
             res = {c: d[c] * (1 + sum(q[k] * (n[k] - (k == c)) / n[k] for k in n)) for c in n}
             x = {c: n[c] / (delay[c] + res[c]) for c in n}
-            q = {c: (q[c] + x[c] * res[c]) / 2 for c in n}
+            new = {c: x[c] * res[c] for c in n}
+            if all(abs(new[c] - q[c]) < 1e-10 for c in n):
+                break
+            q = {c: (q[c] + new[c]) / 2 for c in n}
         return {c: x[c] / n[c] if c in n else r for c, r in self.rps_per_user.items()}
 
     def cpu(self, n: dict) -> float:
