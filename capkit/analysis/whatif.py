@@ -6,16 +6,13 @@ each resource's utilization with its prediction interval, the users per replica 
 reaches its critical level, and the binding limit. Numbers are *projected* from the model, never
 measured: the prediction is a new step's mean at that mix.
 
-:func:`mix_design` is the stage design that makes the demands identifiable (``--design mix``):
-each loaded stage becomes the base mix and one step per class with that class tilted halfway to
-all of the users (share ``(1 + s) / 2`` for a base share ``s``; the others share the rest in the
-base proportions).
+The stage design that makes the demands identifiable (``--design mix``) and ``--mix`` parsing are
+in :mod:`capkit.analysis.mixes`; the closed-system solver in :mod:`capkit.analysis.mva`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,65 +21,19 @@ from scipy import stats
 
 from capkit.analysis.data import RunData
 from capkit.analysis.demands import DEMAND_RESOURCES, DemandFit, NotIdentifiable, class_steps, fit_demands, run_classes
+from capkit.analysis.mixes import mix_design, parse_mix
+from capkit.analysis.mva import closed_rates, delays_from_steps
 from capkit.analysis.regression import solve_users
 from capkit.errors import ConfigError
-from capkit.schemas import REFERENCE_CLASSES, Interval, NotMeasured, ResourceLimits, Stage, StagePlan, resource_label
+from capkit.schemas import REFERENCE_CLASSES, Interval, NotMeasured, ResourceLimits, resource_label
 
 # the share of its limit at which a resource ends a replica's useful load (the critical levels of
 # the scaling thresholds: capkit.analysis.thresholds)
 CRITICAL_SHARES = {"cpu_cores": 0.90, "rss_mib": 0.90, "db_cpu_cores": 0.85, "model_slots": 0.95, "db_pool": 0.95,
                    "db_connections": 1.0, "network_kbps": 1.0, "redis_memory_mib": 0.90, "model_queue": 1.0}
-TILT = 0.5  # --design mix: how far the tilted class moves from its base share towards all the users
 SAME_MIX_TOLERANCE = 0.05  # shares within this of the run's own mix count as that mix
 
 __all__ = ["MixModel", "ResourcePrediction", "WhatIf", "mix_design", "mix_model", "parse_mix"]
-
-_ITEM = re.compile(r"^([a-z_][a-z0-9_]*)=(\d+(?:\.\d+)?)$")
-
-
-def parse_mix(text: str, known: tuple[str, ...] | None = None) -> dict[str, float]:
-    """``"chat=8,analytics=1,ws=2"`` as weights; ConfigError (one line) for a bad item, a class not
-    in ``known``, or weights that sum to zero."""
-    weights: dict[str, float] = {}
-    for item in (text or "").split(","):
-        m = _ITEM.match(item.strip())
-        if not m:
-            raise ConfigError(f"--mix item {item.strip()!r} is not CLASS=WEIGHT (a number ≥ 0), "
-                              f"e.g. --mix chat=8,analytics=1,ws=2")
-        weights[m.group(1)] = float(m.group(2))
-    if known is not None:
-        unknown = [c for c in weights if c not in known]
-        if unknown:
-            raise ConfigError(f"--mix: unknown class {', '.join(unknown)}; this run has "
-                              f"{', '.join(known) or 'no request classes'}")
-    if sum(weights.values()) <= 0:
-        raise ConfigError(f"--mix {text!r}: the weights sum to zero; give at least one class a weight > 0")
-    return weights
-
-
-def mix_design(plan: StagePlan, base: dict[str, float], *, tilt: float = TILT) -> StagePlan:
-    """``plan`` with every loaded stage expanded into the base mix and one tilted step per class
-    (that class's share ``s`` moved ``tilt`` of the way to 1, the others the rest in the base
-    proportions)."""
-    classes = [c for c, w in base.items() if w > 0]
-    if len(classes) < 2:
-        raise ConfigError("--design mix tilts the mix between classes: give --mix with two or more classes")
-    if plan.open_model or any(s.rate is not None for s in plan.stages):
-        raise ConfigError("--design mix varies users per class: use user stages (USERSxSECONDS), not arrival rates")
-    total = sum(base[c] for c in classes)
-    stages: list[Stage] = []
-    for stage in plan.stages:
-        if stage.users == 0:
-            stages.append(stage)
-            continue
-        stages.append(stage.model_copy(update={"mix": {c: base[c] / total for c in classes}}))
-        for heavy in classes:
-            rest, share = total - base[heavy], base[heavy] / total
-            heavy_share = share + tilt * (1 - share)
-            mix = {c: heavy_share if c == heavy else (1 - heavy_share) * base[c] / rest for c in classes}
-            stages.append(stage.model_copy(update={"mix": mix}))
-    return plan.model_copy(update={"stages": tuple(stages)})
-
 
 @dataclass(frozen=True)
 class ResourcePrediction:
@@ -192,20 +143,8 @@ class MixModel:
         ``r_c = 1 / (Z_c + R_c)``. Without a CPU fit: the rates the steps measured."""
         if not self.delay_s or not math.isfinite(self.cores):
             return {c: self.rates[c].estimate for c in self.classes}
-        n = {c: users * shares[c] for c in self.classes if users * shares[c] > 0}
-        if not n:
-            return {c: self.rates[c].estimate for c in self.classes}
-        d = {c: self.cpu_demand.get(c, 0.0) / self.cores for c in n}
-        q = {c: n[c] / 2 for c in n}
-        for _ in range(500):
-            r = {c: d[c] * (1 + sum(q[k] * (n[k] - (k == c)) / n[k] for k in n)) for c in n}
-            x = {c: n[c] / (self.delay_s[c] + r[c]) for c in n}
-            new = {c: x[c] * r[c] for c in n}
-            if max(abs(new[c] - q[c]) for c in n) < 1e-9:
-                break
-            q = {c: (q[c] + new[c]) / 2 for c in n}
-        return {c: (x[c] / n[c] if c in n else 1.0 / (self.delay_s[c] + self.cpu_demand.get(c, 0.0) / self.cores))
-                for c in self.classes}
+        n = {c: users * shares[c] for c in self.classes}
+        return closed_rates(n, {c: self.cpu_demand.get(c, 0.0) / self.cores for c in self.classes}, self.delay_s)
 
     @property
     def identifiable(self) -> bool:
@@ -376,26 +315,9 @@ def _closed_model(model: MixModel) -> None:
     cores = model.limits.get("cpu_cores", math.nan)
     if not isinstance(fit, DemandFit) or not math.isfinite(cores) or "cpu_cores" not in model.table:
         return
-    classes = model.classes
-    demand = {c: fit.demands[c].estimate if c in fit.demands else fit.demands["all"].estimate for c in classes}
+    demand = {c: fit.demands[c].estimate if c in fit.demands else fit.demands["all"].estimate for c in model.classes}
     steps = model.table[model.table["clean"] & (model.table["users"] > 0)]
-    dv = np.array([demand[c] / cores for c in classes])
-    busy = {c: 0.0 for c in classes}
-    for _, row in steps.iterrows():
-        n = np.array([row[f"n_{c}"] for c in classes], float)
-        x = np.array([row[f"X_{c}"] for c in classes], float)
-        share = np.divide(n - 1, n, out=np.zeros_like(n), where=n > 0)
-        a = np.tile(np.where(n > 0, x, 0.0), (len(classes), 1))
-        a = a * np.where(np.eye(len(classes)) == 1, share, np.where(n > 0, 1.0, 0.0))
-        residence = np.linalg.solve(np.eye(len(classes)) - np.diag(dv) @ a, dv)
-        for i, c in enumerate(classes):
-            busy[c] += float(x[i] * residence[i])
-    delay = {}
-    for c in classes:
-        total_x = float(steps[f"X_{c}"].sum())
-        if total_x <= 0:
-            return
-        delay[c] = (float(steps[f"n_{c}"].sum()) - busy[c]) / total_x
-        if delay[c] <= 0:
-            return  # not a closed system this model describes: keep the measured rates
+    delay = delays_from_steps(steps, {c: d / cores for c, d in demand.items()})
+    if delay is None:
+        return  # not a closed system this model describes: keep the measured rates
     model.cpu_demand, model.delay_s, model.cpu_base, model.cores = demand, delay, fit.baseline.estimate, cores

@@ -288,7 +288,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
 def _mix_design(plan, planner, mix: str | None, *, locustfile, scenario: str, soak):
     """``plan`` as the ``--design mix`` steps (a fixed grid of the reference scenarios only)."""
-    from capkit.analysis.whatif import mix_design, parse_mix
+    from capkit.analysis.mixes import mix_design, parse_mix
     from capkit.loadgen import DEFAULT_MIX
 
     if planner is not None or soak:

@@ -180,7 +180,8 @@ def what_if(run_id, mix, users, rate, store_url, json_path, cpu_limit, memory_li
     import json
 
     from capkit.analysis.data import read_run
-    from capkit.analysis.whatif import mix_model, parse_mix
+    from capkit.analysis.mixes import parse_mix
+    from capkit.analysis.whatif import mix_model
     from capkit.store import open_store
 
     if users is not None and rate is not None:
