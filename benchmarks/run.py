@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import history, suite
+from benchmarks import history, mix, suite
 from benchmarks.harness import BenchError
 
-SECTIONS = ("load", "service", "sampling", "store", "analysis", "report", "plan", "history")
+SECTIONS = ("load", "service", "sampling", "store", "analysis", "report", "plan", "mix", "history")
 
 
 def machine() -> dict:
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "analysis": suite.analysis_scaling,
         "report": lambda: suite.report_pipeline(args.report_reps),
         "plan": suite.main_job,
+        "mix": mix.mix_prediction,
         "history": lambda: history.history(args.pg or None, runs=args.history_runs, rows=args.history_rows),
     }
     try:

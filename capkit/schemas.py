@@ -21,6 +21,8 @@ class Stage(BaseModel):
     seconds: float = Field(gt=0, le=86_400)
     rate: float | None = Field(None, ge=0, description="open model: requests/s instead of users")
     poisson: bool = Field(False, description="with rate: exponential gaps (Poisson arrivals) instead of constant")
+    mix: dict[str, float] | None = Field(None, description="users per class in this step's proportions "
+                                                           "(--design mix); None: the scenario weights")
 
 
 class StagePlan(BaseModel):
@@ -188,6 +190,18 @@ class RunSpec(BaseModel):
     service_cores: float | None = None
     notes: dict = Field(default_factory=dict)
 
+
+# the reference scenarios' request classes (a mix's names) and the endpoints each one's tasks
+# call (request rows' ``name``): a class's throughput is its endpoints' requests per second. Logins
+# and WebSocket connects are session set-up, not a class's work.
+REFERENCE_CLASSES: dict[str, tuple[str, ...]] = {
+    "chat": ("POST /api/chat/message", "POST /api/chat/stream"),
+    "analytics": ("GET /api/analytics/summary", "GET /api/analytics/trends", "GET /api/analytics/users",
+                  "GET /api/analytics/models"),
+    "auth": ("GET /api/auth/validate",),
+    "ws": ("ws: message",),
+    "openai": ("POST /v1/chat/completions",),
+}
 
 RESOURCES: dict[str, tuple[str, str]] = {
     # column in the step table -> (label, unit)

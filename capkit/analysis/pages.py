@@ -15,6 +15,7 @@ from capkit.analysis.keyfacts import answer_html, answer_md
 from capkit.analysis.parameters import ReportParameters
 from capkit.analysis.result import CapacityResult, result_for
 from capkit.analysis.tables import export_tables, fits_table, markdown_table
+from capkit.schemas import Interval, NotMeasured, resource_label
 from capkit.store import open_store
 
 CONSOLIDATED_COLUMNS = ["Component", "Test scenario", "Throughput", "Response time (p95)", "Error rate", "Status",
@@ -22,7 +23,7 @@ CONSOLIDATED_COLUMNS = ["Component", "Test scenario", "Throughput", "Response ti
 
 __all__ = ["open_result", "answer", "answer_md", "answer_html", "table", "views", "capacity_chart", "figures_dir",
            "usl_md", "overview_md", "notes_md", "consolidated", "backtest_md", "comparison", "comparison_display",
-           "markdown_table", "fits_table"]
+           "markdown_table", "fits_table", "endpoint_costs", "what_if_table", "what_if_view"]
 
 
 def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> CapacityResult:
@@ -156,3 +157,79 @@ def comparison_display(table: pd.DataFrame, a_name: str, b_name: str) -> pd.Data
         "Significant": [("yes" if s is True else "no") if isinstance(n, float) else n
                         for s, n in zip(table["significant"], table["note"].fillna(0.0), strict=True)],
     })
+
+
+def endpoint_costs(result: CapacityResult) -> pd.DataFrame:
+    """Per endpoint: bytes per request (measured), CPU ms per request and MiB per session of its
+    class (fitted), see :func:`capkit.analysis.costs.endpoint_costs`."""
+    from capkit.analysis.costs import endpoint_costs as costs
+
+    return costs(result.run, result.mix)
+
+
+def _what_if_users(result: CapacityResult) -> float:
+    steps = result.resources.steps
+    loaded = steps[steps["clean"] & (steps["users"] > 0)]
+    return float(loaded["users"].max()) if len(loaded) else 10.0
+
+
+def what_if_table(result: CapacityResult, users: float | None = None) -> pd.DataFrame | str:
+    """The run's own mix and each class's traffic doubled, at ``users`` (default: the highest clean
+    step): predicted CPU, binding limit, users per replica (projected); a sentence when the run's
+    demands cannot answer."""
+    model = result.mix
+    if isinstance(model, NotMeasured):
+        return f"What-if {model}."
+    users = users or _what_if_users(result)
+    own = model.base_mix
+    mixes = [("the run's mix", own)]
+    if model.identifiable:
+        mixes += [(f"{c} traffic × 2", {**own, c: 2 * own[c]}) for c in model.classes]
+    rows = []
+    for label, mix in mixes:
+        answer = model.what_if(mix, users=users)
+        cpu = next((r for r in answer.resources if r.resource == "cpu_cores"), None)
+        upr, b = answer.users_per_replica, answer.binding
+        rows.append({"Mix": label, "Weights": ", ".join(f"{c}={w:g}" for c, w in mix.items()),
+                     "Users": f"{users:,.0f}", "CPU cores (projected)": str(cpu.value) if cpu else "not measured",
+                     "Binding limit": resource_label(b.resource)[0] if b else "none",
+                     "Users per replica (plan · mean)": (f"{upr.low:,.0f} · {upr.estimate:,.0f}"
+                                                         if isinstance(upr, Interval) and math.isfinite(upr.low)
+                                                         else str(upr))})
+    return pd.DataFrame(rows)
+
+
+def what_if_view(result: CapacityResult, *, interactive: bool = False, users: float | None = None):
+    """What-if for other traffic mixes: the static :func:`what_if_table` (what papermill keeps), and
+    with ``interactive`` (JupyterLab) ipywidgets sliders for each class's weight and the users, the
+    prediction table redrawn as they move."""
+    from IPython.display import HTML, Markdown, display
+
+    static = what_if_table(result, users)
+    display(Markdown(static) if isinstance(static, str) else HTML(frame_html(static)))
+    model = result.mix
+    if not interactive or isinstance(model, NotMeasured):
+        return None
+    import ipywidgets as widgets
+
+    classes = model.classes if model.identifiable else ()
+    sliders = {c: widgets.FloatSlider(value=float(model.base_mix.get(c, 0.0)), min=0, max=max(10.0, 2 * max(
+        model.base_mix.values())), step=0.5, description=c) for c in classes}
+    load = widgets.FloatSlider(value=users or _what_if_users(result), min=1, max=1000, step=1, description="users")
+    out = widgets.HTML()
+
+    def redraw(_change=None):
+        weights = {c: s.value for c, s in sliders.items()} or dict(model.base_mix)
+        if sum(weights.values()) <= 0:
+            out.value = "<p>Give at least one class a weight above 0.</p>"
+            return
+        answer = model.what_if(weights, users=load.value)
+        out.value = frame_html(answer.table()) + f"<p>{answer.summary().splitlines()[-1]}</p>"
+
+    for w in (*sliders.values(), load):
+        w.observe(redraw, names="value")
+    redraw()
+    box = widgets.VBox([*sliders.values(), load, out])
+    display(box)
+    return box
+

@@ -58,6 +58,17 @@ class CapacityResult:
     def run_id(self) -> str:
         return self.run.run_id
 
+    @functools.cached_property
+    def mix(self):
+        """Per-class demands of this run (:class:`~capkit.analysis.whatif.MixModel`), or
+        :class:`~capkit.schemas.NotMeasured` saying why not (computed on first use)."""
+        from capkit.analysis.whatif import mix_model
+
+        try:
+            return mix_model(self.run, self.params.limits, level=self.params.level)
+        except CapkitError as exc:
+            return NotMeasured(str(exc))
+
     def thresholds_table(self) -> pd.DataFrame:
         return thresholds_table(self.thresholds)
 

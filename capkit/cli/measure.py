@@ -207,12 +207,16 @@ def write_answer(path: Path, answer) -> None:
               help="openai-chat: prompts file, one a line or JSONL (default: built-in prompts, each unique).")
 @click.option("--max-tokens", type=click.IntRange(1, 1_000_000), help="openai-chat: max_tokens of each request.")
 @click.option("--api-key-env", help="openai-chat: name of the environment variable holding the API key.")
+@click.option("--design", type=click.Choice(["mix"]),
+              help="mix: every loaded stage becomes the --mix and one step per class tilted halfway to all of the "
+                   "users, so per-class demands can be told apart (for `capkit what-if`); keep the loads below the "
+                   "knee.")
 @scenario_options
 @llm_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
                 expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds, p95_ms,
                 json_path, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, scenario, model, prompts,
-                max_tokens, api_key_env, mix, think, sample_interval, slo, seed):
+                max_tokens, api_key_env, design, mix, think, sample_interval, slo, seed):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
     or the reference service."""
     from capkit.store import open_store
@@ -225,6 +229,8 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
                                 cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
                                 custom=custom, budget_without_search="--budget goes with --search")
     mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
+    if design == "mix":
+        plan = _mix_design(plan, planner, mix, locustfile=locustfile, scenario=scenario, soak=soak)
     s = settings(store_url=store_url)
     openai_only = {"--model": model, "--prompts": prompts, "--max-tokens": max_tokens, "--api-key-env": api_key_env}
     if scenario != "openai-chat" and any(v is not None for v in openai_only.values()):
@@ -282,6 +288,20 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
         _say_soak(s.store_url, result.run_id, plan)
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
+
+
+def _mix_design(plan, planner, mix: str | None, *, locustfile, scenario: str, soak):
+    """``plan`` as the ``--design mix`` steps (a fixed grid of the reference scenarios only)."""
+    from capkit.analysis.mixes import mix_design, parse_mix
+    from capkit.loadgen import DEFAULT_MIX
+
+    if planner is not None or soak:
+        raise ConfigError("--design mix tilts the steps of a fixed grid: give --profile or --stages, "
+                          "not --search or --soak")
+    if locustfile or scenario != "reference":
+        raise ConfigError("--design mix varies the reference scenarios' classes: leave out --locustfile and "
+                          "--scenario")
+    return mix_design(plan, parse_mix(mix or DEFAULT_MIX))
 
 
 def _with_soak(plan, soak: str | None):

@@ -163,4 +163,38 @@ def usl(csv_file, as_json, bootstrap, seed_):
     click.echo(usl_report(csv_file, as_json=as_json, bootstrap=bootstrap, seed=seed_))
 
 
-COMMANDS = (report, check, usl)
+@click.command("what-if")
+@click.argument("run_id")
+@click.option("--mix", "mix", required=True, help="Class weights to predict for, e.g. chat=8,analytics=1,ws=2.")
+@click.option("--users", type=click.FloatRange(min=0, min_open=True), help="Concurrent users (default 100).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests/s of the classes instead of users.")
+@click.option("--store", "store_url", help="Results store URL.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the answer here (per resource: predicted, low, high, limit; binding limit; users per "
+                   "replica).")
+@limit_options
+def what_if(run_id, mix, users, rate, store_url, json_path, cpu_limit, memory_limit_mib, db_connection_limit,
+            bandwidth_mbps):
+    """Predict each resource, the binding limit and users per replica for a traffic mix RUN_ID never ran,
+    from its per-class demands (fitted on a `capkit run --design mix` run)."""
+    import json
+
+    from capkit.analysis.data import read_run
+    from capkit.analysis.mixes import parse_mix
+    from capkit.analysis.whatif import mix_model
+    from capkit.store import open_store
+
+    if users is not None and rate is not None:
+        raise ConfigError("give --users or --rate, not both")
+    weights = parse_mix(mix)
+    store = open_store(settings(store_url=store_url).store_url, create=False)
+    model = mix_model(read_run(store, run_id), limits(cpu_limit, memory_limit_mib, db_connection_limit,
+                                                      bandwidth_mbps))
+    answer = model.what_if(weights, users=users, rate=rate)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(answer.to_dict(), indent=2) + "\n", encoding="utf-8")
+    click.echo(answer.summary())
+
+
+COMMANDS = (report, check, usl, what_if)

@@ -14,6 +14,12 @@ levels and counts such as ``ws_connections`` and arrival-rate runs ``dropped``, 
 ``{"type": "llm", …}`` (per-token timing of streamed answers) and ``{"type": "cor", …}`` (latency
 from the intended start in arrival-rate steps) per second, from :mod:`capkit.loadgen.timing`.
 
+Mixed stages (``mix`` set, ``--design mix``) hold an exact number of users per class: the
+class weights become Locust ``fixed_count``s (largest remainder of ``users × weight``, matched on
+each user class's ``capkit_class``) and the step starts from zero users for one tick, because
+Locust's dispatcher only adds or removes users incrementally (last in, first out) and would carry
+the previous step's classes over. Each tick records the users per class (``users_<class>``).
+
 Arrival-rate stages (``rate`` set) pace every user class through :mod:`capkit.loadgen.arrival`:
 each task run waits for the pacer. With ``CAPKIT_RAW_REQUESTS=1`` every request is also written
 to ``requests.raw.<pid>.jsonl`` (for checking the per-second histograms; slow, tests only).
@@ -117,11 +123,27 @@ class CapkitStepShape(LoadTestShape):
                 stage = self.stages[self.index]
                 _state["step"] = self.index
                 self._set_rate(stage.get("rate"), bool(stage.get("poisson")), f"{_plan().get('seed', 0)}:{self.index}")
+                counts = self._set_mix(stage)
                 _write({"type": "step", "step": self.index, "users": int(stage["users"]),
                         "rate": stage.get("rate"), "planned_s": float(stage["seconds"]),
-                        "started_at": time.time()})
+                        "started_at": time.time(), **({"mix": counts} if counts is not None else {})})
+                if counts is not None and self.runner.user_count > 0:
+                    return 0, self.spawn_rate  # empty first: the new step's classes from zero
         stage = self.stages[self.index]
         return int(stage["users"]), self.spawn_rate
+
+    def _set_mix(self, stage: dict) -> dict[str, int] | None:
+        """Fixed users per class for a mixed stage (None for a plain one: the classes' weights)."""
+        mix = stage.get("mix")
+        classes = self.runner.user_classes if self.runner is not None else []
+        if not mix:
+            for cls in classes:
+                cls.fixed_count = 0
+            return None
+        counts = class_counts(int(stage["users"]), mix)
+        for cls in classes:
+            cls.fixed_count = counts.get(getattr(cls, "capkit_class", cls.__name__), 0)
+        return counts
 
     def _set_rate(self, rate, poisson: bool = False, seed: str = "0") -> None:
         runner = self.runner
@@ -130,6 +152,19 @@ class CapkitStepShape(LoadTestShape):
             runner.send_message("capkit_rate", {"rate": share, "poisson": poisson, "seed": seed})
         else:
             PACER.set_rate(rate, poisson=poisson, seed=seed)
+
+
+def class_counts(users: int, mix: dict[str, float]) -> dict[str, int]:
+    """``users`` split by the weights ``mix`` (largest remainder: the counts sum to ``users``)."""
+    total = sum(w for w in mix.values() if w > 0)
+    if total <= 0:
+        return {name: 0 for name in mix}
+    exact = {name: users * max(w, 0.0) / total for name, w in mix.items()}
+    counts = {name: int(v) for name, v in exact.items()}
+    left = users - sum(counts.values())
+    for name in sorted(exact, key=lambda n: (counts[n] - exact[n], n))[:left]:
+        counts[name] += 1
+    return counts
 
 
 def _on_rate_message(environment, msg, **_kw):
@@ -141,6 +176,13 @@ def _on_rate_message(environment, msg, **_kw):
 def _tick(ts: int, users: int) -> None:
     if _state["step"] < 0:
         return
+    runner = getattr(_state.get("environment"), "runner", None)
+    if runner is not None:  # users per class (the step's measured mix)
+        by_name = runner.environment.user_classes_by_name
+        counts = runner.reported_user_classes_count if isinstance(runner, MasterRunner) else runner.user_classes_count
+        for name, count in counts.items():
+            cls = by_name.get(name)
+            METERS.set(f"users_{getattr(cls, 'capkit_class', name)}", float(count))
     parts = [METERS.take(), *({"levels": v} for v in _state["worker_levels"].values()), *_state["worker_counts"]]
     _state["worker_counts"] = []
     _write({"type": "tick", "ts": ts, "step": _state["step"], "users": users, "meters": combine_meters(parts)})
@@ -167,6 +209,7 @@ def _flush_loop(environment) -> None:
 @events.init.add_listener
 def _on_init(environment, **_kwargs):
     runner = environment.runner
+    _state["environment"] = environment
     raw_dir = Path(os.environ.get("CAPKIT_RAW_DIR", "."))
     raw_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(runner, WorkerRunner):

@@ -114,6 +114,7 @@ def _prompt(username: str) -> str:
 
 class ChatUser(_TokenUser):
     weight = _MIX.get("chat", 0)
+    capkit_class = "chat"  # its name in a mix (and in capkit.schemas.REFERENCE_CLASSES)
 
     @task
     def send_message(self):
@@ -150,6 +151,7 @@ class OpenAIUser(_TokenUser):
     """Chat through the OpenAI-compatible ``/v1/chat/completions`` (stateless: no conversation rows)."""
 
     weight = _MIX.get("openai", 0)
+    capkit_class = "openai"  # its name in a mix (and in capkit.schemas.REFERENCE_CLASSES)
 
     @task
     def complete(self):
@@ -158,6 +160,7 @@ class OpenAIUser(_TokenUser):
 
 class AnalyticsAdmin(_TokenUser):
     weight = _MIX.get("analytics", 0)
+    capkit_class = "analytics"  # its name in a mix (and in capkit.schemas.REFERENCE_CLASSES)
     username = f"{_PREFIX}admin"
 
     @task
@@ -170,6 +173,7 @@ class AnalyticsAdmin(_TokenUser):
 
 class AuthUser(_TokenUser):
     weight = _MIX.get("auth", 0)
+    capkit_class = "auth"  # its name in a mix (and in capkit.schemas.REFERENCE_CLASSES)
 
     @task
     def validate(self):
@@ -180,6 +184,7 @@ class WebSocketUser(_TokenUser):
     """Chat over ``/api/ws/chat`` with websocket-client (cooperative under Locust's gevent)."""
 
     weight = _MIX.get("ws", 0)
+    capkit_class = "ws"  # its name in a mix (and in capkit.schemas.REFERENCE_CLASSES)
     ws = None
 
     def on_start(self):

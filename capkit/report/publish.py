@@ -71,7 +71,8 @@ def publish(run_id: str, *, workspace: Workspace, overrides: dict | None = None,
     pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it
     names = list(notebooks) + ([COMPARE_NOTEBOOK] if compare else [])
     params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
-              "parameters": dict(overrides or {}), **({"baseline_run_id": compare} if compare else {})}
+              "parameters": dict(overrides or {}), "interactive": False,  # papermill: no widget frontend
+              **({"baseline_run_id": compare} if compare else {})}
     merged = work / ".merged.ipynb"
     import nbformat
 

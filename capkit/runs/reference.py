@@ -34,7 +34,10 @@ REFERENCE_SERIES = ("model_queue=capkit_model_queue_depth", "capkit_cache_hits=c
                     "db_pool_checked_out=capkit_db_pool_checked_out", "db_pool_size=capkit_db_pool_limit",
                     "event_loop_lag_ms=capkit_event_loop_lag_seconds:*1000",
                     "service_sent_bytes_per_s=capkit_http_response_bytes_total:rate",
-                    "service_received_bytes_per_s=capkit_http_request_bytes_total:rate")
+                    "service_received_bytes_per_s=capkit_http_request_bytes_total:rate",
+                    # sessions the service holds (the per-session memory fit of `capkit what-if`)
+                    "websocket_connections=capkit_websocket_connections",
+                    "http_in_flight=capkit_http_requests_in_flight")
 
 
 def reference_metrics(url: str):
