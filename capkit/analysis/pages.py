@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from capkit.analysis.keyfacts import answer_html, answer_md
 from capkit.analysis.parameters import ReportParameters
 from capkit.analysis.result import CapacityResult, result_for
 from capkit.analysis.tables import export_tables, fits_table, markdown_table
+from capkit.errors import CapkitError
 from capkit.schemas import Interval, NotMeasured, resource_label
 from capkit.store import open_store
 
@@ -181,13 +183,19 @@ def what_if_table(result: CapacityResult, users: float | None = None) -> pd.Data
     if isinstance(model, NotMeasured):
         return f"What-if {model}."
     users = users or _what_if_users(result)
-    own = model.base_mix
+    # a run of one mix answers only for the mix it ran: as measured (its --mix rounds to whole users)
+    own = model.base_mix if model.identifiable else {c: round(100 * w, 1) for c, w in model.run_mix.items()}
     mixes = [("the run's mix", own)]
     if model.identifiable:
         mixes += [(f"{c} traffic × 2", {**own, c: 2 * own[c]}) for c in model.classes]
     rows = []
     for label, mix in mixes:
-        answer = model.what_if(mix, users=users)
+        try:
+            answer = model.what_if(mix, users=users)
+        except CapkitError as exc:
+            rows.append({"Mix": label, "Weights": ", ".join(f"{c}={w:g}" for c, w in mix.items()),
+                         "Users": f"{users:,.0f}", "CPU cores (projected)": f"not measured ({exc})"})
+            continue
         cpu = next((r for r in answer.resources if r.resource == "cpu_cores"), None)
         upr, b = answer.users_per_replica, answer.binding
         rows.append({"Mix": label, "Weights": ", ".join(f"{c}={w:g}" for c, w in mix.items()),
@@ -223,7 +231,11 @@ def what_if_view(result: CapacityResult, *, interactive: bool = False, users: fl
         if sum(weights.values()) <= 0:
             out.value = "<p>Give at least one class a weight above 0.</p>"
             return
-        answer = model.what_if(weights, users=load.value)
+        try:
+            answer = model.what_if(weights, users=load.value)
+        except CapkitError as exc:
+            out.value = f"<p>Not measured: {html.escape(str(exc))}</p>"
+            return
         out.value = frame_html(answer.table()) + f"<p>{answer.summary().splitlines()[-1]}</p>"
 
     for w in (*sliders.values(), load):

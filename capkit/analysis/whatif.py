@@ -213,7 +213,9 @@ class MixModel:
             d = dict(zip(fit.classes, fit.params[1:], strict=True))
             se = {c: self.rates[c].half_width() / _tq(self.rates[c]) * r[c] / self.rates[c].estimate
                   for c in self.classes}
-            extra = sum((n[c] * d.get(c, d.get("all", 0.0)) * se[c]) ** 2 for c in self.classes)
+            load = {c: n[c] * d.get(c, d.get("all", 0.0)) for c in self.classes}
+            # a class with no load here adds nothing, however unsure its rate (0 × ∞ is not a variance)
+            extra = sum((load[c] * se[c]) ** 2 for c in self.classes if load[c] != 0)
         if fit.classes == ("all",):
             x = {"all": sum(x.values())}
         return fit.predict(x, extra_var=extra)

@@ -39,7 +39,8 @@ class RunResult:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(4).hex()}"
+    # 48 random bits: 20,000 ids in one second collide with probability 7e-7 (32 bits: 5 %)
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + f"-{os.urandom(6).hex()}"
 
 
 def machine_info() -> dict:

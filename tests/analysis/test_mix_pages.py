@@ -24,8 +24,11 @@ def results(tmp_path_factory):
                   seed=4, default_mix=BASE)
     write_mix_run(store, "fixed", StagePlan.parse("0x20,10x20,20x20,30x20,40x20", warmup_s=3), MixTruth(), seed=4,
                   default_mix=BASE, start=1.8e9)
+    # a few users: whole users per class round 4:1:1:1 off (the run's mix as it ran is not its --mix)
+    write_mix_run(store, "few", StagePlan.parse("0x20,4x20,5x20,6x20", warmup_s=3), MixTruth(), seed=4,
+                  default_mix=BASE, start=1.9e9)
     params = ReportParameters(bootstrap=20)
-    return {r: analyse_run(read_run(store, r), params) for r in ("design", "fixed")}
+    return {r: analyse_run(read_run(store, r), params) for r in ("design", "fixed", "few")}
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -58,6 +61,9 @@ def test_what_if_table_doubles_each_class_and_names_the_binding_limit(results):
     assert cpu["chat traffic × 2"] > cpu["the run's mix"] > cpu["auth traffic × 2"] * 0.8
     fixed = pages.what_if_table(results["fixed"], users=30)
     assert list(fixed["Mix"]) == ["the run's mix"]  # its own mix only: the classes moved together
+    # ... as it ran (users per class round off its --mix): a number, never an error in the report
+    few = pages.what_if_table(results["few"], users=6)
+    assert list(few["Mix"]) == ["the run's mix"] and float(few["CPU cores (projected)"].iloc[0].split()[0]) > 0
 
 
 def test_the_sliders_redraw_the_prediction(results):

@@ -89,7 +89,7 @@ def _check_store(store_url: str, ids: list[str], tmp_path, elapsed: float) -> No
 
 
 def test_run_ids_distinct_within_one_second():
-    ids = [new_run_id() for _ in range(20000)]  # 2 random bytes would collide here (birthday bound)
+    ids = [new_run_id() for _ in range(20000)]  # 4 random bytes collide here 1 time in 20 (birthday bound)
     assert len(set(ids)) == len(ids)
 
 
