@@ -13,6 +13,7 @@ from capkit.records.seconds import SecondAggregator
 from capkit.runs.ingest import Ingestor
 from capkit.schemas import REFERENCE_CLASSES, RunSpec, RunStatus, StagePlan
 from capkit.store import Store
+from capkit.synthetic.draws import ar1
 
 
 @dataclass
@@ -84,19 +85,17 @@ def mix_seconds(plan: StagePlan, truth: MixTruth, *, seed: int = 0, default_mix:
     default_mix = default_mix or {"chat": 4, "analytics": 1, "auth": 1, "ws": 1}
     for index, stage in enumerate(plan.stages):
         n = counts(stage.users, stage.mix, default_mix) if stage.users else {c: 0 for c in default_mix}
-        offset = {m: rng.normal(0, sd) for m, sd in truth.step_sd.items()}
-        noise = {m: 0.0 for m in truth.second_sd}
+        length = int(stage.seconds)
+        # the one noise model of capkit.synthetic: a step offset, AR(1) within the step, outliers
+        noise = {m: ar1(rng, length, sd, truth.ar) + rng.normal(0, truth.step_sd.get(m, 0.0))
+                 + np.where(rng.random(length) < truth.outlier_share, 6 * sd, 0.0)
+                 for m, sd in truth.second_sd.items()}
         seconds, rates = [], truth.rates(n)
-        for _ in range(int(stage.seconds)):
+        for i in range(length):
             req = {c: int(rng.poisson(k * rates[c])) for c, k in n.items()}
             means = {"cpu_cores": truth.cpu0 + sum(req[c] * truth.cpu_per_request[c] for c in req),
                      "rss_mib": truth.rss(n)}
-            values = {}
-            for metric, mean in means.items():
-                sd = truth.second_sd[metric]
-                noise[metric] = truth.ar * noise[metric] + rng.normal(0, sd * np.sqrt(1 - truth.ar ** 2))
-                values[metric] = mean + offset[metric] + noise[metric] + (6 * sd if rng.random() < truth.outlier_share
-                                                                          else 0.0)
+            values = {metric: mean + noise[metric][i] for metric, mean in means.items()}
             seconds.append((req, values, rng))
         yield index, stage, n, seconds
 

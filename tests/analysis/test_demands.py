@@ -41,8 +41,9 @@ def test_demand_intervals_cover_the_truth_over_seeds():
             for c in BASE:
                 hits[(resource, c)] += fit.demands[c].contains(true[c])
                 widths[(resource, c)].append(fit.demands[c].half_width())
+    print("demand coverage at 95 %:", {f"{r} {c}": round(h / seeds, 3) for (r, c), h in hits.items()})
     for key, hit in hits.items():
-        assert 0.88 <= hit / seeds <= 1.0, (key, hit / seeds)
+        assert 0.92 <= hit / seeds <= 0.99, (key, hit / seeds)  # 0.95 ± 2 binomial sd over 150 seeds
     # informative, not merely wide: the costly classes' intervals are a fraction of their demand
     assert np.mean(widths[("cpu_cores", "chat")]) < 0.4 * truth.cpu_per_request["chat"]
     assert np.mean(widths[("rss_mib", "ws")]) < 0.2 * truth.mib_per_session["ws"]
