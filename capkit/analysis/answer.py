@@ -149,6 +149,7 @@ class ServiceFailure:
 
     users: float
     reason: str
+    exited: bool = False  # its process died (not a step that failed its requests)
 
     def sentence(self) -> str:
         if self.users <= 0:
@@ -161,7 +162,8 @@ def service_failure(meta, steps: pd.DataFrame, max_error_rate: float = 0.05) -> 
     its steps; None when it never did."""
     if meta.status == RunStatus.INCOMPLETE and (meta.reason or "").startswith(SERVICE_EXITED):
         last = steps.sort_values("step").iloc[-1] if not steps.empty else None
-        return ServiceFailure(float(last["users"]) if last is not None else 0.0, "its process exited")
+        return ServiceFailure(float(last["users"]) if last is not None else 0.0, "its process exited",
+                              exited=True)
     valid = valid_steps(steps)
     if valid.empty or "error_rate" not in valid:
         return None
@@ -175,7 +177,7 @@ def service_failure(meta, steps: pd.DataFrame, max_error_rate: float = 0.05) -> 
 def with_failure(steps: pd.DataFrame, failure: ServiceFailure | None) -> pd.DataFrame:
     """``steps`` plus, when the service's process died, its last load as a valid step whose every
     request failed: a crash is the strongest evidence that the error limit was passed there."""
-    if failure is None or failure.reason != "its process exited" or failure.users <= 0:
+    if failure is None or not failure.exited or failure.users <= 0:
         return steps
     row = {"step": -1, "users": failure.users, "complete": True, "requests": 1, "error_rate": 1.0, "flags": ""}
     return pd.concat([steps, pd.DataFrame([row])], ignore_index=True)
