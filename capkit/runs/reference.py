@@ -32,6 +32,9 @@ REFERENCE_SERIES = ("model_queue=capkit_model_queue_depth", "capkit_cache_hits=c
                     # soft limits: pools in use and their sizes, event-loop lag, the service's own bytes
                     "model_slots_in_use=capkit_model_slots_in_use", "model_slots_size=capkit_model_slots",
                     "db_pool_checked_out=capkit_db_pool_checked_out", "db_pool_size=capkit_db_pool_limit",
+                    # the same two as time averages between scrapes (busy seconds per second)
+                    "model_slots_busy=capkit_model_slots_busy_seconds_total:rate",
+                    "db_pool_busy=capkit_db_pool_busy_seconds_total:rate",
                     "event_loop_lag_ms=capkit_event_loop_lag_seconds:*1000",
                     "service_sent_bytes_per_s=capkit_http_response_bytes_total:rate",
                     "service_received_bytes_per_s=capkit_http_request_bytes_total:rate",

@@ -11,6 +11,7 @@ from typing import AsyncIterator
 import anyio
 
 from capkit.service.backends import BuiltinBackend, OllamaBackend, OpenAIBackend
+from capkit.service.observability import BusyClock
 from capkit.service.unavailable import Unavailable
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class BackendSlot:
         self.first_token_timeout_s = first_token_timeout_s
         self.waiting = 0
         self.active = 0
+        self.busy = BusyClock()  # slot-seconds in use: its rate is the mean of ``active``
         self.unhealthy_until = 0.0
         self.last_error: str | None = None
         self._sem: asyncio.Semaphore | None = None
@@ -51,7 +53,7 @@ class BackendSlot:
             self._sem = asyncio.Semaphore(self.max_concurrent)
         if not self._sem.locked():
             await self._sem.acquire()
-            self.active += 1
+            self._taken()
             return 0.0
         if self.waiting >= self.queue_size:
             raise _Skip("queue full")
@@ -65,11 +67,16 @@ class BackendSlot:
             raise _Skip("queue timeout") from None
         finally:
             self.waiting -= 1
-        self.active += 1
+        self._taken()
         return time.monotonic() - t0
+
+    def _taken(self) -> None:
+        self.active += 1
+        self.busy.add(1)
 
     def release(self) -> None:
         self.active -= 1
+        self.busy.add(-1)
         self._sem.release()
 
     def mark_unhealthy(self, reason: str, for_s: float) -> None:

@@ -1,13 +1,18 @@
 """Prometheus metrics on a per-app registry, the request-timing middleware and ``/metrics``.
 
 Soft limits are exported as pairs an analysis can divide like CPU use: ``capkit_model_slots_in_use``
-over ``capkit_model_slots``, ``capkit_db_pool_checked_out`` over ``capkit_db_pool_limit``; next to
+over ``capkit_model_slots``, ``capkit_db_pool_checked_out`` over ``capkit_db_pool_limit``. Each
+pool also counts its busy time (``capkit_model_slots_busy_seconds_total``,
+``capkit_db_pool_busy_seconds_total``: seconds in use summed over its slots or connections), whose
+rate between two scrapes is the exact time-averaged number in use — a gauge read once per scrape is
+one point of a level that changes every few milliseconds. Next to
 them the event loop's lag (``capkit_event_loop_lag_seconds``) and the service's own HTTP body bytes
 (``capkit_http_request_bytes_total``, ``capkit_http_response_bytes_total``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -89,6 +94,43 @@ class _TrafficCollector:
                                   value=m.response_bytes)
 
 
+class BusyClock:
+    """Seconds in use, summed over a pool's members: the time integral of how many are in use.
+
+    ``add(+1)`` when one is taken and ``add(-1)`` when it comes back (from any thread);
+    ``seconds()`` is the integral up to now, a counter whose rate is the mean number in use.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._level = 0
+        self._total = 0.0
+        self._since = time.monotonic()
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._total += self._level * (now - self._since)
+            self._since, self._level = now, self._level + delta
+
+    def seconds(self) -> float:
+        with self._lock:
+            return self._total + self._level * (time.monotonic() - self._since)
+
+
+def watch_pool(engine) -> BusyClock | None:
+    """A :class:`BusyClock` fed by ``engine``'s checkouts and checkins; None for a pool without
+    limits (see :func:`pool_limits`), which exports no pool series."""
+    if pool_limits(engine.pool) is None:
+        return None
+    from sqlalchemy import event
+
+    clock = BusyClock()
+    event.listen(engine, "checkout", lambda *_: clock.add(1))
+    event.listen(engine, "checkin", lambda *_: clock.add(-1))
+    return clock
+
+
 def pool_limits(pool) -> tuple[int, int, int, int | None] | None:
     """``(size, checked_out, overflow, limit)`` of a SQLAlchemy ``QueuePool``, else None.
 
@@ -124,6 +166,11 @@ class _StateCollector:
                 if value is not None:
                     family.add_metric([], value)
         yield from (size, out, over, limit)
+        if getattr(s, "db_pool_busy", None) is not None:
+            busy = CounterMetricFamily("capkit_db_pool_busy_seconds",
+                                       "connection-seconds checked out (its rate: mean connections in use)")
+            busy.add_metric([], s.db_pool_busy.seconds())
+            yield busy
         guard = getattr(s, "redis_guard", None)
         degraded = GaugeMetricFamily("capkit_redis_degraded",
                                      "1 while Redis is down and caches/limits run in-process")
@@ -147,13 +194,16 @@ class _StateCollector:
         slots = GaugeMetricFamily("capkit_model_slots", "generation slots (CAPKIT_MODEL_MAX_CONCURRENT)",
                                   labels=["model"])
         healthy = GaugeMetricFamily("capkit_model_healthy", "1 when the backend is healthy", labels=["model"])
+        busy = CounterMetricFamily("capkit_model_slots_busy_seconds",
+                                   "slot-seconds in use (its rate: mean slots in use)", labels=["model"])
         for slot in s.models.slots:
+            busy.add_metric([slot.name], slot.busy.seconds())
             depth.add_metric([slot.name], slot.waiting)
             active.add_metric([slot.name], slot.active)
             in_use.add_metric([slot.name], slot.active)
             slots.add_metric([slot.name], slot.max_concurrent)
             healthy.add_metric([slot.name], 1 if slot.healthy else 0)
-        yield from (depth, active, in_use, slots, healthy)
+        yield from (depth, active, in_use, slots, healthy, busy)
         state = GaugeMetricFamily("capkit_circuit_breaker_open", "1 when open, 0.5 half-open, 0 closed",
                                   labels=["name"])
         state.add_metric([s.breaker.name], {"closed": 0, "half_open": 0.5, "open": 1}[s.breaker.state])

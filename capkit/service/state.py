@@ -14,7 +14,7 @@ from capkit.service.breaker import CircuitBreaker
 from capkit.service.cache import InProcessCache, RedisCache
 from capkit.service.db import init_schema, make_engine
 from capkit.service.models import ModelManager, build_manager
-from capkit.service.observability import Metrics
+from capkit.service.observability import BusyClock, Metrics, watch_pool
 from capkit.service.ratelimit import RateLimiter
 from capkit.service.redisguard import RedisGuard
 from capkit.service.unavailable import Unavailable
@@ -39,6 +39,7 @@ class ServiceState:
     metrics: Metrics
     redis: Any = None
     redis_guard: Any = None
+    db_pool_busy: BusyClock | None = None  # connection-seconds checked out (capkit_db_pool_busy_seconds)
 
     async def run_db(self, fn: Callable, *args, **kwargs):
         """Run blocking ``fn(engine, *args)`` in a worker thread, guarded by the circuit breaker."""
@@ -84,6 +85,7 @@ async def build_state(settings: Settings, metrics: Metrics) -> ServiceState:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
                          max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_s,
                          pgbouncer=settings.db_pgbouncer)
+    pool_busy = watch_pool(engine)  # before the first checkout, so every checkin has its checkout
     try:
         await anyio.to_thread.run_sync(init_schema, engine)
     except exc.SQLAlchemyError:
@@ -104,6 +106,7 @@ async def build_state(settings: Settings, metrics: Metrics) -> ServiceState:
     state = ServiceState(
         settings=settings,
         engine=engine,
+        db_pool_busy=pool_busy,
         breaker=CircuitBreaker("database", failures=settings.breaker_failures, reset_s=settings.breaker_reset_s),
         response_cache=response_cache,
         analytics_cache=analytics_cache,

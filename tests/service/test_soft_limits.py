@@ -24,6 +24,19 @@ def model(name="capkit-builtin"):
     return (("model", name),)
 
 
+def _busy_growth(get, key, hold_s: float) -> tuple[float, float]:
+    """Growth of a busy-seconds counter between two scrapes ``hold_s`` apart, divided by the
+    longest and by the shortest time the two scrapes can have been apart: (≤ level, ≥ level)."""
+    t0 = time.monotonic()
+    first = scrape(get)[key]
+    t1 = time.monotonic()
+    time.sleep(hold_s)
+    t2 = time.monotonic()
+    second = scrape(get)[key]
+    t3 = time.monotonic()
+    return (second - first) / (t3 - t0), (second - first) / (t2 - t1)
+
+
 def test_slots_gauge_counts_open_streams(sqlite_url, start_server):
     base = start_server(fast_settings(database_url=sqlite_url, model_tokens=100, model_token_delay_ms=100,
                                       model_max_concurrent=5, response_cache=False, openai_auth="none"))
@@ -41,6 +54,9 @@ def test_slots_gauge_counts_open_streams(sqlite_url, start_server):
         assert r.status_code == 200
         during = scrape(http.get)
         assert during[("capkit_model_slots_in_use", model())] == 3
+        # busy seconds grow by 3 slots × the time between two scrapes: the mean in use, exactly
+        busy = _busy_growth(http.get, ("capkit_model_slots_busy_seconds_total", model()), hold_s=0.4)
+        assert busy[0] <= 3 and busy[1] >= 3, busy
         assert during[("capkit_model_active", model())] == 3  # the old name stays
         assert during[("capkit_model_slots", model())] == 5
     # the clients went away mid-answer (10 s each): their slots come back without waiting for the end
@@ -62,6 +78,8 @@ def test_db_pool_limit_and_checked_out_on_a_sqlite_file(make_client):
             assert scrape(client.get)[("capkit_db_pool_checked_out", ())] == n
         full = scrape(client.get)
         assert full[("capkit_db_pool_checked_out", ())] == full[("capkit_db_pool_limit", ())]  # in use / size = 1
+        busy = _busy_growth(client.get, ("capkit_db_pool_busy_seconds_total", ()), hold_s=0.3)
+        assert busy[0] <= 5 and busy[1] >= 5, busy  # 5 connections held the whole time
         assert full[("capkit_db_pool_overflow", ())] == 3
     assert scrape(client.get)[("capkit_db_pool_checked_out", ())] == 0
 
@@ -78,7 +96,8 @@ def test_in_memory_sqlite_has_no_pool_series(make_client):
     client = make_client(database_url="sqlite://")
     names = {name for name, _ in scrape(client.get)}
     assert "capkit_model_slots" in names  # the scrape worked
-    assert not names & {"capkit_db_pool_limit", "capkit_db_pool_checked_out", "capkit_db_pool_size"}
+    assert not names & {"capkit_db_pool_limit", "capkit_db_pool_checked_out", "capkit_db_pool_size",
+                        "capkit_db_pool_busy_seconds_total"}
 
 
 def test_event_loop_lag_sees_a_blocking_route(sqlite_url):
