@@ -55,6 +55,20 @@ def _boot_row(quantity: str, a: float, b: float, sa, sb, alpha: float) -> dict:
             "change_pct": 100 * diff / abs(a) if a else math.nan, "p_value": p, "significant": p < alpha}
 
 
+def holm(p_values, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjustment of a family of p-values (NaN ones left out of the family):
+    ``(adjusted p, significant at alpha)``. A run is judged on several quantities at once; each at
+    ``alpha`` alone would flag an unchanged run in about ``1 − (1 − alpha)^k`` of comparisons."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, float)
+    adjusted, significant = np.full(p.shape, np.nan), np.zeros(p.shape, bool)
+    ok = np.isfinite(p)
+    if ok.any():
+        significant[ok], adjusted[ok] = multipletests(p[ok], alpha=alpha, method="holm")[:2]
+    return adjusted, significant
+
+
 def compare_runs(a, b, *, usl_a=None, usl_b=None, level: float = 0.95) -> pd.DataFrame:
     """Compare two capacity reports (and their USL fits when given).
 

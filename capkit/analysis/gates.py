@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from capkit.analysis.compare import compare_runs
+from capkit.analysis.compare import compare_runs, holm
 from capkit.analysis.regression import ResourceFit
 from capkit.errors import ParameterError
 from capkit.schemas import RESOURCES, Interval
@@ -50,7 +50,7 @@ def evaluate_gates(resources, thresholds: GateThresholds, *, baseline=None, leve
     step must fail the gate, not vanish from it); the error rate counts every user step; capacity
     is the binding constraint's planning capacity — with no fitted, limiting resource it fails as
     "not measured"; regression is the capacity loss per resource against the baseline, failing when
-    it is larger than allowed *and* significant at ``level``, and failing as "not measured" when a
+    it is larger than allowed *and* significant at ``level`` (Holm-adjusted over the resources), and failing as "not measured" when a
     resource fitted in the baseline cannot be fitted in this run.
 
     Parameters
@@ -95,6 +95,12 @@ def evaluate_gates(resources, thresholds: GateThresholds, *, baseline=None, leve
                                   f"minimum {thresholds.min_capacity:,.0f}"))
     if thresholds.max_regression is not None and baseline is not None:
         table = compare_runs(baseline, resources, level=level)
+        # one gate per resource: their p-values are Holm-adjusted together, so that an unchanged
+        # run fails one of them in at most 1 − level of checks (not once per resource)
+        family = table[table["quantity"].isin([f"{label} capacity (users)" for label, _ in RESOURCES.values()])]
+        adjusted, significant = holm(family["p_value"], 1 - level)
+        holm_p = dict(zip(family["quantity"], adjusted, strict=True))
+        holm_sig = dict(zip(family["quantity"], significant, strict=True))
         for resource, (label, _) in RESOURCES.items():
             fa, fb = baseline.fits.get(resource), resources.fits.get(resource)
             if not (isinstance(fa, ResourceFit) and isinstance(fa.capacity, Interval)):
@@ -106,14 +112,14 @@ def evaluate_gates(resources, thresholds: GateThresholds, *, baseline=None, leve
                 continue
             cap_b = fb.capacity.estimate if isinstance(fb.capacity, Interval) else math.inf
             loss = (fa.capacity.estimate - cap_b) / fa.capacity.estimate if math.isfinite(cap_b) else -math.inf
-            row = table[table["quantity"] == f"{label} capacity (users)"]
-            p = float(row["p_value"].iloc[0]) if len(row) else math.nan
-            significant = bool(row["significant"].iloc[0]) if len(row) else False
+            quantity = f"{label} capacity (users)"
+            p = float(holm_p.get(quantity, math.nan))
+            significant = bool(holm_sig.get(quantity, False))
             ok = not (loss > thresholds.max_regression and significant)
             out.append(GateResult(f"regression_{resource}", ok, loss, thresholds.max_regression,
                                   f"{label} capacity {fa.capacity.estimate:,.0f} → {cap_b:,.0f} users "
-                                  f"({-loss:+.1%}, p={p:.3g}; fails above {thresholds.max_regression:.0%} loss "
-                                  f"when significant)"))
+                                  f"({-loss:+.1%}, Holm p={p:.3g} over {len(family)} resources; fails above "
+                                  f"{thresholds.max_regression:.0%} loss when significant)"))
     return out
 
 

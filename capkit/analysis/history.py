@@ -4,7 +4,8 @@ For each stored run of a target in time order: capacity per replica (from the sa
 :func:`~capkit.analysis.keyfacts.key_facts` as the report's answer), CPU per user and p95 at a
 reference load, labelled with git SHA and date; a run is marked a regression when
 :func:`~capkit.analysis.compare.compare_runs` against the run before finds a significant change
-for the worse (CPU per user up, the binding capacity or the USL peak throughput down).
+for the worse (CPU per user up, a capacity or the USL peak throughput down), its p-values
+Holm-adjusted over those watched quantities.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from capkit.analysis.compare import compare_runs
+from capkit.analysis.compare import compare_runs, holm
 from capkit.analysis.data import read_run
 from capkit.analysis.formatting import frame_html, interval, number, users
 from capkit.analysis.keyfacts import key_facts
@@ -48,16 +49,28 @@ class History:
 
 
 def _regressions(prev, cur, level: float) -> tuple[list[str], list[str]]:
-    table = compare_runs(prev.resources, cur.resources, usl_a=prev.usl, usl_b=cur.usl, level=level)
-    worse, better = [], []
+    """Significant changes of the watched quantities (:data:`WORSE`) between two runs, for the worse
+    and for the better; the p-values are Holm-adjusted over the watched quantities, so that an
+    unchanged run is flagged in at most 1 − ``level`` of comparisons, not once per quantity."""
+    return watched_changes(compare_runs(prev.resources, cur.resources, usl_a=prev.usl, usl_b=cur.usl, level=level),
+                           level)
+
+
+def watched_changes(table: pd.DataFrame, level: float) -> tuple[list[str], list[str]]:
+    """``(worse, better)``: the texts of the watched rows of a :func:`compare_runs` table whose
+    Holm-adjusted p-value is below 1 − ``level``."""
+    rows = []
     for row in table.itertuples(index=False):
-        if not (isinstance(row.significant, (bool, np.bool_)) and row.significant):
-            continue
         for suffix, sign in WORSE.items():
             if row.quantity.endswith(suffix) and (row.quantity.startswith("CPU") or sign < 0):
-                p = "< 0.001" if row.p_value < 0.001 else "= " + number(row.p_value, 2)
-                text = f"{row.quantity} {row.change_pct:+.0f} % (p {p})"
-                (worse if np.sign(row.difference) == sign else better).append(text)
+                rows.append((row, sign))
+    adjusted, significant = holm([row.p_value for row, _ in rows], 1 - level)
+    worse, better = [], []
+    for (row, sign), p, hit in zip(rows, adjusted, significant, strict=True):
+        if hit:
+            shown = "< 0.001" if p < 0.001 else "= " + number(p, 2)
+            text = f"{row.quantity} {row.change_pct:+.0f} % (Holm p {shown})"
+            (worse if np.sign(row.difference) == sign else better).append(text)
     return worse, better
 
 
