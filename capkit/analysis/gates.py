@@ -50,8 +50,8 @@ def evaluate_gates(resources, thresholds: GateThresholds, *, baseline=None, leve
     step must fail the gate, not vanish from it); the error rate counts every user step; capacity
     is the binding constraint's planning capacity — with no fitted, limiting resource it fails as
     "not measured"; regression is the capacity loss per resource against the baseline, failing when
-    it is larger than allowed *and* significant at ``level`` (Holm-adjusted over the resources), and failing as "not measured" when a
-    resource fitted in the baseline cannot be fitted in this run.
+    it is larger than allowed *and* significant at ``level`` (Holm-adjusted over the resources),
+    and failing as "not measured" when a resource fitted in the baseline cannot be fitted in this run.
 
     Parameters
     ----------
