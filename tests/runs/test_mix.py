@@ -2,7 +2,7 @@
 given (checked on the measured per-endpoint throughput), and the demands fitted on it predict the
 CPU of a mix it never ran, which a second run then measures (within 10 %).
 
-Short steps (~55 s of load in all); the full-length comparison is `make bench`'s "mix prediction"."""
+Short steps (~90 s of load in all); the full-length comparison is `make bench`'s "mix prediction"."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def _run_id(proc) -> str:
 
 def test_mix_design_runs_its_mix_and_predicts_a_new_mix_within_10_percent(tmp_path):
     env = _env(tmp_path)
-    design = run_cli("run", "--stages", "0x4,8x5,16x5", "--warmup", "2", "--design", "mix", "--mix", BASE,
+    # 8-s steps: with 5-s ones the prediction's interval was ±17 %, wider than the 10 % asked, and one
+    # CI run measured 10.4 % off (inside that interval)
+    design = run_cli("run", "--stages", "0x4,8x8,16x8", "--warmup", "2", "--design", "mix", "--mix", BASE,
                      "--think", "0.5,1.0", env=env, timeout=240)
     assert design.returncode == 0, design.stderr[-2000:]
     fit_id = _run_id(design)
@@ -79,5 +81,7 @@ def test_mix_design_runs_its_mix_and_predicts_a_new_mix_within_10_percent(tmp_pa
     assert measured_table.loc[1, "clean"], measured_table.loc[1, "flags"]
     measured = float(measured_table.loc[1, "cpu_cores"])
     off = abs(predicted["predicted"] - measured) / measured
+    print(f"CPU for {NEW} at 18 users: predicted {predicted['predicted']:.3f} ({predicted['low']:.3f}–"
+          f"{predicted['high']:.3f}), measured {measured:.3f}, {100 * off:.1f} % off")
     assert off <= 0.10, (predicted, measured)
     assert predicted["low"] <= measured <= predicted["high"], (predicted, measured)
