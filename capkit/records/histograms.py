@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 # latency in microseconds, 1 µs .. 1 h, 3 significant digits
@@ -34,3 +35,16 @@ def merge_histograms(encoded: Iterable[str]) -> HdrHistogram:
     for item in encoded:
         total.add(HdrHistogram.decode(item))
     return total
+
+
+def percentile_rank(count: int, percentile: float) -> int:
+    """The 1-based rank among ``count`` sorted values that an HDR histogram reports as ``percentile``
+    (``round(p · n)``, at least 1): a step's p95 is this order statistic of its requests."""
+    return max(int(percentile / 100 * count + 0.5), 1)
+
+
+def rank_percentiles(values, percentiles=(50, 95, 99)) -> dict:
+    """``{p: value}`` as a histogram of ``values`` reports them (its rank rule, without its bucket
+    rounding); NaN for no values."""
+    v = np.sort(np.asarray(values, dtype=float))
+    return {p: float(v[percentile_rank(len(v), p) - 1]) if len(v) else math.nan for p in percentiles}

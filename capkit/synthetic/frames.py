@@ -4,8 +4,8 @@ Coverage tests draw hundreds of runs; writing each through the ingest path takes
 :func:`synthetic_frames` takes the same per-step draws as the store path
 (:func:`capkit.synthetic.draws.draw_step` on the same per-step streams), so for one seed the
 resource seconds are the very values the store path writes, and the step table is what
-:func:`capkit.analysis.steps.summarize_steps` computes from them (percentiles exact rather than
-from an HDR histogram).
+:func:`capkit.analysis.steps.summarize_steps` computes from them (percentiles by the histogram's rank
+rule, without its bucket rounding).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from capkit.records.histograms import rank_percentiles
 from capkit.schemas import StagePlan
 from capkit.synthetic import SyntheticTruth, step_streams, true_values
 from capkit.synthetic.draws import draw_step
@@ -24,7 +25,7 @@ from capkit.synthetic.draws import draw_step
 class SyntheticFrames:
     """``per_second``: ts, step, users and one column per metric, warm-up trimmed (the shape of
     :func:`capkit.analysis.resources.resource_frame`); ``steps``: step, users, started_at, rps,
-    mean_ms, p95_ms, clean (one row per step, the idle step included)."""
+    requests, mean_ms, p50_ms, p95_ms, p99_ms, clean (one row per step, the idle step included)."""
 
     per_second: pd.DataFrame
     steps: pd.DataFrame
@@ -52,7 +53,7 @@ def synthetic_frames(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, s
         window = max(np.floor(hi) - np.ceil(lo), 0.0)
         step_rows.append({"step": index, "users": stage.users, "started_at": t,
                           "rps": len(lat) / window if window else np.nan,
-                          "mean_ms": float(lat.mean()) if len(lat) else np.nan,
-                          "p95_ms": float(np.percentile(lat, 95)) if len(lat) else np.nan, "clean": True})
+                          "requests": len(lat), "mean_ms": float(lat.mean()) if len(lat) else np.nan,
+                          **{f"p{q}_ms": v for q, v in rank_percentiles(lat).items()}, "clean": True})
         t += stage.seconds
     return SyntheticFrames(pd.concat(seconds_rows, ignore_index=True), pd.DataFrame(step_rows))

@@ -9,8 +9,9 @@ Measured at level 0.95 (seeds 0–199 unless said):
 - per-user cost 95.4 %, baseline 95.0 %, capacity (where a new step's mean reaches the limit) 95.4 %
   (4 resources × 200 runs, 5 steps of 20 s);
 - USL σ/κ/λ over seeds 0–499: 5 points 95.4/94.6/95.2 %, 8 points 94.6/93.6/94.0 %;
-- p95 crossing at 500 ms 95.0 % (7 steps); at 2000 ms, next to the top step, 90.5 %: below the
-  band, marked xfail (strict);
+- p95 crossing at 500 ms 95.5 % (7 steps); at 2000 ms, next to the top step, 92.0 % (91.4 % over
+  seeds 0–799; 90.5 % before the steps' p95s were corrected for their rank): below the band,
+  marked xfail (strict);
 - comparison of A/A pairs: false-positive rate per quantity 2–7 %, pooled 4.5 %;
 - pure time drift (240 MiB/hour) on the up-and-down quick profile: reported as a per-user cost in
   2.0 % of runs (every run of a plain ramp); drift interval 96.5 %, per-user cost under drift 95.5 %.
@@ -140,8 +141,9 @@ def test_p95_crossing_interval_covers_the_truth():
     _in_band("p95 crossing at 500 ms, 7 steps", _crossing_coverage("warning", 500))
 
 
-@pytest.mark.xfail(strict=True, reason="measured 90.5 %: the crossing near the top step is biased late (a "
-                   "step's p95/mean ratio from ~300 requests is biased low) and its spread understated ~15 %")
+@pytest.mark.xfail(strict=True, reason="measured 92.0 %: the crossing near the top step is still biased late "
+                   "(28.1 vs 27.8 users, from the USL's throughput at the top step) and skewed later than "
+                   "the bootstrap's draws; a modified-residual or wild USL bootstrap does not mend it")
 def test_p95_crossing_interval_covers_the_truth_near_the_top_step():
     _in_band("p95 crossing at 2000 ms, 7 steps", _crossing_coverage("critical", 2000))
 
