@@ -24,7 +24,7 @@ class Backtest:
 
     train_users: list[int]
     test_users: list[int]
-    predictions: pd.DataFrame  # quantity, users, observed, predicted, low, high, error_pct, inside
+    predictions: pd.DataFrame  # quantity, users, observed, predicted, low, high, error_pct, inside (NaN: no interval)
     summary: pd.DataFrame  # quantity, steps, mean_abs_error_pct, max_abs_error_pct, inside_share
 
 
@@ -88,8 +88,10 @@ def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootst
             usl = None
         if usl is not None:
             n = test["users"].to_numpy(float)
-            boot = (np.array([usl_throughput(n, *s) for s in usl.draws(level)]) if usl.samples is not None
-                    else np.tile(usl.predict(n), (2, 1)))
+            # three parameters through three training steps leave no residual: no interval, not a
+            # zero-width one (the prediction is an exact fit's, and "outside" would be meaningless)
+            boot = (np.array([usl_throughput(n, *s) for s in usl.draws(level)])
+                    if usl.samples is not None and usl.df_residual > 0 else np.full((2, n.size), np.nan))
             for i, st in enumerate(test.itertuples()):
                 rows.append(_row("Throughput (req/s)", st.users, st.rps, float(usl.predict(n[i])),
                                  float(np.quantile(boot[:, i], q)), float(np.quantile(boot[:, i], 1 - q))))
@@ -106,7 +108,7 @@ def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootst
     summary = (preds.groupby("quantity", sort=False)
                .agg(steps=("users", "size"), mean_abs_error_pct=("error_pct", lambda e: float(np.mean(np.abs(e)))),
                     max_abs_error_pct=("error_pct", lambda e: float(np.max(np.abs(e)))),
-                    inside_share=("inside", "mean"))
+                    inside_share=("inside", lambda v: float(v.dropna().mean()) if v.notna().any() else np.nan))
                .reset_index()) if len(preds) else pd.DataFrame(
         columns=["quantity", "steps", "mean_abs_error_pct", "max_abs_error_pct", "inside_share"])
     return Backtest(train["users"].astype(int).tolist(), test["users"].astype(int).tolist(), preds, summary)
@@ -114,5 +116,6 @@ def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootst
 
 def _row(quantity, users, observed, predicted, low, high) -> dict:
     err = 100 * (predicted - observed) / observed if observed else np.nan
+    inside = bool(low <= observed <= high) if np.isfinite(low) and np.isfinite(high) else np.nan
     return {"quantity": quantity, "users": int(users), "observed": observed, "predicted": predicted, "low": low,
-            "high": high, "error_pct": err, "inside": bool(low <= observed <= high)}
+            "high": high, "error_pct": err, "inside": inside}

@@ -124,7 +124,11 @@ def plot_backtest(result):
         ax.set_visible(False)
     for ax, q in zip(axes.flat, quantities):
         d = bt.predictions[bt.predictions["quantity"] == q]
-        ax.errorbar(d["users"], d["predicted"], yerr=[d["predicted"] - d["low"], d["high"] - d["predicted"]],
+        # a percentile interval need not hold its point (skewed draws, float noise of a degenerate
+        # one): the bars go from the point to each bound that lies beyond it; NaN bounds draw none
+        below, above = (np.nan_to_num(np.clip(v.to_numpy(float), 0, None))
+                        for v in (d["predicted"] - d["low"], d["high"] - d["predicted"]))
+        ax.errorbar(d["users"], d["predicted"], yerr=[below, above],
                     fmt="o", color="black", ms=3, label="predicted")
         ax.scatter(d["users"], d["observed"], color="tab:red", zorder=3, s=14, label="observed")
         ax.set_title(q)

@@ -37,11 +37,15 @@ class BackendSlot:
         self.queue_timeout_s = queue_timeout_s
         self.first_token_timeout_s = first_token_timeout_s
         self.waiting = 0
-        self.active = 0
         self.busy = BusyClock()  # slot-seconds in use: its rate is the mean of ``active``
         self.unhealthy_until = 0.0
         self.last_error: str | None = None
         self._sem: asyncio.Semaphore | None = None
+
+    @property
+    def active(self) -> int:
+        """Generations holding a slot now."""
+        return self.busy.level
 
     @property
     def healthy(self) -> bool:
@@ -53,7 +57,7 @@ class BackendSlot:
             self._sem = asyncio.Semaphore(self.max_concurrent)
         if not self._sem.locked():
             await self._sem.acquire()
-            self._taken()
+            self.busy.add(1)
             return 0.0
         if self.waiting >= self.queue_size:
             raise _Skip("queue full")
@@ -67,15 +71,10 @@ class BackendSlot:
             raise _Skip("queue timeout") from None
         finally:
             self.waiting -= 1
-        self._taken()
+        self.busy.add(1)
         return time.monotonic() - t0
 
-    def _taken(self) -> None:
-        self.active += 1
-        self.busy.add(1)
-
     def release(self) -> None:
-        self.active -= 1
         self.busy.add(-1)
         self._sem.release()
 

@@ -117,6 +117,11 @@ class BusyClock:
         with self._lock:
             return self._total + self._level * (time.monotonic() - self._since)
 
+    @property
+    def level(self) -> int:
+        """How many are in use now."""
+        return self._level
+
 
 def watch_pool(engine) -> BusyClock | None:
     """A :class:`BusyClock` fed by ``engine``'s checkouts and checkins; None for a pool without

@@ -83,6 +83,11 @@ def test_backtest_finds_a_known_break_and_trusts_the_straight_lines():
     assert summary.loc["Memory", "inside_share"] == 0
     for quantity in ("CPU", "DB connections", "Network"):  # inside their prediction intervals, within 10 %
         assert summary.loc[quantity, "inside_share"] == 1 and summary.loc[quantity, "max_abs_error_pct"] < 10, summary
+    # the USL through three training steps is an exact fit: no residual, so no interval (not a
+    # zero-width one that every observation falls outside of)
+    through = bt.predictions[bt.predictions["quantity"] == "Throughput (req/s)"]
+    assert len(through) == 2 and through[["low", "high", "inside"]].isna().all().all()
+    assert np.isnan(summary.loc["Throughput (req/s)", "inside_share"])
 
 
 def test_comparison_finds_the_known_difference_only():
