@@ -58,14 +58,20 @@ def _boot_row(quantity: str, a: float, b: float, sa, sb, alpha: float) -> dict:
 def holm(p_values, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Holm's step-down adjustment of a family of p-values (NaN ones left out of the family):
     ``(adjusted p, significant at alpha)``. A run is judged on several quantities at once; each at
-    ``alpha`` alone would flag an unchanged run in about ``1 − (1 − alpha)^k`` of comparisons."""
-    from statsmodels.stats.multitest import multipletests
+    ``alpha`` alone would flag an unchanged run in about ``1 − (1 − alpha)^k`` of comparisons.
 
+    Written out rather than through statsmodels' ``multipletests(method="holm")``, whose Holm branch
+    calls ``gc.collect()`` on every call (0.1 s in a test process: 60 % of the A/A coverage test);
+    the tests hold it equal to statsmodels' answer.
+    """
     p = np.asarray(p_values, float)
     adjusted, significant = np.full(p.shape, np.nan), np.zeros(p.shape, bool)
-    ok = np.isfinite(p)
-    if ok.any():
-        significant[ok], adjusted[ok] = multipletests(p[ok], alpha=alpha, method="holm")[:2]
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        steps = p[order] * np.arange(ok.size, 0, -1)  # the i-th smallest × (m − i + 1)
+        adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+        significant[ok] = adjusted[ok] <= alpha
     return adjusted, significant
 
 
