@@ -4,6 +4,7 @@ result types every range and every missing number is given as (:class:`Interval`
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -327,3 +328,31 @@ class NotMeasured:
 
     def __str__(self) -> str:
         return f"not measured ({self.reason})"
+
+
+_MIX_ITEM = re.compile(r"^([a-z_][a-z0-9_]*)=(\d+(?:\.\d+)?)$")
+
+
+def parse_mix(text: str, known: tuple[str, ...] | None = None, *, whole: bool = False) -> dict[str, float]:
+    """``"chat=8,analytics=1,ws=2"`` as weights; ConfigError (one line) for a bad item, a class not
+    in ``known``, a fraction where ``whole`` numbers are needed (Locust's user weights), or weights
+    that sum to zero. The one reader of ``--mix``: the CLI, the mix design, what-if and the
+    locustfile (``CAPKIT_MIX``) all call it."""
+    weights: dict[str, float] = {}
+    for item in (text or "").split(","):
+        m = _MIX_ITEM.match(item.strip())
+        if not m:
+            raise ConfigError(f"--mix item {item.strip()!r} is not CLASS=WEIGHT (a number ≥ 0), "
+                              f"e.g. --mix chat=8,analytics=1,ws=2")
+        weights[m.group(1)] = float(m.group(2))
+    if known is not None:
+        unknown = [c for c in weights if c not in known]
+        if unknown:
+            raise ConfigError(f"--mix: unknown class {', '.join(unknown)}; the classes are "
+                              f"{', '.join(known) or 'none (this run has no request classes)'}")
+    if whole and any(not w.is_integer() for w in weights.values()):
+        raise ConfigError(f"--mix {text!r}: a run's weights are whole numbers (Locust's user weights), "
+                          f"e.g. --mix chat=4,analytics=1")
+    if sum(weights.values()) <= 0:
+        raise ConfigError(f"--mix {text!r}: the weights sum to zero; give at least one class a weight > 0")
+    return weights

@@ -18,3 +18,18 @@ def test_rate_stages_parse_and_print_back():
 def test_bad_rate_stages_are_one_line(spec):
     with pytest.raises(ConfigError, match="rRATExSECONDS"):
         StagePlan.parse(spec, warmup_s=1)
+
+
+def test_one_mix_reader_for_the_cli_and_the_locustfile():
+    """``--mix`` is read by :func:`capkit.schemas.parse_mix` everywhere: the CLI's check (whole
+    weights, the reference classes) normalises, the locustfile reads ``CAPKIT_MIX`` the same way."""
+    from capkit.cli.options import check_mix
+    from capkit.errors import ConfigError
+    from capkit.schemas import parse_mix
+
+    assert check_mix(" chat=4 , ws=1 ") == "chat=4,ws=1"
+    assert parse_mix("chat=1.5,ws=1") == {"chat": 1.5, "ws": 1.0}  # the design and what-if take fractions
+    for bad, needle in (("chat=1.5", "whole numbers"), ("video=1", "unknown class video"), ("chat=0", "sum to zero"),
+                        ("chat=x", "not CLASS=WEIGHT")):
+        with pytest.raises(ConfigError, match=needle):
+            check_mix(bad)

@@ -7,37 +7,12 @@ becomes the base mix and one step per class with that class tilted halfway to al
 
 from __future__ import annotations
 
-import re
-
 from capkit.errors import ConfigError
-from capkit.schemas import Stage, StagePlan
+from capkit.schemas import Stage, StagePlan, parse_mix
 
 TILT = 0.5  # --design mix: how far the tilted class moves from its base share towards all the users
 
 __all__ = ["TILT", "mix_design", "parse_mix"]
-
-_ITEM = re.compile(r"^([a-z_][a-z0-9_]*)=(\d+(?:\.\d+)?)$")
-
-
-def parse_mix(text: str, known: tuple[str, ...] | None = None) -> dict[str, float]:
-    """``"chat=8,analytics=1,ws=2"`` as weights; ConfigError (one line) for a bad item, a class not
-    in ``known``, or weights that sum to zero."""
-    weights: dict[str, float] = {}
-    for item in (text or "").split(","):
-        m = _ITEM.match(item.strip())
-        if not m:
-            raise ConfigError(f"--mix item {item.strip()!r} is not CLASS=WEIGHT (a number ≥ 0), "
-                              f"e.g. --mix chat=8,analytics=1,ws=2")
-        weights[m.group(1)] = float(m.group(2))
-    if known is not None:
-        unknown = [c for c in weights if c not in known]
-        if unknown:
-            raise ConfigError(f"--mix: unknown class {', '.join(unknown)}; this run has "
-                              f"{', '.join(known) or 'no request classes'}")
-    if sum(weights.values()) <= 0:
-        raise ConfigError(f"--mix {text!r}: the weights sum to zero; give at least one class a weight > 0")
-    return weights
-
 
 def mix_design(plan: StagePlan, base: dict[str, float], *, tilt: float = TILT) -> StagePlan:
     """``plan`` with every loaded stage expanded into the base mix and one tilted step per class

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from capkit.errors import ConfigError
-
-MIX_ITEM = re.compile(r"^(chat|analytics|auth|ws|openai)=\d+$")
+from capkit.schemas import REFERENCE_CLASSES, parse_mix
 
 
 def settings(**overrides):
@@ -54,14 +51,12 @@ def scenario_options(fn):
 
 
 def check_mix(mix: str | None) -> str | None:
-    """``chat=4,analytics=1,auth=1,ws=1`` (weights ≥ 0, at least one > 0) or ConfigError."""
+    """``chat=4,analytics=1,auth=1,ws=1`` (whole weights ≥ 0, at least one > 0, classes of the
+    reference scenarios) normalised, or ConfigError."""
     if mix is None:
         return None
-    items = [i.strip() for i in mix.split(",") if i.strip()]
-    if not items or not all(MIX_ITEM.match(i) for i in items) or all(i.endswith("=0") for i in items):
-        raise ConfigError(f"--mix {mix!r} is not NAME=WEIGHT,… with NAME in chat, analytics, auth, ws, openai and "
-                          f"a weight > 0 (example: --mix chat=4,analytics=1,auth=1,ws=1)")
-    return ",".join(items)
+    weights = parse_mix(mix, tuple(REFERENCE_CLASSES), whole=True)
+    return ",".join(f"{name}={int(w)}" for name, w in weights.items())
 
 
 def check_think(think: str | None) -> str | None:

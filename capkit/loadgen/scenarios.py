@@ -36,17 +36,13 @@ from capkit.loadgen.openai_chat import chat_body
 from capkit.loadgen.timing import record_stream
 from capkit.loadgen.tokens import read_words, stream_openai
 from capkit.records.llm import TokenTiming
+from capkit.schemas import parse_mix
 
 
 def _mix() -> dict[str, int]:
     """Weights per class: exactly the classes named in ``CAPKIT_MIX``, by default every component."""
     raw = os.environ.get("CAPKIT_MIX", "").strip() or DEFAULT_MIX
-    out = {}
-    for item in raw.split(","):
-        if "=" in item:
-            key, _, value = item.partition("=")
-            out[key.strip()] = int(value)
-    return out
+    return {name: int(w) for name, w in parse_mix(raw, whole=True).items()}
 
 
 def _think():
