@@ -106,15 +106,18 @@ USL_LABELS = {"sigma": "σ (contention)", "kappa": "κ (coherency)", "lambda_": 
 def usl_view(result) -> pd.DataFrame:
     """The USL coefficients with their intervals; no peak is "none (κ ≈ 0)"."""
     t = result.usl_table()
-    flat = result.usl is not None and result.usl.negligible("kappa", result.params.level)
+    basis = result.usl.peak_basis(result.params.level) if result.usl is not None else None
     rows = []
     for r in t.itertuples(index=False):
-        if r.parameter in ("peak_concurrency", "max_throughput") and (flat or not math.isfinite(r.estimate)):
-            text = "none within any load (κ ≈ 0)" if r.parameter == "peak_concurrency" else "no peak (κ ≈ 0)"
+        derived = r.parameter in ("peak_concurrency", "max_throughput")
+        if derived and (basis == "not measured" or not math.isfinite(r.estimate)):
+            text = "none measured (κ ≈ 0)" if r.parameter == "peak_concurrency" else "no peak (κ ≈ 0)"
         else:
             text = interval(r.estimate, r.lower, r.upper if math.isfinite(r.upper) else math.nan)
             if not math.isfinite(r.upper) and math.isfinite(r.estimate):
                 text = f"{number(r.estimate)} ({number(r.lower)} – no upper bound)"
+            if derived:
+                text += f" ({basis})"
         rows.append({"Parameter": USL_LABELS.get(r.parameter, r.parameter),
                      f"Estimate ({result.params.level:.0%} interval)": text})
     return pd.DataFrame(rows)

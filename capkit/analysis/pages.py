@@ -75,9 +75,8 @@ def usl_md(result: CapacityResult) -> str:
     if usl is None:
         return f"USL {result.errors['usl']}."
     text = f"**{usl.regime_text(result.params.level).capitalize()}.**"
-    if usl.regime(result.params.level) != "linear" and not usl.negligible("kappa", result.params.level):
-        text += (f" Throughput peaks at about {number(usl.max_throughput)} req/s near "
-                 f"{number(usl.peak_concurrency)} users.")
+    peak = usl.peak_text(result.params.level)
+    text += f" {peak[0].upper()}{peak[1:]}."
     return text + (f" Fitted on {usl.concurrency.size} clean steps ({usl.concurrency.min():g}–"
                    f"{usl.concurrency.max():g} users), R² {number(usl.r_squared)}.")
 

@@ -8,7 +8,6 @@ A notebook cell shows ``result.summary()``, in the manner of a statsmodels resul
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -109,18 +108,12 @@ class CapacityResult:
             if not isinstance(t.users, NotMeasured):
                 lines.append(f"{t.metric} {t.level} ({t.describe_level()}): {t.users_text()}")
         if self.usl is not None:
-            top = float(self.resources.steps["users"].max())
-            peak = self.usl.peak_concurrency
             lines.append(f"USL: σ {self.usl.sigma:.3g}, κ {self.usl.kappa:.3g}, λ {self.usl.lambda_:.3g} req/s "
-                         f"per user, peak N* " + (_num(peak) if peak <= 20 * top else "beyond 20× the measured load"))
+                         f"per user; {self.usl.peak_text(self.params.level)}")
         lines.append(self.replicas.summary())
         for name, why in self.errors.items():
             lines.append(f"{name}: {why}")
         return "\n".join(lines)
-
-
-def _num(x: float) -> str:
-    return "∞" if math.isinf(x) else f"{x:,.0f}"
 
 
 def analyse_run(run: RunData, params: ReportParameters | None = None) -> CapacityResult:

@@ -25,7 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from capkit.analysis.answer import EXTRAPOLATION_FACTOR
+from capkit.analysis.formatting import number
 from capkit.errors import ConfigError, InsufficientDataError
+from capkit.schemas import Basis
 
 PARAMS = ("sigma", "kappa", "lambda_")
 DERIVED = ("peak_concurrency", "max_throughput")
@@ -197,6 +200,28 @@ class USLFit:
             return True
         return bool(self.confint(level).at[name, "lower"] <= 1e-9)
 
+    def peak_basis(self, level: float = 0.95) -> Basis:
+        """How N* (and X at N*) stands: ``not measured`` when κ ≈ 0 (the fit has no peak, its N* is
+        noise), ``projected`` within 1.25× the highest measured concurrency, else ``extrapolated``."""
+        if self.negligible("kappa", level):
+            return Basis.NOT_MEASURED
+        top = float(self.concurrency.max())
+        return Basis.PROJECTED if self.peak_concurrency <= EXTRAPOLATION_FACTOR * top else Basis.EXTRAPOLATED
+
+    def peak_text(self, level: float = 0.95) -> str:
+        """The peak in words with its basis, for every place that prints it (``capkit usl``, the
+        report's USL sentence and table, the plan summary)."""
+        basis, top = self.peak_basis(level), float(self.concurrency.max())
+        if basis is Basis.NOT_MEASURED:
+            low = float(self.confint(level).at["peak_concurrency", "lower"])
+            bound = f"; if there is one, beyond {number(low)} users" if math.isfinite(low) and low > top else ""
+            return f"no peak measured (κ ≈ 0{bound})"
+        text = (f"throughput peaks at about {number(self.max_throughput)} req/s near "
+                f"{number(self.peak_concurrency)} users ({basis}")
+        if basis is Basis.EXTRAPOLATED:
+            text += f": beyond {EXTRAPOLATION_FACTOR:g}× the highest measured concurrency, {top:g}"
+        return text + ")"
+
     def regime(self, level: float = 0.95) -> str:
         """``"linear"`` when σ and κ are both ≈ 0 (see :meth:`negligible`), else :attr:`limit`."""
         if self.negligible("sigma", level) and self.negligible("kappa", level):
@@ -288,6 +313,7 @@ class USLFit:
             "limit": self.limit,
             "regime": self.regime(level),
             "retrograde": self.kappa > 0,
+            "peak_basis": str(self.peak_basis(level)),
             "stderr": {p: num(self.stderr[p]) for p in PARAMS},
             "confint": {p: {"lower": num(ci.at[p, "lower"]), "upper": num(ci.at[p, "upper"])} for p in ci.index},
             "level": level,
@@ -314,12 +340,15 @@ class USLFit:
                  f"{'':18}{'estimate':>12}{'std.err':>12}   {pct} interval ({how})"]
         labels = {"sigma": "sigma (σ)", "kappa": "kappa (κ)", "lambda_": "lambda (λ)",
                   "peak_concurrency": "peak N*", "max_throughput": "max X(N*)"}
+        no_peak = d["peak_basis"] == Basis.NOT_MEASURED
         for p, label in labels.items():
             se = fmt(d["stderr"][p]) if p in PARAMS else ""
             lo, hi = d["confint"][p]["lower"], d["confint"][p]["upper"]
-            lines.append(f"{label:18}{fmt(d[p]):>12}{se:>12}   [{fmt(lo)}, {fmt(hi)}]")
+            estimate = "—" if no_peak and p in DERIVED else fmt(d[p])  # κ ≈ 0: the fit's N* is noise
+            lines.append(f"{label:18}{estimate:>12}{se:>12}   [{fmt(lo)}, {fmt(hi)}]")
         lines.append(f"{self.regime_text(level)}; residual std. error "
                      f"{fmt(d['residual_std_error'])} on {self.df_residual} df, R² {fmt(d['r_squared'])}")
+        lines.append(f"peak: {self.peak_text(level)}")
         return "\n".join(lines)
 
 

@@ -172,6 +172,21 @@ def test_kappa_zero_means_no_peak():
     assert d["peak_concurrency"] is None and d["retrograde"] is False
     json.dumps(d, allow_nan=False)
     assert "no retrograde region" in flat.summary()
+    # the fit's own κ is ~1e-25: its N* (~1e12) is noise, printed as no peak with what bounds it
+    assert fit.peak_basis() == "not measured" and fit.to_dict()["peak_basis"] == "not measured"
+    text = fit.summary()
+    assert "peak: no peak measured (κ ≈ 0" in text and "e+1" not in text
+
+
+def test_the_peak_says_whether_it_was_projected_or_extrapolated():
+    n = np.array([1, 2, 4, 8, 16, 32], dtype=float)
+    near = fit_usl(n, usl_throughput(n, 0.02, 0.0008, 10.0), bootstrap=0)  # N* = 35: inside 1.25 × 32
+    assert near.peak_basis() == "projected" and near.peak_text().endswith("users (projected)")
+    low = np.array([1, 2, 4, 8, 12, 16], dtype=float)  # N* = 22 seen from 16 users at most: beyond 1.25 × 16
+    far = fit_usl(low, usl_throughput(low, 0.02, 0.002, 10.0) * (1 + np.array([0, 1e-3, -1e-3, 0, 1e-3, 0])),
+                  bootstrap=0)
+    assert far.peak_basis() == "extrapolated", far.summary()
+    assert "(extrapolated: beyond 1.25× the highest measured concurrency, 16)" in far.peak_text()
 
 
 def test_summary_and_to_dict():
