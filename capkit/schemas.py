@@ -339,10 +339,10 @@ def parse_mix(text: str, known: tuple[str, ...] | None = None, *, whole: bool = 
     that sum to zero. The one reader of ``--mix``: the CLI, the mix design, what-if and the
     locustfile (``CAPKIT_MIX``) all call it."""
     weights: dict[str, float] = {}
-    for item in (text or "").split(","):
-        m = _MIX_ITEM.match(item.strip())
+    for item in filter(None, (i.strip() for i in (text or "").split(","))):  # "chat=4," is chat=4
+        m = _MIX_ITEM.match(item)
         if not m:
-            raise ConfigError(f"--mix item {item.strip()!r} is not CLASS=WEIGHT (a number ≥ 0), "
+            raise ConfigError(f"--mix item {item!r} is not CLASS=WEIGHT (a number ≥ 0), "
                               f"e.g. --mix chat=8,analytics=1,ws=2")
         weights[m.group(1)] = float(m.group(2))
     if known is not None:

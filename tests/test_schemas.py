@@ -27,7 +27,7 @@ def test_one_mix_reader_for_the_cli_and_the_locustfile():
     from capkit.errors import ConfigError
     from capkit.schemas import parse_mix
 
-    assert check_mix(" chat=4 , ws=1 ") == "chat=4,ws=1"
+    assert check_mix(" chat=4 , ws=1, ") == "chat=4,ws=1"
     assert parse_mix("chat=1.5,ws=1") == {"chat": 1.5, "ws": 1.0}  # the design and what-if take fractions
     for bad, needle in (("chat=1.5", "whole numbers"), ("video=1", "unknown class video"), ("chat=0", "sum to zero"),
                         ("chat=x", "not CLASS=WEIGHT")):
