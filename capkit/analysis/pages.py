@@ -176,7 +176,7 @@ def _what_if_users(result: CapacityResult) -> float:
 
 def what_if_table(result: CapacityResult, users: float | None = None) -> pd.DataFrame | str:
     """The run's own mix and each class's traffic doubled, at ``users`` (default: the highest clean
-    step): predicted CPU, binding limit, users per replica (projected); a sentence when the run's
+    step): predicted CPU, binding limit, users per replica (each with its basis); a sentence when the run's
     demands cannot answer."""
     model = result.mix
     if isinstance(model, NotMeasured):
@@ -193,14 +193,15 @@ def what_if_table(result: CapacityResult, users: float | None = None) -> pd.Data
             answer = model.what_if(mix, users=users)
         except CapkitError as exc:
             rows.append({"Mix": label, "Weights": ", ".join(f"{c}={w:g}" for c, w in mix.items()),
-                         "Users": f"{users:,.0f}", "CPU cores (projected)": f"not measured ({exc})"})
+                         "Users": f"{users:,.0f}", "CPU cores": f"not measured ({exc})"})
             continue
         cpu = next((r for r in answer.resources if r.resource == "cpu_cores"), None)
         upr, b = answer.users_per_replica, answer.binding
         rows.append({"Mix": label, "Weights": ", ".join(f"{c}={w:g}" for c, w in mix.items()),
-                     "Users": f"{users:,.0f}", "CPU cores (projected)": str(cpu.value) if cpu else "not measured",
+                     "Users": f"{users:,.0f}", "CPU cores": f"{cpu.value}, {answer.basis}" if cpu else "not measured",
                      "Binding limit": resource_label(b.resource)[0] if b else "none",
-                     "Users per replica (plan · mean)": (f"{upr.low:,.0f} · {upr.estimate:,.0f}"
+                     "Users per replica (plan · mean)": (f"{upr.low:,.0f} · {upr.estimate:,.0f}, "
+                                                         f"{answer.basis_at(upr.low)}"
                                                          if isinstance(upr, Interval) and math.isfinite(upr.low)
                                                          else str(upr))})
     return pd.DataFrame(rows)

@@ -3,8 +3,9 @@
 :func:`mix_model` fits every resource's demands (:mod:`capkit.analysis.demands`) and each class's
 requests/s per user; :meth:`MixModel.what_if` predicts, for a mix and a load (users or requests/s),
 each resource's utilization with its prediction interval, the users per replica at which each
-reaches its critical level, and the binding limit. Numbers are *projected* from the model, never
-measured: the prediction is a new step's mean at that mix.
+reaches its critical level, and the binding limit. Numbers come from the model, never measured
+(the prediction is a new step's mean at that mix): *projected* within 1.25× the most users a clean
+step of the run carried, *extrapolated* beyond, as every capacity figure (:mod:`capkit.analysis.answer`).
 
 The stage design that makes the demands identifiable (``--design mix``) and ``--mix`` parsing are
 in :mod:`capkit.analysis.mixes`; the closed-system solver in :mod:`capkit.analysis.mva`.
@@ -19,13 +20,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from capkit.analysis.answer import EXTRAPOLATION_FACTOR
 from capkit.analysis.data import RunData
 from capkit.analysis.demands import DEMAND_RESOURCES, DemandFit, NotIdentifiable, class_steps, fit_demands, run_classes
 from capkit.analysis.mixes import mix_design, parse_mix
 from capkit.analysis.mva import closed_rates, delays_from_steps
 from capkit.analysis.regression import solve_users
 from capkit.errors import ConfigError
-from capkit.schemas import REFERENCE_CLASSES, Interval, NotMeasured, ResourceLimits, resource_label
+from capkit.schemas import REFERENCE_CLASSES, Basis, Interval, NotMeasured, ResourceLimits, resource_label
 
 # the share of its limit at which a resource ends a replica's useful load (the critical levels of
 # the scaling thresholds: capkit.analysis.thresholds)
@@ -63,6 +65,21 @@ class WhatIf:
     rate: float  # requests/s of the classes at ``users``
     resources: list[ResourcePrediction]
     level: float
+    top_users: float = math.nan  # the most users a clean step of the run carried
+
+    def basis_at(self, users: float) -> Basis:
+        """``projected`` up to 1.25× :attr:`top_users`, ``extrapolated`` beyond (or when unknown)."""
+        ok = math.isfinite(self.top_users) and users <= EXTRAPOLATION_FACTOR * self.top_users
+        return Basis.PROJECTED if ok else Basis.EXTRAPOLATED
+
+    @property
+    def basis(self) -> Basis:
+        """Of the predictions at :attr:`users`."""
+        return self.basis_at(self.users)
+
+    def _beyond(self, users: float) -> str:
+        return ("" if self.basis_at(users) is Basis.PROJECTED else
+                f": beyond {EXTRAPOLATION_FACTOR:g}× the {self.top_users:,.0f} users the run measured")
 
     @property
     def binding(self) -> ResourcePrediction | None:
@@ -81,27 +98,30 @@ class WhatIf:
         for r in self.resources:
             label, unit = resource_label(r.resource)
             users = r.users_at_critical
-            rows.append({"Resource": f"{label} ({unit})", "Predicted (projected)": str(r.value),
+            at = (f"{users.low:,.0f} (plan) · {users.estimate:,.0f} (mean), {self.basis_at(users.low)}"
+                  if isinstance(users, Interval) and math.isfinite(users.low)
+                  else "not reached" if isinstance(users, Interval) else str(users))
+            rows.append({"Resource": f"{label} ({unit})", f"Predicted ({self.basis})": str(r.value),
                          "Limit": f"{r.limit:,.4g}", "Critical": f"{r.critical:,.4g}",
-                         "Users per replica at critical": (f"{users.low:,.0f} (plan) · {users.estimate:,.0f} (mean)"
-                                                           if isinstance(users, Interval) and math.isfinite(users.low)
-                                                           else "not reached" if isinstance(users, Interval)
-                                                           else str(users))})
+                         "Users per replica at critical": at})
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
         mix = ",".join(f"{c}={w:g}" for c, w in self.mix.items())
         b, upr = self.binding, self.users_per_replica
-        head = (f"what-if mix {mix} at {self.users:,.1f} users ({self.rate:,.1f} req/s) — projected from "
-                f"per-class demands, {self.level:.0%} prediction intervals")
+        head = (f"what-if mix {mix} at {self.users:,.1f} users ({self.rate:,.1f} req/s) — {self.basis} from "
+                f"per-class demands{self._beyond(self.users)}; {self.level:.0%} prediction intervals")
         tail = (f"binding limit: {resource_label(b.resource)[0]} · users per replica: {upr.low:,.0f} (plan; mean "
-                f"{upr.estimate:,.0f}, projected)" if b is not None and isinstance(upr, Interval)
-                else f"binding limit: none ({upr})")
+                f"{upr.estimate:,.0f}, {self.basis_at(upr.low)}{self._beyond(upr.low)})"
+                if b is not None and isinstance(upr, Interval) else f"binding limit: none ({upr})")
         return f"{head}\n{self.table().to_string(index=False)}\n{tail}"
 
     def to_dict(self) -> dict:
         b, upr = self.binding, self.users_per_replica
-        return {"mix": self.mix, "users": self.users, "rate": self.rate, "level": self.level, "basis": "projected",
+        plan = upr.low if isinstance(upr, Interval) and math.isfinite(upr.low) else None
+        return {"mix": self.mix, "users": self.users, "rate": self.rate, "level": self.level,
+                "basis": str(self.basis), "measured_users": self.top_users if math.isfinite(self.top_users) else None,
+                "users_per_replica_basis": str(self.basis_at(plan)) if plan is not None else None,
                 "resources": [r.to_dict() for r in self.resources],
                 "binding_limit": b.resource if b is not None else None,
                 "users_per_replica": (upr.low if isinstance(upr, Interval) and math.isfinite(upr.low) else None),
@@ -149,6 +169,12 @@ class MixModel:
     @property
     def identifiable(self) -> bool:
         return not any(isinstance(f, NotIdentifiable) for f in self.fits.values())
+
+    @property
+    def top_users(self) -> float:
+        """The most users a clean step of the run carried (NaN without one)."""
+        loaded = self.table[self.table["clean"] & (self.table["users"] > 0)]
+        return float(loaded["users"].max()) if len(loaded) else math.nan
 
     def _shares(self, mix: dict[str, float]) -> dict[str, float]:
         total = sum(mix.values())
@@ -199,7 +225,8 @@ class MixModel:
             else:
                 at = NotMeasured("its limit was neither given nor reported")
             out.append(ResourcePrediction(resource, value, limit, critical, at))
-        return WhatIf(mix=dict(mix), users=users, rate=users * per_user_rate, resources=out, level=self.level)
+        return WhatIf(mix=dict(mix), users=users, rate=users * per_user_rate, resources=out, level=self.level,
+                      top_users=self.top_users)
 
     def _predict(self, fit: DemandFit, shares: dict[str, float], users: float) -> Interval:
         n = {c: users * shares[c] for c in self.classes}

@@ -215,11 +215,13 @@ class WebSocketUser(_TokenUser):
             self._connect()
             return
         t0 = time.perf_counter()
-        first = None
+        first, size = None, 0
         try:
             self.ws.send(json.dumps({"message": _prompt(self.username)}))
             while True:
-                frame = json.loads(self.ws.recv())
+                raw = self.ws.recv()
+                size += len(raw.encode() if isinstance(raw, str) else raw)  # the answer's bytes, as HTTP rows count
+                frame = json.loads(raw)
                 kind = frame.get("type")
                 if kind == "token" and first is None:
                     first = (time.perf_counter() - t0) * 1000
@@ -234,7 +236,7 @@ class WebSocketUser(_TokenUser):
             _fire(self, "WS", "ws: message", (time.perf_counter() - t0) * 1000, exception=exc)
             self.on_stop()
             return
-        _fire(self, "WS", "ws: message", (time.perf_counter() - t0) * 1000)
+        _fire(self, "WS", "ws: message", (time.perf_counter() - t0) * 1000, size)
         if first is not None:
             _fire(self, "STREAM", "ws: first token", first)
 

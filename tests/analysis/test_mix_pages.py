@@ -57,13 +57,13 @@ def test_what_if_table_doubles_each_class_and_names_the_binding_limit(results):
     table = pages.what_if_table(results["design"], users=30)
     assert list(table["Mix"]) == ["the run's mix"] + [f"{c} traffic × 2" for c in BASE]
     assert (table["Binding limit"] == "CPU").all()
-    cpu = {m: float(v.split()[0]) for m, v in zip(table["Mix"], table["CPU cores (projected)"], strict=True)}
+    cpu = {m: float(v.split()[0]) for m, v in zip(table["Mix"], table["CPU cores"], strict=True)}
     assert cpu["chat traffic × 2"] > cpu["the run's mix"] > cpu["auth traffic × 2"] * 0.8
     fixed = pages.what_if_table(results["fixed"], users=30)
     assert list(fixed["Mix"]) == ["the run's mix"]  # its own mix only: the classes moved together
     # ... as it ran (users per class round off its --mix): a number, never an error in the report
     few = pages.what_if_table(results["few"], users=6)
-    assert list(few["Mix"]) == ["the run's mix"] and float(few["CPU cores (projected)"].iloc[0].split()[0]) > 0
+    assert list(few["Mix"]) == ["the run's mix"] and float(few["CPU cores"].iloc[0].split()[0]) > 0
 
 
 def test_the_sliders_redraw_the_prediction(results):

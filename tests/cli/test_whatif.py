@@ -34,8 +34,12 @@ def test_what_if_answers_for_a_mix_never_run(stored, tmp_path):
     proc = run_cli("what-if", "design", "--mix", "chat=8,analytics=1,ws=2", "--users", "40", "--json", str(out),
                    env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "projected" in proc.stdout and "binding limit: CPU" in proc.stdout
+    assert "binding limit: CPU" in proc.stdout
     answer = json.loads(out.read_text())
+    # 40 users from a run whose clean steps carried at most 30: beyond 1.25×, so extrapolated
+    assert answer["measured_users"] == 30 and answer["basis"] == "extrapolated"
+    assert "extrapolated from per-class demands: beyond 1.25× the 30 users the run measured" in proc.stdout
+    assert answer["users_per_replica_basis"] in ("projected", "extrapolated")
     assert answer["binding_limit"] == "cpu_cores" and answer["users_per_replica"] > 0
     cpu = next(r for r in answer["resources"] if r["resource"] == "cpu_cores")
     assert cpu["low"] < cpu["predicted"] < cpu["high"] and cpu["limit"] == 1.0
@@ -73,3 +77,13 @@ def test_bad_design_input_is_one_line_before_any_load(tmp_path, args, needle):
     assert proc.returncode == 2
     assert_one_line_error(proc, needle)
     assert not (tmp_path / "runs").exists()
+
+
+def test_what_if_within_the_measured_load_is_projected(stored, tmp_path):
+    _, env = stored
+    out = tmp_path / "w.json"
+    proc = run_cli("what-if", "design", "--mix", "chat=8,analytics=1,ws=2", "--users", "25", "--json", str(out),
+                   env=env)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(out.read_text())
+    assert answer["basis"] == "projected" and "— projected from per-class demands;" in proc.stdout

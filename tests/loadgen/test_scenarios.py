@@ -31,6 +31,9 @@ def test_full_mix_records_streams_websocket_and_matches_the_raw_log(reference_se
     assert gen["itl_count"].sum() == 7 * gen["requests"].sum()
     ws = data.samples[(data.samples["source"] == "generator") & (data.samples["metric"] == "ws_connections")]
     assert ws["value"].max() >= 1  # one of the 4 users is the WebSocket user
+    # a WebSocket answer carries its frames' bytes (8 token frames and "done"), as HTTP rows do
+    msgs = data.requests[data.requests["name"] == "ws: message"]
+    assert msgs["count"].sum() > 0 and msgs["bytes"].sum() / msgs["count"].sum() > 8 * 20
 
     # per-step percentiles equal those of the raw per-request log (within HDR precision)
     raw = read_raw_requests(result.raw_dir)
