@@ -58,11 +58,17 @@ def measured_crossing(loads, values, threshold: float, level: float = 0.95) -> I
     return Interval(est, float(good["load"]), float(bad["load"]), level)
 
 
-def basis_of(users: Interval, top_load: float) -> Basis:
-    """``projected`` within 1.25× the highest valid load, ``extrapolated`` beyond, ``not reached`` at ∞."""
-    if not math.isfinite(users.estimate):
+def load_basis(load: float, top_load: float) -> Basis:
+    """A model's figure at ``load``: ``projected`` within 1.25× the highest valid load, ``extrapolated``
+    beyond (or when that load is unknown), ``not reached`` at ∞."""
+    if not math.isfinite(load):
         return Basis.NOT_REACHED
-    return Basis.PROJECTED if users.estimate <= EXTRAPOLATION_FACTOR * top_load else Basis.EXTRAPOLATED
+    return Basis.PROJECTED if load <= EXTRAPOLATION_FACTOR * top_load else Basis.EXTRAPOLATED
+
+
+def basis_of(users: Interval, top_load: float) -> Basis:
+    """:func:`load_basis` of an interval's estimate."""
+    return load_basis(users.estimate, top_load)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from capkit.analysis.formatting import frame_html, interval, number, percent, users
 from capkit.analysis.regression import ResourceFit
-from capkit.schemas import RESOURCES, Interval
+from capkit.schemas import RESOURCES, Basis, Interval
 
 __all__ = ["consolidated_view", "baseline_view", "steps_view", "endpoints_view", "fits_view", "diagnostics_view",
            "usl_view", "crossings_view", "replicas_view", "thresholds_view", "backtest_view", "export_html"]
@@ -110,7 +110,7 @@ def usl_view(result) -> pd.DataFrame:
     rows = []
     for r in t.itertuples(index=False):
         derived = r.parameter in ("peak_concurrency", "max_throughput")
-        if derived and (basis == "not measured" or not math.isfinite(r.estimate)):
+        if derived and (basis is Basis.NOT_MEASURED or not math.isfinite(r.estimate)):
             text = "none measured (κ ≈ 0)" if r.parameter == "peak_concurrency" else "no peak (κ ≈ 0)"
         else:
             text = interval(r.estimate, r.lower, r.upper if math.isfinite(r.upper) else math.nan)

@@ -24,6 +24,7 @@ from statsmodels.tools.tools import add_constant
 
 from capkit.analysis.usl import USLFit, usl_throughput
 from capkit.errors import InsufficientDataError
+from capkit.records.histograms import percentile_rank
 from capkit.schemas import Interval
 
 MIN_RESPONSE_S = 1e-4
@@ -89,7 +90,7 @@ def rank_offset(rows: pd.DataFrame) -> np.ndarray:
     if not ok.any():
         return np.zeros(len(rows))
     s = max(float(np.average(spread[ok], weights=n[ok])), 0.0) / (Z99 - Z95)
-    k = np.maximum(np.floor(0.95 * n + 0.5), 1.0)
+    k = percentile_rank(n, 95)
     with np.errstate(divide="ignore", invalid="ignore"):
         offset = s * (Z95 - stats.norm.ppf((k - 0.375) / (n + 0.25)))
     return np.where(n > 0, offset, 0.0)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from capkit.analysis.answer import EXTRAPOLATION_FACTOR
+from capkit.analysis.answer import EXTRAPOLATION_FACTOR, load_basis
 from capkit.analysis.formatting import number
 from capkit.errors import ConfigError, InsufficientDataError
 from capkit.schemas import Basis
@@ -205,8 +205,7 @@ class USLFit:
         noise), ``projected`` within 1.25× the highest measured concurrency, else ``extrapolated``."""
         if self.negligible("kappa", level):
             return Basis.NOT_MEASURED
-        top = float(self.concurrency.max())
-        return Basis.PROJECTED if self.peak_concurrency <= EXTRAPOLATION_FACTOR * top else Basis.EXTRAPOLATED
+        return load_basis(self.peak_concurrency, float(self.concurrency.max()))
 
     def peak_text(self, level: float = 0.95) -> str:
         """The peak in words with its basis, for every place that prints it (``capkit usl``, the

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from capkit.analysis.answer import EXTRAPOLATION_FACTOR
+from capkit.analysis.answer import EXTRAPOLATION_FACTOR, load_basis
 from capkit.analysis.data import RunData
 from capkit.analysis.demands import DEMAND_RESOURCES, DemandFit, NotIdentifiable, class_steps, fit_demands, run_classes
 from capkit.analysis.mixes import mix_design, parse_mix
@@ -69,8 +69,7 @@ class WhatIf:
 
     def basis_at(self, users: float) -> Basis:
         """``projected`` up to 1.25× :attr:`top_users`, ``extrapolated`` beyond (or when unknown)."""
-        ok = math.isfinite(self.top_users) and users <= EXTRAPOLATION_FACTOR * self.top_users
-        return Basis.PROJECTED if ok else Basis.EXTRAPOLATED
+        return load_basis(users, self.top_users)
 
     @property
     def basis(self) -> Basis:

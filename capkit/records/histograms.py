@@ -37,10 +37,12 @@ def merge_histograms(encoded: Iterable[str]) -> HdrHistogram:
     return total
 
 
-def percentile_rank(count: int, percentile: float) -> int:
+def percentile_rank(count, percentile: float):
     """The 1-based rank among ``count`` sorted values that an HDR histogram reports as ``percentile``
-    (``round(p · n)``, at least 1): a step's p95 is this order statistic of its requests."""
-    return max(int(percentile / 100 * count + 0.5), 1)
+    (``round(p · n)``, at least 1): a step's p95 is this order statistic of its requests. ``count``
+    may be an array (one rank per step)."""
+    rank = np.maximum(np.floor(percentile / 100 * np.asarray(count, dtype=float) + 0.5), 1)
+    return int(rank) if rank.ndim == 0 else rank
 
 
 def rank_percentiles(values, percentiles=(50, 95, 99)) -> dict:

@@ -39,7 +39,9 @@ def test_what_if_answers_for_a_mix_never_run(stored, tmp_path):
     # 40 users from a run whose clean steps carried at most 30: beyond 1.25×, so extrapolated
     assert answer["measured_users"] == 30 and answer["basis"] == "extrapolated"
     assert "extrapolated from per-class demands: beyond 1.25× the 30 users the run measured" in proc.stdout
-    assert answer["users_per_replica_basis"] in ("projected", "extrapolated")
+    want = "projected" if answer["users_per_replica"] <= 1.25 * 30 else "extrapolated"
+    assert answer["users_per_replica_basis"] == want
+    assert f"{answer['users_per_replica']:,.0f} (plan; mean" in proc.stdout and f", {want}" in proc.stdout
     assert answer["binding_limit"] == "cpu_cores" and answer["users_per_replica"] > 0
     cpu = next(r for r in answer["resources"] if r["resource"] == "cpu_cores")
     assert cpu["low"] < cpu["predicted"] < cpu["high"] and cpu["limit"] == 1.0
