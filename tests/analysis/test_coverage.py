@@ -9,9 +9,11 @@ Measured at level 0.95 (seeds 0–199 unless said):
 - per-user cost 95.4 %, baseline 95.0 %, capacity (where a new step's mean reaches the limit) 95.4 %
   (4 resources × 200 runs, 5 steps of 20 s);
 - USL σ/κ/λ over seeds 0–499: 5 points 95.4/94.6/95.2 %, 8 points 94.6/93.6/94.0 %;
-- p95 crossing at 500 ms 95.5 % (7 steps); at 2000 ms, next to the top step, 92.0 % (91.4 % over
-  seeds 0–799; 90.5 % before the steps' p95s were corrected for their rank): below the band,
-  marked xfail (strict);
+- p95 crossing, 7 steps, seeds 0–799: at 2000 ms (next to the top step) 93.8 %; at 500 ms (near
+  the bottom) 98.6 %, above the band (the intervals there are wider than they need be), marked
+  xfail (strict). Before the generator's closed loops started in equilibrium (their throughput
+  was 0.26 % above N/(R + Z) at 28 users, 0.24 % below at 16) and before the tail was resampled
+  with its pretest repeated: 500 ms 95.5 %, 2000 ms 91.4 %;
 - comparison of A/A pairs: false-positive rate per quantity 2–7 %, pooled 4.5 %; a run flagged by history
   2.0 % and by the regression gates 2.5 % (Holm over what each watches);
 - pure time drift (240 MiB/hour) on the up-and-down quick profile: reported as a per-user cost in
@@ -120,12 +122,15 @@ def _true_crossing(truth, ms):
     return float(grid[np.argmax(truth.p95_ms(grid) >= ms)])
 
 
+CROSSING_SEEDS = range(800)  # at 200 the two thresholds' coverage moved by ±1.5 % between seed sets
+
+
 @functools.cache
 def _latency_fits():
     truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
     plan = stepped([4, 8, 12, 16, 20, 24, 28], idle_s=5, step_s=20, warmup_s=2)
     fits = []
-    for seed in SEEDS:
+    for seed in CROSSING_SEEDS:
         s = synthetic_frames(plan, truth, seed=seed).steps
         s = s[s["users"] > 0]
         fits.append(fit_latency(s, usl_from_steps(s, bootstrap=200, seed=seed), seed=seed))
@@ -138,15 +143,15 @@ def _crossing_coverage(name, ms):
     return float(np.mean([lat.crossing(name).contains(want) for lat in fits]))
 
 
+@pytest.mark.xfail(strict=True, reason="measured 98.6 %: near the bottom of the range R = N/X − Z is a small "
+                   "difference, and the USL draws' spread (scaled by t(4)/z, which the top of the range needs) "
+                   "enters it amplified: R's bootstrap sd at 7.4 users is 10.4 % against an actual 6.5 %")
 def test_p95_crossing_interval_covers_the_truth():
-    _in_band("p95 crossing at 500 ms, 7 steps", _crossing_coverage("warning", 500))
+    _in_band("p95 crossing at 500 ms, 7 steps", _crossing_coverage("warning", 500), CROSSING_SEEDS)
 
 
-@pytest.mark.xfail(strict=True, reason="measured 92.0 %: the crossing near the top step is still biased late "
-                   "(28.1 vs 27.8 users, from the USL's throughput at the top step) and skewed later than "
-                   "the bootstrap's draws; a modified-residual or wild USL bootstrap does not mend it")
 def test_p95_crossing_interval_covers_the_truth_near_the_top_step():
-    _in_band("p95 crossing at 2000 ms, 7 steps", _crossing_coverage("critical", 2000))
+    _in_band("p95 crossing at 2000 ms, 7 steps", _crossing_coverage("critical", 2000), CROSSING_SEEDS)
 
 
 def _aa_run(truth, plan, limits, seed):
