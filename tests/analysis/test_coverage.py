@@ -35,7 +35,7 @@ from capkit.analysis.regression import fit_resource_regression, fit_resources
 from capkit.analysis.usl import fit_usl, usl_from_steps
 from capkit.schemas import ResourceLimits, stepped
 from capkit.synthetic import SyntheticTruth
-from capkit.synthetic.draws import resource_noise
+from capkit.synthetic.draws import closed_loop, resource_noise
 from capkit.synthetic.frames import synthetic_frames
 
 SEEDS = range(200)
@@ -66,6 +66,17 @@ def test_generator_has_step_offsets_autocorrelation_and_outliers():
     y = np.array([resource_noise(rng, iid, "rss_mib", 400) for _ in range(300)])
     assert abs(np.mean([np.corrcoef(row[:-1], row[1:])[0, 1] for row in y])) < 0.02
     assert y.mean(axis=1).std() < 1.3 * sd / np.sqrt(400)
+
+
+def test_closed_loop_throughput_is_the_response_time_laws():
+    """X = N / (R + Z) in every window of a step: the loops run before the window opens. Started at
+    a uniform phase they gave −0.24 % at 16 users and +0.26 % at 28 (sd of the mean here 0.03 %)."""
+    truth = SyntheticTruth(usl=USL_TRUTH, think_time_s=1.0)
+    rng = np.random.default_rng(1)
+    for users in (16, 28):
+        rps = [((t >= 2) & (t < 20)).sum() / 18 for t in (closed_loop(rng, truth, users, 0.0, 20.0)
+                                                          for _ in range(3000))]
+        assert np.mean(rps) / float(truth.throughput(users)) == pytest.approx(1.0, abs=0.0012), users
 
 
 def test_known_truth_of_the_default_generator_is_its_mean():
