@@ -60,9 +60,9 @@ def number(x, sig: int = 3, *, decimals: int | None = None) -> str:
     if decimals is not None:
         return f"{x:,.{decimals}f}"
     exp = math.floor(math.log10(abs(x)))
-    if exp < -4:
-        mantissa = round(x / 10**exp, sig - 1)
-        return f"{mantissa:.{sig - 1}f} × 10{str(exp).translate(SUPERSCRIPT)}"
+    if exp < -4:  # from the e-format: 10**exp underflows to 0 for a subnormal x (a fit's σ of 5e-324)
+        mantissa, exp10 = f"{x:.{sig - 1}e}".split("e")
+        return f"{mantissa} × 10{str(int(exp10)).translate(SUPERSCRIPT)}"
     places = max(sig - 1 - exp, 0)
     return f"{round(x, sig - 1 - exp):,.{places}f}"
 

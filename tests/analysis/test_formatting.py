@@ -20,7 +20,8 @@ RAW = re.compile(r"(?<![\w.])((?i:nan|inf)|None)(?![\w])|\d(\.\d+)?[eE][-+]?\d")
 
 @pytest.mark.parametrize("value, text", [
     (2165.1945, "2,170"), (1.32478e-18, "1.32 × 10⁻¹⁸"), (0.012345, "0.0123"), (12.0, "12.0"), (0.0, "0"),
-    (math.nan, "–"), (None, "–"), (math.inf, "∞"), (-0.5, "-0.500"), (123456789.0, "123,000,000")])
+    (math.nan, "–"), (None, "–"), (math.inf, "∞"), (-0.5, "-0.500"), (123456789.0, "123,000,000"),
+    (5e-324, "4.94 × 10⁻³²⁴"), (9.996e-5, "1.00 × 10⁻⁴")])  # a subnormal σ from a fit; a mantissa that rounds up
 def test_number_has_three_significant_digits_and_no_raw_repr(value, text):
     assert fmt.number(value) == text
 
