@@ -1,14 +1,25 @@
-"""Latency model: the response-time law for the mean, a fitted tail ratio for p95.
+"""Latency model: the steps' measured mean latency in the response-time law's form, a tail ratio for p95.
 
-R(N) = N / X(N) − Z with X(N) from the USL fit and Z the think time; p95(N) = r(N) · R(N) with
-log r(N) = a + b·N fitted on the steps (b kept only when significant at the model's level).
-A step's p95 is the ⌊0.95 n + ½⌋-th of its n requests (the rank an HDR histogram reports), which
-sits below the population's p95 by an amount that shrinks as 1/n (−1.2 % in log at 236 lognormal
-requests, −5 % at 40); the tail is fitted on the p95s corrected for it (:func:`rank_offset`), so
-that the model and its crossings describe the service's p95, not a short step's.
-Intervals come from the USL's bootstrap draws (:meth:`~capkit.analysis.usl.USLFit.draws`) and,
-per draw, Z refitted against the draw's throughput (when estimated) and the tail refitted on its
-residuals resampled, the pretest repeated (:func:`_step_bootstrap`).
+In a closed system whose throughput follows the USL, the response-time law R(N) = N / X(N) − Z is a
+quadratic in N: c₀ + c₁·N + c₂·N² with c₂ = κ/λ ≥ 0. The mean curve is fitted in that form on the
+steps' *measured* mean latencies, not derived from the USL's throughput: near the bottom of the range
+R is a small difference of two large numbers there (N/X ≈ 1.16 s against R ≈ 0.16 s at 4 users of the
+default known truth), and a step's throughput pins R to ±20 % where its own mean latency gives ±7 %.
+The USL still gives the think time the two fits imply (:attr:`LatencyModel.think_time_s`).
+
+A step's mean latency is off by its sampling noise (the latency's squared coefficient of variation
+over its requests, from mean/p50 as a log-normal's) plus a step offset that persists for the whole
+step (a cache, a neighbour: τ, estimated from the residuals); the fit weights the steps by the inverse
+of that relative variance. p95(N) = R(N) · exp(a + b·N), log(p95/mean) fitted on the steps weighted
+by their requests, b kept only when significant at the model's level; each step's p95 is first
+corrected for its rank (:func:`rank_offset`: the ⌊0.95 n + ½⌋-th of n requests sits below the
+population's p95 by ~1/n, −1.2 % in log at 236 log-normal requests, −5 % at 40).
+
+Intervals: the two fits' residuals resampled by step (one index for both), each refitted (the tail
+with its pretest repeated); the draws' deviations from the point curve are scaled by t(df)/z at the
+level, df the Welch–Satterthwaite combination of the mean curve's (steps − 3) and the tail's
+(steps − its parameters) by their shares of the variance at each N, as a pivot of two variance
+estimates has (:meth:`LatencyModel.band`).
 """
 
 from __future__ import annotations
@@ -20,12 +31,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from capkit.analysis.usl import USLFit, usl_throughput
+from capkit.analysis.usl import USLFit
 from capkit.errors import InsufficientDataError
 from capkit.records.histograms import percentile_rank
 from capkit.schemas import Interval
 
 MIN_RESPONSE_S = 1e-4
+MIN_VARIANCE = 1e-8  # a step mean's relative variance is never taken as exactly 0
 Z95, Z99 = float(stats.norm.ppf(0.95)), float(stats.norm.ppf(0.99))
 
 
@@ -33,33 +45,54 @@ Z95, Z99 = float(stats.norm.ppf(0.95)), float(stats.norm.ppf(0.99))
 class LatencyModel:
     """Mean and p95 latency against users, and where p95 crosses each threshold."""
 
-    think_time_s: float
-    think_time_estimated: bool
+    mean_coef: tuple[float, float, float]  # c0 (s), c1 (s/user), c2 (s/user²) of R(N)
     tail_a: float
     tail_b: float
-    usl: USLFit
+    think_time_s: float | None  # Z the USL's throughput and the mean curve imply: mean of N/X̂(N) − R̂(N)
+    step_offset: float  # τ: a step mean's relative sd beyond its sampling noise
+    df: tuple[int, int]  # residual degrees of freedom of the mean curve and of the tail
     level: float
     observed: pd.DataFrame  # users, mean_ms, p95_ms of the steps it was fitted on
     crossings: pd.DataFrame  # threshold, ms, users, low, high
-    boot: np.ndarray = field(repr=False)  # (B, 6): sigma, kappa, lambda, Z, a, b
+    boot: np.ndarray = field(repr=False)  # (B, 5) resampled fits: c0, c1, c2, a, b (not yet scaled)
 
-    def _curves(self, users: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sigma, kappa, lam, z, a, b = (theta[..., i:i + 1] for i in range(6))
-        x = usl_throughput(users[None, :], sigma, kappa, lam)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.maximum(users[None, :] / x - z, MIN_RESPONSE_S)
-        return 1000 * r, 1000 * r * np.exp(a + b * users[None, :])
+    def _log_curves(self, users: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log R (s) and log(p95/R) on ``users`` for each row of ``theta`` (c0, c1, c2, a, b)."""
+        theta = np.atleast_2d(theta)
+        c0, c1, c2, a, b = (theta[:, i:i + 1] for i in range(5))
+        u = users[None, :]
+        return np.log(np.maximum(c0 + c1 * u + c2 * u**2, MIN_RESPONSE_S)), a + b * u
+
+    def band(self, users) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and p95 (ms) on ``users`` and the p95 draws (B, len(users)) whose quantiles are its band.
+
+        Each draw is the point curve plus the resampled fits' deviation, scaled by t(df)/z with df
+        the Welch–Satterthwaite combination of the two fits' residual df by their variance at each
+        N; with no residual left (as many steps as parameters) the draws are NaN: no interval."""
+        u = np.atleast_1d(np.asarray(users, dtype=float))
+        point = np.array([*self.mean_coef, self.tail_a, self.tail_b])
+        log_r, log_t = (c[0] for c in self._log_curves(u, point))
+        d_r, d_t = (c - p for c, p in zip(self._log_curves(u, self.boot), (log_r, log_t), strict=True))
+        df_r, df_t = self.df
+        if df_r <= 0 or df_t <= 0:
+            factor = np.full(u.size, np.nan)
+        else:
+            v_r, v_t = d_r.var(axis=0), d_t.var(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                df = (v_r + v_t) ** 2 / (v_r**2 / df_r + v_t**2 / df_t)
+            q = 0.5 + self.level / 2
+            factor = stats.t.ppf(q, np.where(np.isfinite(df), df, min(df_r, df_t))) / stats.norm.ppf(q)
+        draws = 1000 * np.exp(log_r + log_t + factor * (d_r + d_t))
+        return 1000 * np.exp(log_r), 1000 * np.exp(log_r + log_t), draws
 
     def predict(self, users) -> pd.DataFrame:
-        """``users, mean_ms, p95_ms, p95_low, p95_high`` (bounds at :attr:`level`)."""
+        """``users, mean_ms, p95_ms, p95_low, p95_high`` (bounds at :attr:`level`; NaN with no residual)."""
         u = np.atleast_1d(np.asarray(users, dtype=float))
-        point = np.array([[self.usl.sigma, self.usl.kappa, self.usl.lambda_, self.think_time_s,
-                           self.tail_a, self.tail_b]])
-        mean, p95 = self._curves(u, point)
-        _, boot = self._curves(u, self.boot)
+        mean, p95, draws = self.band(u)
         q = (1 - self.level) / 2
-        return pd.DataFrame({"users": u, "mean_ms": mean[0], "p95_ms": p95[0],
-                             "p95_low": np.quantile(boot, q, axis=0), "p95_high": np.quantile(boot, 1 - q, axis=0)})
+        with np.errstate(invalid="ignore"):
+            low, high = np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0)
+        return pd.DataFrame({"users": u, "mean_ms": mean, "p95_ms": p95, "p95_low": low, "p95_high": high})
 
     def crossing(self, name: str) -> Interval:
         """Users at which the modelled p95 reaches the ``name`` ("warning"/"critical") threshold;
@@ -94,17 +127,50 @@ def rank_offset(rows: pd.DataFrame) -> np.ndarray:
     return np.where(n > 0, offset, 0.0)
 
 
-def _first_crossing(grid: np.ndarray, curves: np.ndarray, threshold: float) -> np.ndarray:
-    """Per row of ``curves`` (on ``grid``), the interpolated first users where it reaches ``threshold``."""
-    above = curves >= threshold
-    j = above.argmax(axis=1)
-    rows = np.arange(curves.shape[0])
-    y0, y1 = curves[rows, np.maximum(j - 1, 0)], curves[rows, j]
-    g0, g1 = grid[np.maximum(j - 1, 0)], grid[j]
+def sampling_variance(rows: pd.DataFrame) -> np.ndarray:
+    """Per step, the relative variance of its mean latency from its requests alone: CV²/n, the
+    squared coefficient of variation a log-normal with the step's mean/p50 has ((mean/p50)² − 1).
+    Zero without ``requests`` or ``p50_ms`` (the step offset τ then carries all of the noise)."""
+    if "requests" not in rows or "p50_ms" not in rows:
+        return np.zeros(len(rows))
+    n = rows["requests"].to_numpy(float)
+    cv2 = (rows["mean_ms"].to_numpy(float) / rows["p50_ms"].to_numpy(float)) ** 2 - 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        inner = np.where(y1 > y0, g0 + (threshold - y0) / (y1 - y0) * (g1 - g0), g1)
-    out = np.where(j == 0, grid[0], inner)
-    return np.where(above[rows, j], out, math.inf)
+        v = np.maximum(np.where(np.isfinite(cv2), cv2, 0.0), 0.0) / n
+    return np.where((n > 0) & np.isfinite(v), v, 0.0)
+
+
+def _mean_fits(n: np.ndarray, r: np.ndarray, v: np.ndarray, quadratic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``r`` (mean latencies at ``n``, s): R(N) = c0 + c1·N + c2·N², weighted by the inverse
+    relative variance τ² + v (τ² re-estimated from the residuals, three passes); c2 ≥ 0, a row whose
+    c2 comes out negative refitted as a line. Returns the coefficients (B, 3) and τ² (B,)."""
+    r = np.atleast_2d(r)
+    rows, m = r.shape
+    design = np.column_stack([np.ones_like(n), n, n**2])
+    tau2, fit = np.zeros(rows), r
+    for _ in range(3):
+        w = 1 / (np.maximum(fit, MIN_RESPONSE_S) ** 2 * np.maximum(tau2[:, None] + v, MIN_VARIANCE))
+        coef = np.zeros((rows, 3))
+        line = np.ones(rows, dtype=bool)
+        if quadratic:
+            coef = _wls(design, r, w)
+            line = coef[:, 2] < 0
+        if line.any():
+            coef[line, :2] = _wls(design[:, :2], r[line], w[line])
+            coef[line, 2] = 0.0
+        fit = np.maximum(coef @ design.T, MIN_RESPONSE_S)
+        p = np.where(line, 2, 3)
+        resid = r / fit - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau2 = np.where(m > p, np.maximum((resid**2).sum(axis=1) / (m - p) - v.mean(), 0.0), 0.0)
+    return coef, tau2
+
+
+def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares for each row of ``y`` with its row of weights ``w``."""
+    a = np.einsum("bm,mi,mj->bij", w, design, design)
+    rhs = np.einsum("bm,mi,bm->bi", w, design, y)
+    return np.linalg.solve(a, rhs[..., None])[..., 0]
 
 
 def _tail_fits(n: np.ndarray, log_ratio: np.ndarray, w: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -129,66 +195,35 @@ def _tail_fits(n: np.ndarray, log_ratio: np.ndarray, w: np.ndarray, level: float
     return a, b
 
 
-def _step_bootstrap(rng, n, r, log_ratio, w, theta, theta_hat, z_given, tail, level: float):
-    """Per USL draw, Z (when estimated) and the tail (a, and b when the draw's pretest keeps it).
-
-    - Z: against the draw's own throughput on every step, so that R(N) still meets the measured
-      means (a draw with more throughput has a shorter think time), plus the noise of the steps'
-      means, resampled from the point fit's residuals.
-    - The tail: the point fit's curve plus its residuals resampled (weighted: a step's log ratio
-      has variance ∝ 1/requests), inflated by √(m/(m − p)) for the p parameters fitted, and
-      refitted with the pretest repeated at ``level``, so the intervals carry the chance that the
-      point fit's choice goes the other way. On the generator's runs (no true slope) the point
-      fits keep a slope in 6 % of runs, these draws in 9 %; the steps resampled as cases (duplicates,
-      a level missing) kept one in 20 %.
-    - Each tail model's deviations from the point fit are scaled by t(df)/z, df = steps − its
-      parameters, as the USL's are.
-    """
-    B, m = len(theta), len(n)
-    idx = rng.integers(0, m, size=(B, m))
-    if z_given is None:
-        xb = usl_throughput(n[None, :], theta[:, :1], theta[:, 1:2], theta[:, 2:3])
-        z_i = n / usl_throughput(n, *theta_hat) - r
-        z_b = np.maximum((n / xb - r).mean(axis=1) + (z_i - z_i.mean())[idx].mean(axis=1), 0.0)
-    else:
-        z_b = np.full(B, z_given)
-    a_hat, b_hat = tail
-    fitted = a_hat + b_hat * n
-    p = 2 if b_hat else 1
-    sw = np.sqrt(w / w.mean())
-    u = (log_ratio - fitted) * sw * math.sqrt(m / (m - p)) if m > p else np.zeros(m)
-    u = u - u.mean()
-    lb = fitted + u[rng.integers(0, m, size=(B, m))] / sw
-    a_b, b_b = _tail_fits(n, lb, w, level)
-    q = 0.5 + level / 2
-    # each model's draws scatter around its own fit of the curve they were drawn from
-    models = ((b_b != 0, 2, a_hat, b_hat), (b_b == 0, 1, float(np.average(fitted, weights=w)), 0.0))
-    for kept, params, a_c, b_c in models:
-        factor = float(stats.t.ppf(q, m - params) / stats.norm.ppf(q)) if m > params else 1.0
-        a_b[kept] = a_c + (a_b[kept] - a_c) * factor
-        b_b[kept] = b_c + (b_b[kept] - b_c) * factor
-    return z_b, a_b, b_b
+def _resampled(rng, fitted: np.ndarray, resid: np.ndarray, scale: np.ndarray, params: int,
+               idx: np.ndarray) -> np.ndarray:
+    """``fitted`` plus residuals resampled by ``idx``: standardised by ``scale``, inflated by
+    √(m/(m − p)) for the ``params`` fitted, centred, and put back at each step's own scale."""
+    m = len(fitted)
+    if m <= params:
+        return np.broadcast_to(fitted, idx.shape).copy()
+    u = resid / scale * math.sqrt(m / (m - params))
+    return fitted + (u - u.mean())[idx] * scale
 
 
-def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None = None,
-                warning_ms: float = 500.0, critical_ms: float = 2000.0, level: float = 0.95,
-                bootstrap: int = 200, seed: int = 0, max_users: float | None = None) -> LatencyModel:
+def fit_latency(steps: pd.DataFrame, usl: USLFit | None = None, *, warning_ms: float = 500.0,
+                critical_ms: float = 2000.0, level: float = 0.95, bootstrap: int = 200, seed: int = 0,
+                max_users: float | None = None) -> LatencyModel:
     """Fit the latency model on clean steps.
 
     Parameters
     ----------
     steps : DataFrame
-        Step summary rows to use (``users``, ``rps``, ``mean_ms``, ``p95_ms``); idle rows are dropped.
-    usl : USLFit
-        Throughput model of the same steps (its bootstrap estimates give the intervals).
-    think_time_s : float, optional
-        Z of the closed system; estimated from the steps as mean(N/X̂(N) − R) when None.
+        Step summary rows to use (``users``, ``rps``, ``mean_ms``, ``p95_ms``; ``requests``,
+        ``p50_ms``, ``p99_ms`` when there); idle rows are dropped.
+    usl : USLFit, optional
+        Throughput model of the same steps: gives the implied think time (None without it).
     warning_ms, critical_ms : float
         p95 thresholds whose crossings are reported.
     level : float
-        Interval level.
+        Interval level (and of the tail slope's pretest).
     bootstrap, seed : int
-        Bootstrap resamples (when the USL has none) and the seed.
+        Resamples of the steps' residuals and their seed.
     max_users : float, optional
         Search crossings up to here (default 20 × the largest measured users).
 
@@ -199,47 +234,65 @@ def fit_latency(steps: pd.DataFrame, usl: USLFit, *, think_time_s: float | None 
     Raises
     ------
     InsufficientDataError
-        With fewer than 2 usable steps.
+        With fewer than 2 usable steps, or all at one load.
     """
     rows = steps[(steps["users"] > 0) & np.isfinite(steps["mean_ms"]) & np.isfinite(steps["p95_ms"])
-                 & (steps["rps"] > 0)]
-    if len(rows) < 2:
-        raise InsufficientDataError(f"latency model: {len(rows)} step(s) with requests; it needs at least 2")
+                 & (steps["rps"] > 0) & (steps["mean_ms"] > 0)]
+    if len(rows) < 2 or rows["users"].nunique() < 2:
+        raise InsufficientDataError(f"latency model: {len(rows)} step(s) with requests at "
+                                    f"{rows['users'].nunique()} load(s); it needs at least 2 loads")
     n = rows["users"].to_numpy(float)
     r = rows["mean_ms"].to_numpy(float) / 1000
-    log_ratio = np.log(rows["p95_ms"].to_numpy(float) / rows["mean_ms"].to_numpy(float)) + rank_offset(rows)
-    # Z is estimated against the *fitted* throughput, so that R(N) passes through the measured
-    # means: N/X − R alone subtracts two large, noisy numbers at low load.
-    z_i = n / usl.predict(n) - r
-    estimated = think_time_s is None
-    z = max(float(np.mean(z_i)), 0.0) if estimated else float(think_time_s)
+    m = len(n)
+    quadratic = m >= 4 and np.unique(n).size >= 3  # a curvature with at least one residual left
+    v = sampling_variance(rows)
+    coef, tau2 = (x[0] for x in _mean_fits(n, r, v, quadratic))
+    p_mean = 3 if coef[2] > 0 else 2
+    fitted = np.maximum(coef[0] + coef[1] * n + coef[2] * n**2, MIN_RESPONSE_S)
     # a step's p95 rests on its requests: a 60-request step's is noisy and biased low, so the
     # tail is fitted with the steps weighted by their requests (∝ throughput, the windows being equal)
+    log_ratio = np.log(rows["p95_ms"].to_numpy(float) / rows["mean_ms"].to_numpy(float)) + rank_offset(rows)
     w = rows["rps"].to_numpy(float)
-    a, b = (float(v[0]) for v in _tail_fits(n, log_ratio, w, level))  # the pretest at the model's own level
+    a, b = (float(x[0]) for x in _tail_fits(n, log_ratio, w, level))  # the pretest at the model's own level
+    p_tail = 2 if b else 1
     rng = np.random.default_rng(seed)
-    theta = usl.draws(level)
-    if theta is None or not len(theta):
-        se = np.array([usl.stderr.get(p, 0.0) for p in ("sigma", "kappa", "lambda_")], dtype=float)
-        se = np.where(np.isfinite(se), se, 0.0)
-        theta = np.abs(np.array([usl.sigma, usl.kappa, usl.lambda_]) + rng.normal(size=(max(bootstrap, 50), 3)) * se)
-    z_b, a_b, b_b = _step_bootstrap(rng, n, r, log_ratio, w, theta, (usl.sigma, usl.kappa, usl.lambda_),
-                                   z if not estimated else None, (a, b), level)
-    boot = np.column_stack([theta, z_b, a_b, b_b])
-    model = LatencyModel(think_time_s=z, think_time_estimated=estimated, tail_a=a, tail_b=b, usl=usl, level=level,
+    idx = rng.integers(0, m, size=(max(bootstrap, 50), m))  # one resample of the steps for both fits
+    sd = np.sqrt(np.maximum(tau2 + v, MIN_VARIANCE))
+    c_b, _ = _mean_fits(n, _resampled(rng, fitted, r - fitted, fitted * sd, p_mean, idx), v, quadratic)
+    tail_fit = a + b * n
+    sw = np.sqrt(w / w.mean())  # a step's log ratio has variance ∝ 1/requests
+    a_b, b_b = _tail_fits(n, _resampled(rng, tail_fit, log_ratio - tail_fit, 1 / sw, p_tail, idx), w, level)
+    think = None
+    if usl is not None:
+        think = max(float(np.mean(n / usl.predict(n) - fitted)), 0.0)
+    model = LatencyModel(mean_coef=tuple(float(c) for c in coef), tail_a=a, tail_b=b, think_time_s=think,
+                         step_offset=math.sqrt(tau2), df=(m - p_mean, m - p_tail), level=level,
                          observed=rows[["users", "mean_ms", "p95_ms"]].reset_index(drop=True),
-                         crossings=pd.DataFrame(), boot=boot)
-    top = max_users or 20 * float(n.max())
-    grid = np.linspace(1.0, top, 4000)
-    point = np.array([[usl.sigma, usl.kappa, usl.lambda_, z, a, b]])
-    _, p95 = model._curves(grid, point)
-    _, p95_boot = model._curves(grid, boot)
+                         crossings=pd.DataFrame(), boot=np.column_stack([c_b, a_b, b_b]))
+    grid = np.linspace(1.0, max_users or 20 * float(n.max()), 4000)
+    _, p95, p95_boot = model.band(grid)
     q = (1 - level) / 2
     rows_out = []
     for name, ms in (("warning", warning_ms), ("critical", critical_ms)):
-        users = float(_first_crossing(grid, p95, ms)[0])
+        users = float(_first_crossing(grid, p95[None, :], ms)[0])
         cb = _first_crossing(grid, p95_boot, ms)
-        low, high = (float(np.quantile(cb, q, method="lower")), float(np.quantile(cb, 1 - q, method="higher")))
+        if np.isnan(p95_boot).any():
+            low = high = math.nan
+        else:
+            low, high = (float(np.quantile(cb, q, method="lower")), float(np.quantile(cb, 1 - q, method="higher")))
         rows_out.append({"threshold": name, "ms": ms, "users": users, "low": low, "high": high})
     model.crossings = pd.DataFrame(rows_out)
     return model
+
+
+def _first_crossing(grid: np.ndarray, curves: np.ndarray, threshold: float) -> np.ndarray:
+    """Per row of ``curves`` (on ``grid``), the interpolated first users where it reaches ``threshold``."""
+    above = curves >= threshold
+    j = above.argmax(axis=1)
+    rows = np.arange(curves.shape[0])
+    y0, y1 = curves[rows, np.maximum(j - 1, 0)], curves[rows, j]
+    g0, g1 = grid[np.maximum(j - 1, 0)], grid[j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = np.where(y1 > y0, g0 + (threshold - y0) / (y1 - y0) * (g1 - g0), g1)
+    out = np.where(j == 0, grid[0], inner)
+    return np.where(above[rows, j], out, math.inf)

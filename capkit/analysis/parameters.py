@@ -50,8 +50,6 @@ class ReportParameters:
         p95 thresholds.
     cpu_thresholds, memory_thresholds, db_cpu_thresholds : (float, float)
         Warning and critical shares of a limit.
-    think_time_s : float or None
-        Z of the response-time law (None estimates it).
     target_users : float
         Users the replica count is planned for; ``headroom`` spare replicas on top.
     train_share : float
@@ -78,7 +76,6 @@ class ReportParameters:
     cpu_thresholds: tuple[float, float] = (0.70, 0.90)
     memory_thresholds: tuple[float, float] = (0.75, 0.90)
     db_cpu_thresholds: tuple[float, float] = (0.60, 0.85)
-    think_time_s: float | None = None
     target_users: float = 500.0
     headroom: int = 1
     train_share: float = 0.6
@@ -108,8 +105,6 @@ class ReportParameters:
                 _bad(name, value, "a whole number ≥ 0")
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
             _bad("seed", self.seed, "a whole number")
-        if self.think_time_s is not None and (not _is_num(self.think_time_s) or self.think_time_s < 0):
-            _bad("think_time_s", self.think_time_s, "None (estimate it) or a number ≥ 0")
         for name in ("cpu_thresholds", "memory_thresholds", "db_cpu_thresholds"):
             set_(name, check_levels(f"parameter {name}:", getattr(self, name)))
         check_levels("parameters latency_warning_ms, latency_critical_ms: p95",

@@ -96,7 +96,7 @@ def plot_latency_model(result):
         top = max(float(np.nanmax(lat.crossings["high"].replace(np.inf, np.nan).to_numpy(float), initial=0)),
                   float(steps["users"].max())) * 1.2
         pred = lat.predict(np.linspace(1, top, 200))
-        ax.plot(pred["users"], pred["mean_ms"], color="tab:blue", lw=1, label="R(N) = N/X(N) − Z")
+        ax.plot(pred["users"], pred["mean_ms"], color="tab:blue", lw=1, label="mean model")
         ax.plot(pred["users"], pred["p95_ms"], color="tab:orange", lw=1, label="p95 model")
         ax.fill_between(pred["users"], pred["p95_low"], pred["p95_high"], color="tab:orange", alpha=0.15)
         for row, color in zip(lat.crossings.itertuples(), ("tab:olive", "tab:red"), strict=False):

@@ -146,7 +146,7 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
         errors["usl"] = NotMeasured(str(exc))
     if usl is not None:
         try:
-            latency = fit_latency(clean, usl, think_time_s=p.think_time_s, warning_ms=p.latency_warning_ms,
+            latency = fit_latency(clean, usl, warning_ms=p.latency_warning_ms,
                                   critical_ms=p.latency_critical_ms, level=p.level, bootstrap=p.bootstrap,
                                   seed=p.seed)
         except CapkitError as exc:

@@ -65,7 +65,8 @@ def test_too_few_clean_steps_is_a_clear_error_and_a_short_run_still_plans():
     ({"run_id": 3}, "run_id=3"), ({"level": 1.5}, "level=1.5"), ({"cpu_cores": "two"}, "cpu_cores='two'"),
     ({"bootstrap": 2.5}, "bootstrap=2.5"), ({"cpu_thresholds": [0.9, 0.5]}, "cpu_thresholds"),
     ({"latency_warning_ms": 3000.0, "latency_critical_ms": 2000.0}, "p95 thresholds"),
-    ({"think_time_s": -1}, "think_time_s=-1"), ({"colour": "red"}, "unknown report parameter(s) colour")])
+    ({"think_time_s": 1.0}, "unknown report parameter(s) think_time_s"),
+    ({"colour": "red"}, "unknown report parameter(s) colour")])
 def test_wrong_parameters_are_one_clear_error(params, needle):
     with pytest.raises(ParameterError) as err:
         ca.ReportParameters.from_notebook(store_url="sqlite:///x", **params)
