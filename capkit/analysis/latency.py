@@ -7,8 +7,8 @@ R is a small difference of two large numbers there (N/X ≈ 1.16 s against R ≈
 default known truth), and a step's throughput pins R to ±20 % where its own mean latency gives ±7 %.
 The USL still gives the think time the two fits imply (:attr:`LatencyModel.think_time_s`).
 
-A step's mean latency is off by its sampling noise (the latency's squared coefficient of variation
-over its requests, from mean/p50 as a log-normal's) plus a step offset that persists for the whole
+A step's mean latency is off by its sampling noise (the squared coefficient of variation of its
+requests' latency over their number, :func:`sampling_variance`) plus a step offset that persists for the whole
 step (a cache, a neighbour: τ, estimated from the residuals); the fit weights the steps by the inverse
 of that relative variance. p95(N) = R(N) · exp(a + b·N), log(p95/mean) fitted on the steps weighted
 by their requests, b kept only when significant at the model's level; each step's p95 is first
@@ -128,13 +128,20 @@ def rank_offset(rows: pd.DataFrame) -> np.ndarray:
 
 
 def sampling_variance(rows: pd.DataFrame) -> np.ndarray:
-    """Per step, the relative variance of its mean latency from its requests alone: CV²/n, the
-    squared coefficient of variation a log-normal with the step's mean/p50 has ((mean/p50)² − 1).
-    Zero without ``requests`` or ``p50_ms`` (the step offset τ then carries all of the noise)."""
-    if "requests" not in rows or "p50_ms" not in rows:
+    """Per step, the relative variance of its mean latency from its requests alone: CV²/n, with the
+    coefficient of variation sd/mean of its requests (``sd_ms``, from the merged histograms), or,
+    without it, a log-normal's from mean/p50 ((mean/p50)² − 1; far too large for a mix of fast and
+    slow requests, whose p50 sits under the mean: then only the steps' relative weights rest on it).
+    Zero without ``requests`` (the step offset τ then carries all of the noise)."""
+    if "requests" not in rows:
         return np.zeros(len(rows))
     n = rows["requests"].to_numpy(float)
-    cv2 = (rows["mean_ms"].to_numpy(float) / rows["p50_ms"].to_numpy(float)) ** 2 - 1
+    mean = rows["mean_ms"].to_numpy(float)
+    cv2 = np.full(len(rows), np.nan)
+    if "sd_ms" in rows:
+        cv2 = (rows["sd_ms"].to_numpy(float) / mean) ** 2
+    if "p50_ms" in rows:
+        cv2 = np.where(np.isfinite(cv2), cv2, (mean / rows["p50_ms"].to_numpy(float)) ** 2 - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.maximum(np.where(np.isfinite(cv2), cv2, 0.0), 0.0) / n
     return np.where((n > 0) & np.isfinite(v), v, 0.0)
@@ -215,7 +222,7 @@ def fit_latency(steps: pd.DataFrame, usl: USLFit | None = None, *, warning_ms: f
     ----------
     steps : DataFrame
         Step summary rows to use (``users``, ``rps``, ``mean_ms``, ``p95_ms``; ``requests``,
-        ``p50_ms``, ``p99_ms`` when there); idle rows are dropped.
+        ``sd_ms``, ``p50_ms``, ``p99_ms`` when there); idle rows are dropped.
     usl : USLFit, optional
         Throughput model of the same steps: gives the implied think time (None without it).
     warning_ms, critical_ms : float

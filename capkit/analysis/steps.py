@@ -67,10 +67,12 @@ def _whole_seconds(st, warmup_s: float, trimmed: bool = False) -> float:
 
 
 def _percentiles(hdrs: list[str]) -> dict:
+    """p50, p95, p99 and the standard deviation (``sd_ms``: a step mean's sampling noise) of the merged histograms."""
     if not hdrs:
-        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan}
-    values = merge_histograms(hdrs).get_percentile_to_value_dict([50, 95, 99])  # one pass, not three
-    return {f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}
+        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan, "sd_ms": np.nan}
+    merged = merge_histograms(hdrs)
+    values = merged.get_percentile_to_value_dict([50, 95, 99])  # one pass, not three
+    return {**{f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}, "sd_ms": merged.get_stddev() / 1000}
 
 
 def step_windows(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from capkit.synthetic.draws import draw_step
 class SyntheticFrames:
     """``per_second``: ts, step, users and one column per metric, warm-up trimmed (the shape of
     :func:`capkit.analysis.resources.resource_frame`); ``steps``: step, users, started_at, rps,
-    requests, mean_ms, p50_ms, p95_ms, p99_ms, clean (one row per step, the idle step included)."""
+    requests, mean_ms, sd_ms, p50_ms, p95_ms, p99_ms, clean (one row per step, the idle step included)."""
 
     per_second: pd.DataFrame
     steps: pd.DataFrame
@@ -54,6 +54,7 @@ def synthetic_frames(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, s
         step_rows.append({"step": index, "users": stage.users, "started_at": t,
                           "rps": len(lat) / window if window else np.nan,
                           "requests": len(lat), "mean_ms": float(lat.mean()) if len(lat) else np.nan,
+                          "sd_ms": float(lat.std()) if len(lat) else np.nan,
                           **{f"p{q}_ms": v for q, v in rank_percentiles(lat).items()}, "clean": True})
         t += stage.seconds
     return SyntheticFrames(pd.concat(seconds_rows, ignore_index=True), pd.DataFrame(step_rows))

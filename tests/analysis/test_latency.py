@@ -7,7 +7,7 @@ import pytest
 from statsmodels.regression.linear_model import WLS
 from statsmodels.tools.tools import add_constant
 
-from capkit.analysis.latency import fit_latency, rank_offset
+from capkit.analysis.latency import fit_latency, rank_offset, sampling_variance
 from capkit.analysis.usl import fit_usl
 from capkit.records.histograms import rank_percentiles
 
@@ -109,3 +109,21 @@ def test_rank_offset_needs_the_counts_and_vanishes_with_many_requests():
     steps["requests"] = [100_000, 50]
     offset = rank_offset(steps)
     assert 0 < offset[0] < 0.0002 < 0.005 < offset[1] < 0.05  # 50 requests: 0.8 %
+
+
+def test_a_step_means_sampling_variance_comes_from_its_requests_spread():
+    steps = pd.DataFrame({"requests": [100, 400], "mean_ms": [50.0, 50.0], "sd_ms": [100.0, 100.0],
+                          "p50_ms": [2.0, 2.0]})
+    np.testing.assert_allclose(sampling_variance(steps), [4 / 100, 4 / 400])  # CV² = 4, over n
+    # without sd_ms a log-normal's CV² from mean/p50: a fast/slow mix (p50 2 ms, mean 50) gets 624
+    np.testing.assert_allclose(sampling_variance(steps.drop(columns="sd_ms")), [624 / 100, 624 / 400])
+    assert not sampling_variance(steps.drop(columns="requests")).any()  # no counts: τ carries it all
+
+
+def test_no_residual_left_means_no_interval_not_a_zero_width_one():
+    steps = _steps(1, slope=0.0).iloc[[0, 3]]  # two loads: the mean line goes through both
+    lat = fit_latency(steps, None, bootstrap=50)
+    assert lat.df[0] == 0 and lat.think_time_s is None
+    pred = lat.predict([10.0])
+    assert np.isfinite(pred["p95_ms"]).all() and pred[["p95_low", "p95_high"]].isna().all(axis=None)
+    assert lat.crossings[["low", "high"]].isna().all(axis=None)
