@@ -33,3 +33,25 @@ def test_one_mix_reader_for_the_cli_and_the_locustfile():
                         ("chat=x", "not CLASS=WEIGHT")):
         with pytest.raises(ConfigError, match=needle):
             check_mix(bad)
+
+
+def test_the_fixed_profiles_keep_load_apart_from_a_bent_drift():
+    """quick and full visit their levels in an order no other order beats by more than 0.005 on
+    :func:`time_share` (the load a quadratic in time explains), where a ramp and the up-and-down
+    order that came before are explained almost whole."""
+    import itertools
+
+    import numpy as np
+
+    from capkit.schemas import PROFILES, stepped, time_share
+
+    assert time_share(PROFILES["smoke"]) > 0.99  # a plain ramp: too short for a time term
+    assert time_share(stepped([5, 15, 25, 30, 20, 10], idle_s=15, step_s=25, warmup_s=5)) > 0.9
+    for name, (idle_s, step_s) in {"quick": (15, 25), "full": (30, 60)}.items():
+        plan = PROFILES[name]
+        levels = [s.users for s in plan.stages[1:]]
+        assert plan.stages[0].users == 0 and time_share(plan) < 0.01, name
+        best = min(time_share(stepped(list(order), idle_s=idle_s, step_s=step_s, warmup_s=1))
+                   for order in itertools.islice(itertools.permutations(sorted(levels)), 0, None, 7))
+        assert time_share(plan) <= best + 0.005, (name, best)
+        assert np.isclose(plan.stages[1].seconds, step_s)

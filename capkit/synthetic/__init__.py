@@ -27,7 +27,8 @@ class SyntheticTruth:
     ``noise``; their expectation is in :meth:`value`). ``step_offset={}, ar=0, outlier_rate=0``
     gives independent normal noise per second. Latency has a per-step factor (``latency_offset``,
     sd of its log, mean one). ``trend`` adds a climb with the run's time (per hour since the first
-    step started: a cache filling, an allocator), the same at every load.
+    step started: a cache filling, an allocator), the same at every load; ``warmup`` a rise that
+    levels off, A·(1 − e^(−t/τ)) (a bounded cache filling, the heap growing to its working size).
 
     Optional truths for the other models: ``usl`` (σ, κ, λ) with ``think_time_s`` makes a closed
     system — throughput X(N) from the USL and mean latency R(N) = N / X(N) − Z, so the p95 curve is
@@ -49,6 +50,7 @@ class SyntheticTruth:
     outlier_scale: float = 6.0
     latency_offset: float = 0.05
     trend: dict = field(default_factory=dict)  # metric -> increase per hour of the run (all loads)
+    warmup: dict = field(default_factory=dict)  # metric -> (rise, time constant s): A·(1 − e^(−t/τ)) since the start
     rps_per_user: float = 1.0
     latency_ms: float = 20.0  # median at 0 users
     latency_per_user: float = 0.03  # median grows by this factor per user
@@ -140,8 +142,10 @@ def true_values(truth: SyntheticTruth, metric: str, users: int, since_start_s: f
     """The noiseless value of ``metric`` in each second of a step that starts ``since_start_s``
     after the run's first step: the true mean, the within-step ``drift`` and the run's ``trend``."""
     sec = np.arange(seconds, dtype=float)
+    t = since_start_s + sec + 0.5
+    rise, tau = truth.warmup.get(metric, (0.0, 1.0))
     return (truth.value(metric, users) + truth.drift.get(metric, 0.0) * sec
-            + truth.trend.get(metric, 0.0) * (since_start_s + sec + 0.5) / 3600.0)
+            + truth.trend.get(metric, 0.0) * t / 3600.0 + rise * (1 - np.exp(-t / tau)))
 
 
 def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares) -> None:
