@@ -1,7 +1,11 @@
 """Master and workers that stay honest with each other (runs inside Locust processes only).
 
 - A worker sends its capkit version and a hash of its locustfiles when it connects; a master
-  whose own differ refuses it (one log line) and the worker leaves with that line.
+  whose own differ refuses it (one log line) and the worker leaves with that line. The master
+  counts a worker as ready (for ``--expect-workers`` and for spawning) only once its hello was
+  accepted: Locust counts it at ``client_ready``, which comes first, and a master that started
+  in between ran its first step on a worker about to be refused (and ended the run incomplete
+  when it left).
 - A worker whose master stops answering (no heartbeat for ``CAPKIT_MASTER_TIMEOUT_S``, default
   10 s) leaves by itself instead of waiting for Locust's 60 s.
 - A worker leaving for either reason writes the one-line reason to ``CAPKIT_WORKER_STATUS``
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 import gevent
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerNodes, WorkerRunner
 
 import capkit
 
@@ -58,15 +62,29 @@ def mismatch(mine: dict, theirs: dict) -> str | None:
     return None
 
 
+class GreetedWorkers(WorkerNodes):
+    """Locust's table of workers, whose ``ready`` ones are only those whose hello was accepted."""
+
+    greeted: set
+
+    @property
+    def ready(self):
+        return [node for node in super().ready if node.id in self.greeted]
+
+
 def install(environment) -> None:
     """Register the handshake and the watchdogs for this process's role."""
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         mine = fingerprint(environment)
+        runner.clients.__class__ = GreetedWorkers  # the same table; `ready` asks for the handshake too
+        runner.clients.greeted = set()
 
         def on_hello(environment, msg, **_kw):
             why = mismatch(mine, msg.data or {})
-            if why:
+            if not why:
+                runner.clients.greeted.add(msg.node_id)
+            else:
                 log.error("capkit: worker %s refused: %s", msg.node_id, why)
                 runner.send_message("capkit_refuse", {"reason": why}, client_id=msg.node_id)
                 if runner.state in ("ready", "init") and msg.node_id in runner.clients:
