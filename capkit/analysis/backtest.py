@@ -31,24 +31,24 @@ class Backtest:
 def _split(steps: pd.DataFrame, train_share: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     clean = steps[steps["clean"]].sort_values("users")
     loaded = clean[clean["users"] > 0]
-    if len(loaded) < 3:
-        raise InsufficientDataError(f"backtest: {len(loaded)} clean step(s) with users; it needs at least 3 "
-                                    f"(2 to fit, 1 to predict)")
-    k = min(max(2, int(round(train_share * len(loaded)))), len(loaded) - 1)
+    if len(loaded) < 4:
+        raise InsufficientDataError(f"backtest: {len(loaded)} clean step(s) with users; it needs at least 4 "
+                                    f"(3 to fit, 1 to predict)")
+    k = min(max(3, int(round(train_share * len(loaded)))), len(loaded) - 1)
     return clean[clean["users"] <= loaded["users"].iloc[k - 1]], loaded.iloc[:k], loaded.iloc[k:]
 
 
 def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootstrap: int = 200,
              seed: int = 0) -> Backtest:
-    """Refit every model on the lowest ``train_share`` of the clean user steps (and the idle step),
-    predict the rest.
+    """Refit every model on the lowest ``train_share`` of the clean user steps, predict the rest (the
+    idle step goes to the models that take it: the resource fits leave a cold idle step out).
 
     Parameters
     ----------
     resources : ResourceCapacity
         Steps and per-second resources of one run.
     train_share : float
-        Share of the clean user steps to fit on (at least 2 steps, at least 1 left to predict).
+        Share of the clean user steps to fit on (at least 3 steps, at least 1 left to predict).
     level : float
         Level of the prediction intervals: a step mean for resources, bootstrap for throughput and p95.
     bootstrap, seed : int

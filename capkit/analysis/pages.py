@@ -114,7 +114,7 @@ def backtest_md(result: CapacityResult) -> str:
         why = result.errors.get("backtest")
         return f"Backtest not available: {why.reason if why else 'too few steps'}."
     worst = bt.summary.sort_values("max_abs_error_pct").iloc[-1] if len(bt.summary) else None
-    text = (f"Fitted on the steps at {', '.join(map(str, bt.train_users))} users (and the idle step), "
+    text = (f"Fitted on the steps at {', '.join(map(str, bt.train_users))} users, "
             f"predicted {', '.join(map(str, bt.test_users))} users.")
     if worst is not None and math.isfinite(worst["max_abs_error_pct"]):
         text += (f" Largest error: {worst['quantity']}, {worst['max_abs_error_pct']:.1f} % — trust projections of "

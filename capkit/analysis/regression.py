@@ -8,6 +8,14 @@ within-step diagnostics. When the design separates load from time (a descending 
 ascending one, or an interleaved order), a time term carries drift apart from the per-user
 slope, so a cache that fills or a leak is not reported as a per-user cost.
 
+An idle step measured **before the first load** is a cold service, not a point on the line: its
+memory and pooled connections sit below the same service idle after it has served (imports done
+on first use, pools and caches opened, the allocator's arenas grown). On the reference service
+RSS goes from 75 MiB idle to 94–99 MiB at the first load whatever that load is; kept in the fit,
+that one-time step reads as a per-user cost (0.47 MiB/user on a quick run against −0.02 ± 0.06
+from a search). The fit leaves such steps out (:attr:`ResourceFit.cold_idle` keeps what they
+measured), so the baseline is the warm service's idle level, extrapolated from the loaded steps.
+
 The prediction interval predicts **a new step's mean** at that load (not one second of it).
 """
 
@@ -53,6 +61,7 @@ class ResourceFit:
     cov: np.ndarray = field(repr=False)
     df_resid: float = field(repr=False, default=1.0)
     t_mid_h: float = field(repr=False, default=0.0)  # hours (since the run's first step) predictions use
+    cold_idle: float | None = None  # mean of the idle step(s) before the first load, left out of the fit
     capacity: Interval | NotMeasured = NotMeasured("not computed")
 
     @property
@@ -133,8 +142,18 @@ def step_means(users, values, steps, times=None) -> pd.DataFrame:
     return out.reset_index()
 
 
+def cold_steps(means: pd.DataFrame) -> pd.Series:
+    """Which rows of :func:`step_means` are idle steps measured before the first loaded step (in
+    time when the steps have times, else in step order; none when the steps are user levels)."""
+    order = means["ts"] if means["ts"].notna().all() else means["step"]
+    loaded = means["users"] > 0
+    if not loaded.any() or not pd.api.types.is_numeric_dtype(order):
+        return pd.Series(False, index=means.index)
+    return (~loaded) & (order < order[loaded].min())
+
+
 def fit_resource_regression(users, values, *, resource: str, limit: float, level: float = 0.95,
-                            steps=None, times=None) -> ResourceFit:
+                            steps=None, times=None, keep_cold: bool = False) -> ResourceFit:
     """Fit ``value ~ users`` (+ time, when the design allows) on the step means of the samples.
 
     Parameters
@@ -152,6 +171,9 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
     times : array-like, optional
         Epoch seconds of each sample; with them, a time term is fitted when load and time are
         not collinear across the steps (a design with a descending pass or interleaved order).
+    keep_cold : bool
+        Fit the idle step(s) measured before the first load too (by default they are left out:
+        a cold service is not on the warm service's line; see the module's docstring).
 
     Returns
     -------
@@ -163,11 +185,19 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
         With fewer than 3 steps at 2 user levels (a line through 2 points has no error left).
     """
     means = step_means(users, values, steps, times)
+    cold_idle = None
+    if steps is not None and not keep_cold:
+        cold = cold_steps(means)
+        if cold.any():
+            cold_idle = float(np.average(means.loc[cold, "value"], weights=means.loc[cold, "n"]))
+            means = means[~cold].reset_index(drop=True)
+            means["t_h"] = means["t_h"] - means["t_h"].min()
     levels = means["users"].nunique()
     if levels < 2 or len(means) < 3:
         raise InsufficientDataError(
-            f"{resource}: {len(means)} step(s) at {levels} user level(s); a fit needs at least 3 clean steps "
-            f"at 2 or more user levels — run more steps")
+            f"{resource}: {len(means)} step(s) at {levels} user level(s)"
+            f"{' after the cold idle step' if cold_idle is not None else ''}; a fit needs at least 3 clean "
+            f"steps at 2 or more user levels — run more steps")
     u, y = means["users"].to_numpy(float), means["value"].to_numpy(float)
     cols = [np.ones_like(u), u]
     t_h = means["t_h"].to_numpy(float)
@@ -190,7 +220,7 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
         drift_per_hour=(Interval(float(params[2]), float(params[2] - tq * se[2]), float(params[2] + tq * se[2]),
                                  level) if with_time else None),
         r2=1 - rss / tss if tss > 0 else math.nan, resid_sd=resid_sd, params=params, cov=cov, df_resid=df,
-        t_mid_h=float(np.nanmean(t_h)) if with_time else 0.0)
+        t_mid_h=float(np.nanmean(t_h)) if with_time else 0.0, cold_idle=cold_idle)
     fit.capacity = fit.users_at(limit)
     return fit
 

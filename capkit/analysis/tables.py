@@ -34,7 +34,8 @@ def fits_table(resources) -> pd.DataFrame:
                      "per_user_low": fit.per_user.low, "per_user_high": fit.per_user.high,
                      "per_user_p": fit.per_user_p, "r2": fit.r2, "limit": fit.limit, "capacity": cap.estimate,
                      "capacity_low": cap.low, "capacity_high": cap.high,
-                     "drift_per_hour": fit.drift_per_hour.estimate if fit.drift_per_hour else None})
+                     "drift_per_hour": fit.drift_per_hour.estimate if fit.drift_per_hour else None,
+                     "cold_idle": fit.cold_idle})
     return pd.DataFrame(rows)
 
 

@@ -28,7 +28,9 @@ class SyntheticTruth:
     gives independent normal noise per second. Latency has a per-step factor (``latency_offset``,
     sd of its log, mean one). ``trend`` adds a climb with the run's time (per hour since the first
     step started: a cache filling, an allocator), the same at every load; ``warmup`` a rise that
-    levels off, A·(1 − e^(−t/τ)) (a bounded cache filling, the heap growing to its working size).
+    levels off, A·(1 − e^(−t/τ)) (a bounded cache filling, the heap growing to its working size);
+    ``cold_start`` what the service lacks before its first load (imports, pools and caches opened
+    on first use): idle steps before the first loaded step are that much lower.
 
     Optional truths for the other models: ``usl`` (σ, κ, λ) with ``think_time_s`` makes a closed
     system — throughput X(N) from the USL and mean latency R(N) = N / X(N) − Z, so the p95 curve is
@@ -51,6 +53,7 @@ class SyntheticTruth:
     latency_offset: float = 0.05
     trend: dict = field(default_factory=dict)  # metric -> increase per hour of the run (all loads)
     warmup: dict = field(default_factory=dict)  # metric -> (rise, time constant s): A·(1 − e^(−t/τ)) since the start
+    cold_start: dict = field(default_factory=dict)  # metric -> shortfall of the idle steps before the first load
     rps_per_user: float = 1.0
     latency_ms: float = 20.0  # median at 0 users
     latency_per_user: float = 0.03  # median grows by this factor per user
@@ -116,7 +119,8 @@ def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, 
         seconds = int(stage.seconds)
         draws = draw_step(rng, truth, stage.users, t, seconds, requests_cap)
         _record(agg, rng, truth, draws.times, draws.latencies_ms, names_, shares)
-        values = {metric: true_values(truth, metric, stage.users, t - start, seconds) + draws.noise[metric]
+        cold = is_cold(plan, index)
+        values = {metric: true_values(truth, metric, stage.users, t - start, seconds, cold) + draws.noise[metric]
                   for metric in truth.baseline}
         for sec in range(seconds):
             ts = int(t) + sec
@@ -138,14 +142,22 @@ def step_streams(seed: int, steps: int) -> list[np.random.Generator]:
     return np.random.default_rng(seed).spawn(steps)
 
 
-def true_values(truth: SyntheticTruth, metric: str, users: int, since_start_s: float, seconds: int) -> np.ndarray:
+def is_cold(plan: StagePlan, index: int) -> bool:
+    """Whether step ``index`` of ``plan`` comes before any load (the service not yet used)."""
+    return all(stage.users == 0 for stage in plan.stages[: index + 1])
+
+
+def true_values(truth: SyntheticTruth, metric: str, users: int, since_start_s: float, seconds: int,
+                cold: bool = False) -> np.ndarray:
     """The noiseless value of ``metric`` in each second of a step that starts ``since_start_s``
-    after the run's first step: the true mean, the within-step ``drift`` and the run's ``trend``."""
+    after the run's first step: the true mean, the within-step ``drift``, the run's ``trend`` and,
+    in a ``cold`` step (before the first load), less the ``cold_start``."""
     sec = np.arange(seconds, dtype=float)
     t = since_start_s + sec + 0.5
     rise, tau = truth.warmup.get(metric, (0.0, 1.0))
     return (truth.value(metric, users) + truth.drift.get(metric, 0.0) * sec
-            + truth.trend.get(metric, 0.0) * t / 3600.0 + rise * (1 - np.exp(-t / tau)))
+            + truth.trend.get(metric, 0.0) * t / 3600.0 + rise * (1 - np.exp(-t / tau))
+            - (truth.cold_start.get(metric, 0.0) if cold else 0.0))
 
 
 def _record(agg, rng, truth: SyntheticTruth, times, latencies_ms, names_, shares) -> None:

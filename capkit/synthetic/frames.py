@@ -17,7 +17,7 @@ import pandas as pd
 
 from capkit.records.histograms import rank_percentiles
 from capkit.schemas import StagePlan
-from capkit.synthetic import SyntheticTruth, step_streams, true_values
+from capkit.synthetic import SyntheticTruth, is_cold, step_streams, true_values
 from capkit.synthetic.draws import draw_step
 
 
@@ -44,7 +44,8 @@ def synthetic_frames(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, s
         keep = (ts >= t + warmup) & (ts <= t + stage.seconds)
         frame = {"ts": ts[keep], "step": index, "users": stage.users}
         for metric in truth.baseline:
-            values = true_values(truth, metric, stage.users, t - start, seconds) + draws.noise[metric]
+            values = (true_values(truth, metric, stage.users, t - start, seconds, is_cold(plan, index))
+                      + draws.noise[metric])
             frame[metric] = values[keep]
         seconds_rows.append(pd.DataFrame(frame))
         lo, hi = t + warmup, t + stage.seconds

@@ -74,20 +74,25 @@ def test_think_time_is_recovered_by_the_response_time_law():
 
 def test_backtest_finds_a_known_break_and_trusts_the_straight_lines():
     st = store()
-    truth = SyntheticTruth(breaks={"rss_mib": (15, 3.0)})  # memory: +3 MiB per user above 15 users
-    r, _ = run(st, "break", truth, users=(5, 10, 15, 20, 25), seed=11)
+    truth = SyntheticTruth(breaks={"rss_mib": (20, 3.0)})  # memory: +3 MiB per user above 20 users
+    r, _ = run(st, "break", truth, users=(5, 10, 15, 20, 25, 30), seed=11)
     bt = backtest(resource_capacity(r), train_share=0.6)
-    assert bt.train_users == [5, 10, 15] and bt.test_users == [20, 25]
+    # 4 steps to fit: the cold idle step is not on the line, and 3 points leave 1 degree of freedom
+    assert bt.train_users == [5, 10, 15, 20] and bt.test_users == [25, 30]
     summary = bt.summary.set_index("quantity")
-    assert summary.loc["Memory", "max_abs_error_pct"] > 10  # 25 users: truth 162.5 MiB, line says 92.5
+    assert summary.loc["Memory", "max_abs_error_pct"] > 10  # 30 users: truth 125 MiB, line says 95
     assert summary.loc["Memory", "inside_share"] == 0
     for quantity in ("CPU", "DB connections", "Network"):  # inside their prediction intervals, within 10 %
         assert summary.loc[quantity, "inside_share"] == 1 and summary.loc[quantity, "max_abs_error_pct"] < 10, summary
+    through = bt.predictions[bt.predictions["quantity"] == "Throughput (req/s)"]
+    assert len(through) == 2 and through["inside"].all()
     # the USL through three training steps is an exact fit: no residual, so no interval (not a
     # zero-width one that every observation falls outside of)
-    through = bt.predictions[bt.predictions["quantity"] == "Throughput (req/s)"]
-    assert len(through) == 2 and through[["low", "high", "inside"]].isna().all().all()
-    assert np.isnan(summary.loc["Throughput (req/s)", "inside_share"])
+    bt3 = backtest(resource_capacity(r), train_share=0.5)
+    assert bt3.train_users == [5, 10, 15]
+    through = bt3.predictions[bt3.predictions["quantity"] == "Throughput (req/s)"]
+    assert len(through) == 3 and through[["low", "high", "inside"]].isna().all().all()
+    assert np.isnan(bt3.summary.set_index("quantity").loc["Throughput (req/s)", "inside_share"])
 
 
 def test_comparison_finds_the_known_difference_only():
