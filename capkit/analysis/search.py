@@ -28,6 +28,7 @@ from capkit.errors import ConfigError
 from capkit.schemas import Stage, StagePlan
 
 HARD = ("p95", "errors", "cpu", "memory", "knee", "generator")  # rules that end the ramp
+KNEE_FROM = 2.0  # the closed model's knee is judged from this multiple of the first counted load
 # a step in which this share of requests failed means the service is down or wedged: the search ends
 FAILED_SHARE = 0.9
 SERVICE_FAILED = "the service failed"
@@ -50,7 +51,8 @@ class SearchRules:
         Share of a concurrency pool in use that counts as full (model slots, DB pool).
     knee_fraction : float
         The throughput knee: a step whose marginal req/s per added user is below this share of
-        the initial slope (req/s per user of the first steps).
+        the initial slope (req/s per user of the first steps); judged from twice the first load
+        with enough requests (at a few users a mix's classes are split by whole users).
     start, growth : float
         First load and the ramp's factor per step.
     precision : float
@@ -205,8 +207,13 @@ class SearchPlanner:
             if not row.get("rate_reached", True):
                 out["knee"] = 1.0  # the open model's overload: the service no longer keeps up
         elif self.initial_slope and len(first_rows) and enough:  # a few requests' rate is noise
-            lower = first_rows[(first_rows["users"] < row["users"]) & (first_rows["requests"] >= r.min_requests)]
-            if len(lower):
+            counted = first_rows[first_rows["requests"] >= r.min_requests]
+            lower = counted[counted["users"] < row["users"]]
+            # only from twice the first counted load: a mix of user classes is split by whole users,
+            # so at a few users the share of each class (and the req/s a user makes) moves from step to
+            # step (5 → 8 users of chat=4,analytics=1,auth=1,ws=1 added a chat and a WebSocket user,
+            # 8.5 → 9.5 req/s: a "knee" that ended a real search at 6 users)
+            if len(lower) and row["users"] >= KNEE_FROM * counted["users"].min():
                 prev = lower.iloc[-1]
                 marginal = (row["rps"] - prev["rps"]) / max(row["users"] - prev["users"], 1e-9)
                 if marginal < r.knee_fraction * self.initial_slope:

@@ -115,6 +115,22 @@ def test_each_stop_rule_ends_the_ramp_on_a_case_made_for_it(case, service, rules
     assert expect in planner.brackets
 
 
+def test_a_mix_split_by_whole_users_at_the_first_steps_is_not_a_knee():
+    """A real search of the reference mix (chat=4, analytics=1, auth=1, ws=1) measured 8.5 req/s at 5
+    users and 9.5 at 8: the users added were a chat and a WebSocket user, the fast classes stayed at
+    one each. Its marginal rate (0.33 per user, 19 % of the first step's 1.7) ended the ramp at 6
+    users; from 13 users on each class has its share."""
+    measured = {5: 8.5, 8: 9.5, 6: 8.3}
+
+    def service(n, rng):
+        rps = measured.get(n, 1.2 * n)
+        return {"rps": rps * float(np.exp(rng.normal(0, 0.02))), "p95_ms": 230.0 if n < 80 else 600.0}
+
+    planner, steps = _run(service, seed=0)
+    assert steps["users"].iloc[:4].tolist() == [5, 8, 13, 21]
+    assert "knee" not in planner.brackets and "p95" in planner.brackets, planner.history
+
+
 def test_a_service_that_fails_nearly_every_request_ends_the_search_there():
     planner, steps = _run(Service(down_from=30), seed=2)
     assert steps["users"].tolist() == [5, 8, 13, 21, 34]  # the ramp, then nothing more
