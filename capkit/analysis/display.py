@@ -29,8 +29,9 @@ def consolidated_view(result) -> pd.DataFrame:
 
 
 def baseline_view(result) -> pd.DataFrame:
-    """The Baseline Metrics table (text with intervals)."""
-    return result.resources.baseline
+    """The Baseline Metrics table (text with intervals), its capacities located by the answer (the
+    terminal's and ``baseline_metrics.csv``'s table; the fit's line alone is ``resources.baseline``)."""
+    return result.baseline
 
 
 def _ms(v) -> str:

@@ -97,6 +97,20 @@ def test_export_tables(result, tmp_path):
         "Component", "Test scenario", "Throughput"]
 
 
+def test_the_report_pages_show_the_capacities_the_terminal_and_the_csv_show(result, tmp_path):
+    """The pages' Limits table once showed the fit's line (CPU "214 users (152–399)") where the
+    terminal and baseline_metrics.csv showed the answer's (CPU "165 users (147–not reached)")."""
+    from capkit.analysis import display
+
+    export_tables(result, tmp_path)
+    csv = pd.read_csv(tmp_path / "baseline_metrics.csv").set_index("Resource")["Max capacity"]
+    page = display.baseline_view(result).set_index("Resource")["Max capacity"]
+    assert page.to_dict() == csv.to_dict()
+    cpu = csv["CPU (cores)"]
+    assert "measured" in cpu and cpu != result.resources.baseline.set_index("Resource").loc["CPU (cores)",
+                                                                                              "Max capacity"]
+
+
 def test_network_is_the_services_own_bytes_when_it_exports_them():
     """The loopback interface carries the database's and the collectors' traffic too: a service
     that counts its own response bytes (/metrics) is measured by those instead."""
