@@ -43,9 +43,9 @@ def _run_id(proc) -> str:
 
 def mix_prediction() -> list[dict]:
     from benchmarks.suite import row
-    from capkit.analysis.answer import measured_crossing
-    from capkit.analysis.data import read_run
-    from capkit.analysis.demands import class_steps
+    from capkit.analysis.answer.limits import measured_crossing
+    from capkit.analysis.data.read import read_run
+    from capkit.analysis.fits.demands import class_steps
 
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-mix-"))
     env = {**CPU, "CAPKIT_STORE_URL": f"sqlite:///{work / 'store.sqlite'}", "CAPKIT_RUNS_DIR": str(work / "runs"),

@@ -247,8 +247,8 @@ def store_ingestion(pg_url: str | None, batches: int = 40, per_batch: int = 200)
 def analysis_scaling() -> list[dict]:
     """5. 10⁴, 10⁵, 10⁶ samples through step aggregation, fits and projection."""
     from benchmarks.analysis_data import synthetic_frames
-    from capkit.analysis.regression import ResourceFit, fit_resources
-    from capkit.analysis.steps import per_second_resources
+    from capkit.analysis.data.steps import per_second_resources
+    from capkit.analysis.fits.regression import ResourceFit, fit_resources
     from capkit.schemas import ResourceLimits
 
     rows = []
@@ -323,7 +323,7 @@ def main_job() -> list[dict]:
     and the binding limit the search found, and the same measured crossings computed from them."""
     import json
 
-    from capkit.analysis.answer import measured_crossing, valid_steps
+    from capkit.analysis.answer.limits import measured_crossing, valid_steps
 
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-plan-"))
     env = {"CAPKIT_STORE_URL": f"sqlite:///{work / 'store.sqlite'}", "CAPKIT_RUNS_DIR": str(work / "runs"),
@@ -331,10 +331,10 @@ def main_job() -> list[dict]:
     try:
         elapsed = _timed([sys.executable, "-m", "capkit", "plan", "--json", str(work / "answer.json")], env)
         answer = json.loads((work / "answer.json").read_text())
-        found = {t["metric"]: t for t in answer["thresholds"] if t["level"] in ("warning", "critical")
+        found = {t["metric"]: t for t in answer["thresholds"] if t["severity"] in ("warning", "critical")
                  and t["metric"] in ("Response time (p95)", answer["binding"]["limit"])
-                 and (t["metric"] != "Response time (p95)" or t["level"] == "warning")
-                 and (t["metric"] == "Response time (p95)" or t["level"] == "critical")}
+                 and (t["metric"] != "Response time (p95)" or t["severity"] == "warning")
+                 and (t["metric"] == "Response time (p95)" or t["severity"] == "critical")}
         p95 = found.get("Response time (p95)")
         rows = [row("main job: capkit plan (capacity search + report)", elapsed / 60, "min", goal=4.0,
                     better="lower")]
@@ -348,7 +348,7 @@ def main_job() -> list[dict]:
         _timed([sys.executable, "-m", "capkit", "run", "--stages", "0x10," + ",".join(f"{u}x15" for u in loads),
                 "--warmup", "4"], confirm_env)
         from capkit import analysis as ca
-        from capkit.analysis.capacity import resource_capacity
+        from capkit.analysis.answer.capacity import resource_capacity
 
         steps = valid_steps(resource_capacity(ca.read_run(confirm_env["CAPKIT_STORE_URL"])).steps)
         for metric, t in found.items():

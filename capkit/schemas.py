@@ -127,7 +127,7 @@ def time_share(plan: StagePlan) -> float:
     """Share of the plan's load variance, over its loaded steps, that a quadratic in time explains.
 
     The loaded steps are the ones the resource fits use (an idle step before the first load is a
-    cold service, left out: :mod:`capkit.analysis.regression`). A ramp (≈ 1) lets anything that
+    cold service, left out: :mod:`capkit.analysis.fits.regression`). A ramp (≈ 1) lets anything that
     grows with time pass for a per-user cost; an up-and-down pass (5, 15, 25, 30, 20, 10: 0.90)
     still lets a drift that levels off (a cache filling to its bound, the heap growing to its
     working size) pass for one, since its high loads sit in the middle of the run, where a bent
@@ -197,6 +197,68 @@ class ResourceLimits(BaseModel):
         }[resource]
 
 
+class Criteria(BaseModel):
+    """What "one replica carries the load" means: the thresholds every decision is judged by.
+
+    The defaults are written here once. A run stores its criteria in its spec
+    (:attr:`RunSpec.criteria`); the search, the answer, the gates and the report read them from
+    there (``capkit report`` overrides them with the same flags as ``capkit plan``).
+
+    ``level`` is the confidence level of every interval; a threshold's warning or critical rank is
+    its *severity*, never its level.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p95_warning_ms: float = Field(500.0, gt=0, description="p95 latency that ends the ramp: the planning bound")
+    p95_critical_ms: float = Field(2000.0, gt=0, description="p95 latency of the critical threshold and the CI gate")
+    max_error_rate: float = Field(0.05, gt=0, lt=1, description="failures / requests a step may have (429s apart)")
+    cpu_shares: tuple[float, float] = Field((0.70, 0.90), description="warning, critical share of the CPU limit")
+    memory_shares: tuple[float, float] = Field((0.75, 0.90), description="warning, critical share of the memory limit")
+    db_cpu_shares: tuple[float, float] = Field((0.60, 0.85), description="warning, critical share of the DB's cores")
+    pool_shares: tuple[float, float] = Field((0.80, 0.95), description="warning, critical (full) share of a pool")
+    level: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval")
+
+    @field_validator("cpu_shares", "memory_shares", "db_cpu_shares", "pool_shares")
+    @classmethod
+    def _shares(cls, value, info):
+        warning, critical = value
+        if not (0 < warning < critical <= 1):
+            raise ValueError(f"{info.field_name} must be (warning, critical) with 0 < warning < critical ≤ 1, "
+                             f"got ({warning:g}, {critical:g})")
+        return value
+
+    def model_post_init(self, _context) -> None:
+        if self.p95_warning_ms >= self.p95_critical_ms:
+            raise ValueError(f"the p95 warning threshold ({self.p95_warning_ms:g} ms) must be below the critical "
+                             f"one ({self.p95_critical_ms:g} ms): raise --p95-critical-ms or lower --p95-ms")
+
+    @classmethod
+    def of(cls, base: "Criteria | None" = None, **changes) -> "Criteria":
+        """``base`` (default: the defaults) with ``changes`` (``None`` values ignored); a bad value
+        raises one :class:`~capkit.errors.ConfigError` line naming it."""
+        from pydantic import ValidationError
+
+        data = {**(base or cls()).model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            why = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"criteria: {where + ': ' if where else ''}{why}") from None
+        except ValueError as exc:
+            raise ConfigError(f"criteria: {exc}") from None
+
+    @property
+    def p95_ms(self) -> tuple[float, float]:
+        """(warning, critical) p95 thresholds."""
+        return self.p95_warning_ms, self.p95_critical_ms
+
+
+DEFAULT_CRITERIA = Criteria()
+
+
 class RunSpec(BaseModel):
     """What a run was asked to do, stored with it."""
 
@@ -207,6 +269,7 @@ class RunSpec(BaseModel):
     sample_interval_s: float = Field(1.0, gt=0, le=60)
     processes: int = Field(1, ge=1, le=64)
     service_cores: float | None = None
+    criteria: Criteria = Field(default_factory=Criteria)  # runs stored before it existed read the defaults
     notes: dict = Field(default_factory=dict)
 
 
@@ -333,6 +396,17 @@ class Basis(StrEnum):
     EXTRAPOLATED = "extrapolated"  # from a model, beyond that: never a headline
     NOT_REACHED = "not reached"  # the model never gets there
     NOT_MEASURED = "not measured"  # nothing measured behind it
+
+
+EXTRAPOLATION_FACTOR = 1.25  # a model's figure beyond this × the highest valid measured load is extrapolated
+
+
+def load_basis(load: float, top_load: float) -> Basis:
+    """A model's figure at ``load``: ``projected`` within 1.25× the highest valid load, ``extrapolated``
+    beyond (or when that load is unknown), ``not reached`` at ∞."""
+    if not math.isfinite(load):
+        return Basis.NOT_REACHED
+    return Basis.PROJECTED if load <= EXTRAPOLATION_FACTOR * top_load else Basis.EXTRAPOLATED
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """History across runs of one target: what a team looks at after each release.
 
 For each stored run of a target in time order: capacity per replica (from the same
-:func:`~capkit.analysis.keyfacts.key_facts` as the report's answer), CPU per user and p95 at a
+:func:`~capkit.analysis.present.headline.key_facts` as the report's answer), CPU per user and p95 at a
 reference load, labelled with git SHA and date; a run is marked a regression when
-:func:`~capkit.analysis.compare.compare_runs` against the run before finds a significant change
+:func:`~capkit.analysis.fits.compare.compare_runs` against the run before finds a significant change
 for the worse (CPU per user up, a capacity or the USL peak throughput down), its p-values
 Holm-adjusted over those watched quantities.
 """
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from capkit.analysis.compare import compare_runs, holm
-from capkit.analysis.data import read_run
-from capkit.analysis.formatting import frame_html, interval, number, users
-from capkit.analysis.keyfacts import key_facts
-from capkit.analysis.parameters import ReportParameters
-from capkit.analysis.regression import ResourceFit
-from capkit.analysis.result import analyse_run
+from capkit.analysis.answer.parameters import ReportParameters
+from capkit.analysis.answer.result import analyse_run
+from capkit.analysis.data.read import read_run
+from capkit.analysis.fits.compare import compare_runs, holm
+from capkit.analysis.fits.regression import ResourceFit
+from capkit.analysis.present.headline import key_facts
+from capkit.analysis.present.text import frame_html, interval, number, users
 from capkit.errors import CapkitError
 
 __all__ = ["History", "target_name", "run_history", "history_view", "history_html"]

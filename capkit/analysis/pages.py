@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from capkit.analysis import display as views
-from capkit.analysis.compare import compare_runs
-from capkit.analysis.formatting import frame_html, number
-from capkit.analysis.keyfacts import answer_html, answer_md
-from capkit.analysis.parameters import ReportParameters
-from capkit.analysis.result import CapacityResult, result_for
-from capkit.analysis.tables import export_tables, fits_table, markdown_table
+from capkit.analysis.answer.parameters import ReportParameters
+from capkit.analysis.answer.result import CapacityResult, result_for
+from capkit.analysis.data.read import read_run
+from capkit.analysis.fits.compare import compare_runs
+from capkit.analysis.fits.llm import LlmServing, corrected_percentiles, goodput_knee, llm_steps, slo_of
+from capkit.analysis.present import tables as views
+from capkit.analysis.present.export import export_tables, fits_table, markdown_table
+from capkit.analysis.present.headline import answer_html, answer_md
+from capkit.analysis.present.sentences import peak_sentence, regime_sentence
+from capkit.analysis.present.text import frame_html, number
 from capkit.errors import CapkitError
 from capkit.schemas import Interval, NotMeasured, resource_label
 from capkit.store import open_store
@@ -40,14 +43,14 @@ def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> C
 
 
 def answer(result: CapacityResult):
-    """The answer a page opens with (:func:`~capkit.analysis.keyfacts.key_facts`), for ``display``."""
+    """The answer a page opens with (:func:`~capkit.analysis.present.headline.key_facts`), for ``display``."""
     from IPython.display import HTML
 
     return HTML(answer_html(result))
 
 
 def table(frame: pd.DataFrame, **kwargs):
-    """A table for people (:func:`~capkit.analysis.formatting.frame_html`), for ``display``."""
+    """A table for people (:func:`~capkit.analysis.present.text.frame_html`), for ``display``."""
     from IPython.display import HTML
 
     return HTML(frame_html(frame, **kwargs))
@@ -59,10 +62,10 @@ def figures_dir(output_dir) -> Path | None:
 
 
 def capacity_chart(result: CapacityResult, output_dir=None):
-    """The capacity chart (:func:`~capkit.analysis.plots.plot_capacity`), also written as
+    """The capacity chart (:func:`~capkit.analysis.present.figures.plot_capacity`), also written as
     ``figures/capacity.png`` and ``.svg`` beside ``output_dir`` when given."""
-    from capkit.analysis.figstyle import save_figure
-    from capkit.analysis.plots import plot_capacity
+    from capkit.analysis.present.figstyle import save_figure
+    from capkit.analysis.present.figures import plot_capacity
 
     fig = plot_capacity(result)
     save_figure(fig, figures_dir(output_dir), "capacity")
@@ -74,8 +77,8 @@ def usl_md(result: CapacityResult) -> str:
     usl = result.usl
     if usl is None:
         return f"USL {result.errors['usl']}."
-    text = f"**{usl.regime_text(result.params.level).capitalize()}.**"
-    peak = usl.peak_text(result.params.level)
+    text = f"**{regime_sentence(usl, result.params.level).capitalize()}.**"
+    peak = peak_sentence(usl, result.params.level)
     text += f" {peak[0].upper()}{peak[1:]}."
     return text + (f" Fitted on {usl.concurrency.size} clean steps ({usl.concurrency.min():g}–"
                    f"{usl.concurrency.max():g} users), R² {number(usl.r_squared)}.")
@@ -128,7 +131,7 @@ def comparison(store_url=None, run_id=None, output_dir=None, baseline_run_id=Non
     params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, **parameters)
     b = result_for(params)
     if baseline_run_id is None:
-        from capkit.analysis.data import resolve_url
+        from capkit.analysis.data.read import resolve_url
 
         store = open_store(resolve_url(params.store_url), create=False)
         baseline_run_id = store.latest_run_id(before=b.run_id)
@@ -162,8 +165,8 @@ def comparison_display(table: pd.DataFrame, a_name: str, b_name: str) -> pd.Data
 
 def endpoint_costs(result: CapacityResult) -> pd.DataFrame:
     """Per endpoint: bytes per request (measured), CPU ms per request and MiB per session of its
-    class (fitted), see :func:`capkit.analysis.costs.endpoint_costs`."""
-    from capkit.analysis.costs import endpoint_costs as costs
+    class (fitted), see :func:`capkit.analysis.fits.costs.endpoint_costs`."""
+    from capkit.analysis.fits.costs import endpoint_costs as costs
 
     return costs(result.run, result.mix)
 
@@ -245,3 +248,17 @@ def what_if_view(result: CapacityResult, *, interactive: bool = False, users: fl
     display(box)
     return box
 
+
+def llm_serving(store_url=None, run_id=None, output_dir=None, **parameters) -> LlmServing:
+    """The LLM serving page's result, from its ``parameters`` cell (writes ``llm_steps.csv`` into
+    ``output_dir`` when given and measured)."""
+    params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
+    run = read_run(params.store_url, params.run_id)
+    slo = slo_of(run)
+    table = llm_steps(run.steps, run.llm, warmup_s=run.warmup_s, slo=slo)
+    serving = LlmServing(run, table, slo, goodput_knee(table),
+                         corrected_percentiles(run.steps, run.corrected, warmup_s=run.warmup_s))
+    if output_dir and serving.measured:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(output_dir) / "llm_steps.csv", index=False)
+    return serving

@@ -15,6 +15,8 @@ from capkit.cli.options import (
     check_mix,
     check_slo,
     check_think,
+    criteria,
+    criteria_options,
     limit_options,
     limits,
     llm_options,
@@ -24,17 +26,15 @@ from capkit.cli.options import (
     stage_plan,
 )
 from capkit.errors import CapkitError, ConfigError
-from capkit.schemas import RunStatus
+from capkit.schemas import Criteria, RunStatus
 
 
 def search_options(fn):
-    """``--budget``, ``--p95-ms``, ``--json``: the capacity search and its answer."""
+    """``--budget``, ``--step-seconds``, ``--json``: the capacity search and its answer."""
     for opt in reversed([
         click.option("--budget", help="Time budget of the capacity search, e.g. 3m or 200s (default 3m)."),
         click.option("--step-seconds", type=click.FloatRange(4, 3600), default=15.0, show_default=True,
                      help="Length of each search step."),
-        click.option("--p95-ms", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
-                     help="p95 latency that ends the ramp (the warning threshold)."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write the capacity answer (users per replica, binding limit, thresholds) here."),
     ]):
@@ -42,20 +42,20 @@ def search_options(fn):
     return fn
 
 
-def make_planner(*, budget: str | None, step_seconds: float, p95_ms: float, cpu_limit: float,
+def make_planner(*, budget: str | None, step_seconds: float, criteria: Criteria, cpu_limit: float,
                  memory_limit_mib: float, rate: bool = False, start: float | None = None,
                  custom: dict | None = None):
     """The capacity search's planner for these options (bad values: one ConfigError line)."""
-    from capkit.analysis.search import SearchPlanner, SearchRules, parse_budget
+    from capkit.analysis.design.search import SearchPlanner, SearchRules, parse_budget
 
-    rules = SearchRules(p95_ms=p95_ms, step_s=step_seconds, warmup_s=min(3.0, step_seconds / 4),
+    rules = SearchRules(criteria=criteria, step_s=step_seconds, warmup_s=min(3.0, step_seconds / 4),
                         budget_s=parse_budget(budget) if budget else 180.0, rate=rate,
                         **({"start": start} if start else {}))
     return SearchPlanner(rules, cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib,
                          custom_limits=dict(custom or {}))
 
 
-def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, step_seconds, p95_ms, cpu_limit,
+def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, step_seconds, criteria, cpu_limit,
                 memory_limit_mib, rate: bool = False, custom: dict | None = None,
                 budget_without_search: str = "--budget is the search's; a fixed grid (--profile/--stages) runs its "
                                              "own length"):
@@ -64,7 +64,7 @@ def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, st
     if search:
         if soak:
             raise ConfigError("--soak holds the last step of a fixed plan: give --profile or --stages with it")
-        planner = make_planner(budget=budget, step_seconds=step_seconds, p95_ms=p95_ms, cpu_limit=cpu_limit,
+        planner = make_planner(budget=budget, step_seconds=step_seconds, criteria=criteria, cpu_limit=cpu_limit,
                                memory_limit_mib=memory_limit_mib, rate=rate, start=10.0 if rate else None,
                                custom=custom)
         chosen = planner.rules.first_stages()
@@ -86,11 +86,13 @@ def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, st
 @click.option("--no-report", is_flag=True, help="Skip the papermill report.")
 @click.option("--soak", help=SOAK_HELP)
 @search_options
+@criteria_options
 @limit_options
 @scenario_options
 @llm_options
-def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, budget, step_seconds, p95_ms, json_path,
-         cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, mix, think, sample_interval, slo, seed):
+def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, budget, step_seconds, json_path,
+         p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps,
+         mix, think, sample_interval, slo, seed):
     """Measure the reference service and publish its capacity report (the main job).
 
     By default it searches: a ramp until the service stops meeting its limits, then bisection
@@ -98,20 +100,21 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
     from capkit.runs.reference import run_reference
 
     slo = check_slo(slo)
+    crit = criteria(p95_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
     if profile is None and stages is None and warmup is not None:
         raise ConfigError("--warmup goes with --stages; the search trims a quarter of each step (≤ 3 s)")
     stage_plan_, planner = chosen_plan(search=profile is None and stages is None, profile=profile, stages=stages,
                                        warmup=warmup, soak=soak, seed=seed, budget=budget, step_seconds=step_seconds,
-                                       p95_ms=p95_ms, cpu_limit=1.0, memory_limit_mib=memory_limit_mib)
+                                       criteria=crit, cpu_limit=1.0, memory_limit_mib=memory_limit_mib)
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
                            processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
-                           think=check_think(think), say=click.echo, planner=planner, slo=slo)
+                           think=check_think(think), say=click.echo, planner=planner, slo=slo, criteria=crit)
     if result.store_failed:
         raise CapkitError(result.reason)
     baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report,
-                                                        p95_ms=p95_ms, json_path=json_path, incomplete=result.reason)
+                                                        json_path=json_path, incomplete=result.reason)
     click.echo("\nBaseline Metrics (measured)\n")
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
@@ -122,8 +125,8 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
 
 
-def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 500.0,
-                         json_path: Path | None = None, incomplete: str | None = None):
+def _analyse_and_publish(s, run_id: str, lim, *, report: bool, json_path: Path | None = None,
+                         incomplete: str | None = None):
     """(Baseline Metrics as a terminal table, the answer's headline, report index or None) of a stored run;
     the answer as JSON into ``json_path`` when given. ``incomplete``: why the run ended early, said
     with the error when what it kept cannot be analysed."""
@@ -139,13 +142,12 @@ def _analyse_and_publish(s, run_id: str, lim, *, report: bool, p95_ms: float = 5
         workspace = Workspace(Path(s.reports_dir), s.store_url)
     with workspace:
         from capkit import analysis as ca
-        from capkit.analysis.formatting import terminal_table
+        from capkit.analysis.present.text import terminal_table
 
         run = ca.read_run(open_store(s.store_url), run_id)
         if run.meta.spec.service_cores and lim.cpu_cores == 1.0:
             lim = lim.model_copy(update={"cpu_cores": run.meta.spec.service_cores})
-        params = ca.ReportParameters.from_limits(lim, latency_warning_ms=p95_ms,
-                                                 latency_critical_ms=max(2000.0, 4 * p95_ms))
+        params = ca.ReportParameters.from_limits(lim, criteria=run.meta.spec.criteria)  # the run's own
         try:
             result = ca.analyse_run(run, params)
         except CapkitError as exc:
@@ -199,6 +201,7 @@ def write_answer(path: Path, answer) -> None:
               help="NAME=VALUE: the limit of a --metric series, which becomes a resource like CPU "
                    "(e.g. a pool gauge: --metric pool_in_use=my_pool_active --limit pool_in_use=20).")
 @search_options
+@criteria_options
 @limit_options
 @click.option("--scenario", type=click.Choice(["reference", "openai-chat"]), default="reference", show_default=True,
               help="With --target: capkit's reference users, or openai-chat (any OpenAI-compatible server).")
@@ -214,18 +217,20 @@ def write_answer(path: Path, answer) -> None:
 @scenario_options
 @llm_options
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
-                expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds, p95_ms,
-                json_path, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, scenario, model, prompts,
-                max_tokens, api_key_env, design, mix, think, sample_interval, slo, seed):
+                expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds,
+                json_path, p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit,
+                bandwidth_mbps, scenario, model, prompts, max_tokens, api_key_env, design, mix, think, sample_interval,
+                slo, seed):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
     or the reference service."""
     from capkit.store import open_store
 
     custom = check_limits(limits_, metrics)
+    crit = criteria(p95_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
     if search_mode and (profile or stages):
         raise ConfigError("--search decides its own steps: leave out --profile and --stages")
     plan, planner = chosen_plan(search=bool(search_mode), profile=profile, stages=stages, warmup=warmup, soak=soak,
-                                seed=seed, budget=budget, step_seconds=step_seconds, p95_ms=p95_ms,
+                                seed=seed, budget=budget, step_seconds=step_seconds, criteria=crit,
                                 cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
                                 custom=custom, budget_without_search="--budget goes with --search")
     mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
@@ -249,7 +254,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
                                  model=model or target_model(target, api_key_env), prompts=prompts,
                                  max_tokens=max_tokens, api_key_env=api_key_env, slo=slo, think=think, pid=pid,
                                  prometheus=prometheus, metrics=list(metrics), processes=processes,
-                                 sample_interval_s=sample_interval, say=click.echo)
+                                 sample_interval_s=sample_interval, say=click.echo, criteria=crit)
     elif target is None:
         if locustfile or pid or prometheus or master:
             raise ConfigError("--locustfile, --pid, --prometheus and --master need --target URL")
@@ -257,7 +262,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
         result = run_reference(s, plan, profile=profile or "custom", processes=processes,
                                sample_interval_s=sample_interval, mix=mix, think=think, say=click.echo,
-                               command="capkit run", planner=planner, slo=slo)
+                               command="capkit run", planner=planner, slo=slo, criteria=crit)
     else:
         from capkit.loadgen import SCENARIOS
         from capkit.runs.reference import load_env
@@ -275,14 +280,14 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
                             metrics=list(metrics), processes=processes, sample_interval_s=sample_interval,
                             master_workers=expect_workers if master else 0, master_port=master_bind_port,
                             env=env, say=click.echo, planner=planner, limits=custom,
-                            slo=slo.to_dict() if slo else None)
+                            slo=slo.to_dict() if slo else None, criteria=crit)
     click.echo(f"run {result.run_id}: {result.status} · {result.steps} steps · {result.request_rows} request rows"
                f" · {result.samples} samples")
     if json_path is not None or planner is not None:
         lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps).model_copy(
             update={"custom": custom})
-        _, headline, _ = _analyse_and_publish(s, result.run_id, lim, report=False, p95_ms=p95_ms,
-                                              json_path=json_path, incomplete=result.reason)
+        _, headline, _ = _analyse_and_publish(s, result.run_id, lim, report=False, json_path=json_path,
+                                              incomplete=result.reason)
         click.echo(headline)
     if result.status == RunStatus.COMPLETE and not result.store_failed:
         _say_soak(s.store_url, result.run_id, plan)
@@ -292,7 +297,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
 def _mix_design(plan, planner, mix: str | None, *, locustfile, scenario: str, soak):
     """``plan`` as the ``--design mix`` steps (a fixed grid of the reference scenarios only)."""
-    from capkit.analysis.mixes import mix_design, parse_mix
+    from capkit.analysis.design.mixes import mix_design, parse_mix
     from capkit.loadgen import DEFAULT_MIX
 
     if planner is not None or soak:
@@ -314,7 +319,7 @@ def _say_soak(store_url: str, run_id: str, plan) -> None:
     if not plan.soak_s:
         return
     from capkit import analysis as ca
-    from capkit.analysis.soak import soak_leak
+    from capkit.analysis.fits.soak import soak_leak
     from capkit.store import open_store
 
     leak = soak_leak(ca.read_run(open_store(store_url, create=False), run_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from capkit.errors import ConfigError
-from capkit.schemas import REFERENCE_CLASSES, parse_mix
+from capkit.schemas import DEFAULT_CRITERIA, REFERENCE_CLASSES, Criteria, parse_mix
 
 
 def settings(**overrides):
@@ -35,6 +35,30 @@ def limit_options(fn):
     ]):
         fn = opt(fn)
     return fn
+
+
+def criteria_options(fn):
+    """``--p95-ms``, ``--p95-critical-ms``, ``--max-error-rate``: what "carries the load" means
+    (:class:`~capkit.schemas.Criteria`; stored with a run, read again by ``capkit report``)."""
+    d = DEFAULT_CRITERIA
+    for opt in reversed([
+        click.option("--p95-ms", type=click.FloatRange(min=0, min_open=True),
+                     help=f"p95 latency that ends the search's ramp: the warning threshold and the planning bound "
+                          f"(default {d.p95_warning_ms:g}; `capkit report`: the run's own)."),
+        click.option("--p95-critical-ms", type=click.FloatRange(min=0, min_open=True),
+                     help=f"p95 latency of the critical threshold and of `capkit check`'s gate "
+                          f"(default {d.p95_critical_ms:g}; `capkit report`: the run's own)."),
+        click.option("--max-error-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help=f"Failures / requests a step may have (429s apart) (default {d.max_error_rate:g}; "
+                          f"`capkit report`: the run's own)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def criteria(base=None, *, p95_ms=None, p95_critical_ms=None, max_error_rate=None):
+    """``base`` (default: the defaults) with the flags given; a bad combination is one ConfigError line."""
+    return Criteria.of(base, p95_warning_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
 
 
 def scenario_options(fn):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from capkit.cli.options import limit_options, limits, settings
+from capkit.cli.options import criteria, criteria_options, limit_options, limits, settings
 from capkit.errors import CapkitError, ConfigError, GateFailure
 
 
@@ -25,10 +25,14 @@ from capkit.errors import CapkitError, ConfigError, GateFailure
               help="With --history: the load p95 is compared at (default: the highest every run measured).")
 @click.option("--screenshots", is_flag=True, help="Also write PNG screenshots of the pages (headless Chromium) "
                                                   "under reports/RUN_ID/screenshots/.")
+@criteria_options
 @limit_options
 def report(run_id, store_url, compare_id, target_users, bootstrap, history, target_name, reference_users,
-           screenshots, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps):
-    """Execute the report notebooks for RUN_ID (default: the latest) into reports/RUN_ID/."""
+           screenshots, p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit,
+           bandwidth_mbps):
+    """Execute the report notebooks for RUN_ID (default: the latest) into reports/RUN_ID/, judged by
+    the run's own criteria (stored with it) unless --p95-ms, --p95-critical-ms or --max-error-rate
+    say otherwise."""
     from capkit.report.workspace import Workspace
 
     s = settings(store_url=store_url)
@@ -42,7 +46,7 @@ def report(run_id, store_url, compare_id, target_users, bootstrap, history, targ
                  screenshots=screenshots)
         return
     with Workspace(Path(s.reports_dir), s.store_url) as workspace:  # the kernel imports while the run is checked
-        from capkit.analysis.parameters import ReportParameters
+        from capkit.analysis.answer.parameters import ReportParameters
         from capkit.report.publish import publish
         from capkit.store import open_store
 
@@ -55,9 +59,11 @@ def report(run_id, store_url, compare_id, target_users, bootstrap, history, targ
             store.get_run(compare_id)
         if meta.spec.service_cores and cpu_limit == 1.0:
             cpu_limit = float(meta.spec.service_cores)
+        crit = criteria(meta.spec.criteria, p95_ms=p95_ms, p95_critical_ms=p95_critical_ms,
+                        max_error_rate=max_error_rate)
         params = ReportParameters.from_limits(limits(cpu_limit, memory_limit_mib, db_connection_limit,
                                                      bandwidth_mbps), target_users=target_users,
-                                              bootstrap=bootstrap)
+                                              bootstrap=bootstrap, criteria=crit)
         published = publish(run_id, workspace=workspace, overrides=params.overrides(), compare=compare_id)
     if screenshots:
         from capkit.report.browser import screenshot_pages
@@ -78,10 +84,10 @@ def _check_browser() -> None:
 
 def _history(s, target, reference_users, bootstrap, lim, *, screenshots: bool) -> None:
     """``capkit report --history``: reports/history.html, history/history.png/.svg/.csv."""
-    from capkit.analysis.figstyle import save_figure
+    from capkit.analysis.answer.parameters import ReportParameters
     from capkit.analysis.history import history_html, run_history
-    from capkit.analysis.parameters import ReportParameters
-    from capkit.analysis.plots import plot_history
+    from capkit.analysis.present.figstyle import save_figure
+    from capkit.analysis.present.figures import plot_history
     from capkit.report.index import write_history_page
     from capkit.store import open_store
 
@@ -107,9 +113,11 @@ def _history(s, target, reference_users, bootstrap, lim, *, screenshots: bool) -
 @click.command()
 @click.argument("run_id")
 @click.option("--store", "store_url", help="Results store URL.")
-@click.option("--max-p95-ms", type=float, default=2000.0, show_default=True,
-              help="Highest p95 of the steps allowed.")
-@click.option("--max-error-rate", type=float, default=0.05, show_default=True, help="Failures / requests allowed.")
+@click.option("--max-p95-ms", type=float,
+              help="Highest p95 of the steps allowed (default: the run's critical p95 threshold, 2000 ms unless "
+                   "the run was given --p95-critical-ms).")
+@click.option("--max-error-rate", type=float,
+              help="Failures / requests allowed (default: the run's error limit, 0.05 unless given --max-error-rate).")
 @click.option("--min-capacity", type=float, help="Minimum planning capacity (users per replica).")
 @click.option("--baseline", "baseline_id", help="Baseline run: fail on a significant capacity loss.")
 @click.option("--max-regression", type=float, default=0.10, show_default=True,
@@ -120,14 +128,17 @@ def check(run_id, store_url, max_p95_ms, max_error_rate, min_capacity, baseline_
           cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps):
     """CI gates for RUN_ID: exit 1 when a threshold is breached (JUnit XML with --junit, written in every
     case: a run that cannot be analysed is a failing `analysis` case)."""
-    from capkit.analysis.gates import GateResult, GateThresholds, check_run, junit_xml
+    from capkit.analysis.answer.gates import GateResult, GateThresholds, check_run, junit_xml
     from capkit.store import open_store
 
     suite = f"capkit.check.{run_id}"
     try:
-        thresholds = GateThresholds(max_p95_ms=max_p95_ms, max_error_rate=max_error_rate,
-                                    min_capacity=min_capacity, max_regression=max_regression)
         store = open_store(settings(store_url=store_url).store_url, create=False)
+        criteria = store.get_run(run_id).spec.criteria
+        thresholds = GateThresholds(max_p95_ms=criteria.p95_critical_ms if max_p95_ms is None else max_p95_ms,
+                                    max_error_rate=(criteria.max_error_rate if max_error_rate is None
+                                                    else max_error_rate),
+                                    min_capacity=min_capacity, max_regression=max_regression)
         results = check_run(store, run_id, limits=limits(cpu_limit, memory_limit_mib, db_connection_limit,
                                                          bandwidth_mbps),
                             thresholds=thresholds, baseline_id=baseline_id)
@@ -158,7 +169,7 @@ def _write(path: str | Path, text: str) -> None:
 @click.option("--seed", "seed_", type=int, default=0, show_default=True)
 def usl(csv_file, as_json, bootstrap, seed_):
     """Fit the Universal Scalability Law to CSV_FILE (columns: concurrency, throughput)."""
-    from capkit.analysis.usl import usl_report
+    from capkit.analysis.present.sentences import usl_report
 
     click.echo(usl_report(csv_file, as_json=as_json, bootstrap=bootstrap, seed=seed_))
 
@@ -179,9 +190,9 @@ def what_if(run_id, mix, users, rate, store_url, json_path, cpu_limit, memory_li
     from its per-class demands (fitted on a `capkit run --design mix` run)."""
     import json
 
-    from capkit.analysis.data import read_run
-    from capkit.analysis.mixes import parse_mix
-    from capkit.analysis.whatif import mix_model
+    from capkit.analysis.answer.whatif import mix_model
+    from capkit.analysis.data.read import read_run
+    from capkit.analysis.design.mixes import parse_mix
     from capkit.store import open_store
 
     if users is not None and rate is not None:

@@ -40,7 +40,7 @@ def kernel_manager_class():
 
 # What a report kernel imports while it starts (~2 s): the parent checks the runs, imports papermill
 # and merges the pages meanwhile (see :class:`Workspace`).
-PRELOAD = "import matplotlib.pyplot, capkit.analysis.plots"
+PRELOAD = "import matplotlib.pyplot, capkit.analysis.present.figures"
 
 
 def start_kernel(cwd: Path, env: dict[str, str]):

@@ -19,7 +19,7 @@ from capkit.records.llm import Slo
 from capkit.runs.orchestrator import RunResult, new_run_id, run_load
 from capkit.runs.progress import progress_printer
 from capkit.runs.target import check_target, prepare_collectors
-from capkit.schemas import RunSpec, StagePlan
+from capkit.schemas import DEFAULT_CRITERIA, Criteria, RunSpec, StagePlan
 from capkit.store import Store
 
 PATH = "/v1/chat/completions"
@@ -115,7 +115,8 @@ def run_openai_chat(*, store: Store, target: str, plan: StagePlan, runs_dir: Pat
                     prompts: Path | None = None, max_tokens: int | None = None, api_key_env: str | None = None,
                     slo: Slo | None = None, think: str | None = None, pid: int | None = None,
                     prometheus: str | None = None, metrics: list[str] | None = None, processes: int = 1,
-                    sample_interval_s: float = 1.0, say: Callable[[str], None] = print) -> RunResult:
+                    sample_interval_s: float = 1.0, say: Callable[[str], None] = print,
+                    criteria: Criteria = DEFAULT_CRITERIA) -> RunResult:
     """Drive ``target``'s ``/v1/chat/completions`` through ``plan`` with every token timed; store it."""
     if api_key_env and not os.environ.get(api_key_env):
         raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set")
@@ -128,7 +129,7 @@ def run_openai_chat(*, store: Store, target: str, plan: StagePlan, runs_dir: Pat
     if slo is not None:
         env["CAPKIT_SLO"] = json.dumps(slo.to_dict())
     spec = RunSpec(run_id=run_id, target=target, scenario="openai-chat", plan=plan, processes=processes,
-                   sample_interval_s=sample_interval_s,
+                   sample_interval_s=sample_interval_s, criteria=criteria,
                    notes={"model": model, "prompts": str(prompts) if prompts else "built-in",
                           "max_tokens": max_tokens, "think": think or "0", "pid": pid, "prometheus": prometheus,
                           "slo": slo.to_dict() if slo else None})

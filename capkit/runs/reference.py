@@ -16,7 +16,7 @@ from capkit.loadgen import DEFAULT_MIX, SCENARIOS
 from capkit.runs.orchestrator import RunResult, new_run_id, run_load
 from capkit.runs.processes import core_split, free_port, start_service
 from capkit.runs.progress import progress_printer
-from capkit.schemas import RunSpec, StagePlan
+from capkit.schemas import DEFAULT_CRITERIA, Criteria, RunSpec, StagePlan
 from capkit.store import open_store
 
 
@@ -86,7 +86,8 @@ def load_env(settings: Settings, *, mix: str | None = None, think: str | None = 
 def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = None,
                   say: Callable[[str], None] = print, profile: str = "custom", processes: int = 1,
                   sample_interval_s: float = 1.0, mix: str | None = None, think: str | None = None,
-                  command: str = "capkit plan", planner=None, slo=None) -> RunResult:
+                  command: str = "capkit plan", planner=None, slo=None,
+                  criteria: Criteria = DEFAULT_CRITERIA) -> RunResult:
     """Start the reference service pinned to its core, run ``plan`` against it with the reference
     scenarios, store everything, stop the service (also on Ctrl-C, SIGTERM or failure).
 
@@ -110,7 +111,7 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
                         cpus=service_cpus)
     try:
         spec = RunSpec(run_id=run_id, target=svc.url, scenario="reference", plan=plan, processes=processes,
-                       sample_interval_s=sample_interval_s,
+                       sample_interval_s=sample_interval_s, criteria=criteria,
                        service_cores=float(len(service_cpus)) if service_cpus else None,
                        notes={"profile": "search" if planner is not None else profile, "mix": mix or DEFAULT_MIX,
                               "think": think or "default",

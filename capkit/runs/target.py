@@ -17,7 +17,7 @@ import httpx
 from capkit.errors import ConfigError, LoadError, ServiceError
 from capkit.runs.orchestrator import RunResult, new_run_id, run_load
 from capkit.runs.progress import progress_printer
-from capkit.schemas import RunSpec, StagePlan
+from capkit.schemas import DEFAULT_CRITERIA, Criteria, RunSpec, StagePlan
 from capkit.store import Store
 
 
@@ -70,7 +70,7 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
                processes: int = 1, sample_interval_s: float = 1.0, master_workers: int = 0,
                master_port: int | None = None, env: dict[str, str] | None = None,
                say: Callable[[str], None] = print, planner=None, limits: dict | None = None,
-               slo: dict | None = None) -> RunResult:
+               slo: dict | None = None, criteria: Criteria = DEFAULT_CRITERIA) -> RunResult:
     """Run ``locustfiles`` against ``target`` through ``plan``; measure the service by ``pid``
     and/or ``prometheus``; store everything in ``store``.
 
@@ -87,7 +87,7 @@ def run_target(*, store: Store, target: str, locustfiles: list[Path], plan: Stag
     scrapers = prepare_collectors(pid=pid, prometheus=prometheus, metrics=metrics)
     run_id = new_run_id()
     spec = RunSpec(run_id=run_id, target=target, scenario="locustfile", plan=plan, processes=processes,
-                   sample_interval_s=sample_interval_s,
+                   sample_interval_s=sample_interval_s, criteria=criteria,
                    notes={"locustfiles": [str(p) for p in locustfiles], "pid": pid, "prometheus": prometheus,
                           "metrics": list(metrics or []), "master_workers": master_workers,
                           "limits": dict(limits or {}), "slo": slo})

@@ -4,7 +4,7 @@ Coverage tests draw hundreds of runs; writing each through the ingest path takes
 :func:`synthetic_frames` takes the same per-step draws as the store path
 (:func:`capkit.synthetic.draws.draw_step` on the same per-step streams), so for one seed the
 resource seconds are the very values the store path writes, and the step table is what
-:func:`capkit.analysis.steps.summarize_steps` computes from them (percentiles by the histogram's rank
+:func:`capkit.analysis.data.steps.summarize_steps` computes from them (percentiles by the histogram's rank
 rule, without its bucket rounding).
 """
 
@@ -24,7 +24,7 @@ from capkit.synthetic.draws import draw_step
 @dataclass
 class SyntheticFrames:
     """``per_second``: ts, step, users and one column per metric, warm-up trimmed (the shape of
-    :func:`capkit.analysis.resources.resource_frame`); ``steps``: step, users, started_at, rps,
+    :func:`capkit.analysis.data.resources.resource_frame`); ``steps``: step, users, started_at, rps,
     requests, mean_ms, sd_ms, p50_ms, p95_ms, p99_ms, clean (one row per step, the idle step included)."""
 
     per_second: pd.DataFrame

@@ -101,7 +101,7 @@ def mix_seconds(plan: StagePlan, truth: MixTruth, *, seed: int = 0, default_mix:
 
 
 def mix_step_table(plan: StagePlan, truth: MixTruth, *, seed: int = 0, default_mix: dict | None = None):
-    """The step table :func:`capkit.analysis.demands.class_steps` would read from such a run
+    """The step table :func:`capkit.analysis.fits.demands.class_steps` would read from such a run
     (warm-up trimmed), without the store: for coverage loops over many seeds."""
     import pandas as pd
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from capkit.analysis.capacity import resource_capacity
-from capkit.analysis.components import component_of, component_table
+from capkit.analysis.answer.capacity import resource_capacity
+from capkit.analysis.data.components import component_of, component_table
 from capkit.synthetic import SyntheticTruth
 from tests.analysis.synth import run, store
 

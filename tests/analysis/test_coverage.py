@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capkit.analysis.compare import compare_runs
-from capkit.analysis.gates import GateThresholds, evaluate_gates
+from capkit.analysis.answer.gates import GateThresholds, evaluate_gates
+from capkit.analysis.fits.compare import compare_runs
+from capkit.analysis.fits.latency import fit_latency
+from capkit.analysis.fits.regression import fit_resource_regression, fit_resources
+from capkit.analysis.fits.usl import fit_usl, usl_from_steps
 from capkit.analysis.history import watched_changes
-from capkit.analysis.latency import fit_latency
-from capkit.analysis.regression import fit_resource_regression, fit_resources
-from capkit.analysis.usl import fit_usl, usl_from_steps
 from capkit.schemas import ResourceLimits, stepped
 from capkit.synthetic import SyntheticTruth
 from capkit.synthetic.draws import closed_loop, resource_noise
@@ -158,7 +158,7 @@ def _latency_fits():
 def _crossing_coverage(name, ms):
     truth, fits = _latency_fits()  # both thresholds' tests read the same 200 fits
     want = _true_crossing(truth, ms)
-    return float(np.mean([lat.crossing(name).contains(want) for lat in fits]))
+    return float(np.mean([lat.users_at(ms).contains(want) for lat in fits]))
 
 
 def test_p95_crossing_interval_covers_the_truth():

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from capkit.analysis.data import read_run
-from capkit.analysis.demands import DemandFit, NotIdentifiable, class_steps, fit_demands
-from capkit.analysis.whatif import mix_design, mix_model, parse_mix
+from capkit.analysis.answer.whatif import mix_design, mix_model, parse_mix
+from capkit.analysis.data.read import read_run
+from capkit.analysis.fits.demands import DemandFit, NotIdentifiable, class_steps, fit_demands
 from capkit.errors import ConfigError
 from capkit.schemas import StagePlan
 from capkit.store import open_store

@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from capkit.analysis.capacity import resource_capacity
-from capkit.analysis.gates import GateThresholds, evaluate_gates
+from capkit.analysis.answer.capacity import resource_capacity
+from capkit.analysis.answer.gates import GateThresholds, evaluate_gates
 from capkit.schemas import NotMeasured
 from capkit.synthetic import SyntheticTruth
 from tests.analysis.synth import run, store

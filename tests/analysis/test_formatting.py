@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis import display
-from capkit.analysis import formatting as fmt
-from capkit.analysis.keyfacts import answer_html, key_facts
-from capkit.analysis.usl import fit_usl
+from capkit.analysis.fits.usl import fit_usl
+from capkit.analysis.present import tables as display
+from capkit.analysis.present import text as fmt
+from capkit.analysis.present.headline import answer_html, key_facts
+from capkit.analysis.present.sentences import usl_summary
 from capkit.synthetic import SyntheticTruth
 from tests.analysis.synth import run, store
 
@@ -85,7 +86,7 @@ def test_no_limit_reached_fails_closed():
     st = store()
     flat = SyntheticTruth(per_user={"cpu_cores": 0.0, "rss_mib": 0.0, "db_connections": 0.0, "network_kbps": 0.0})
     r, _ = run(st, "flat", flat, seed=3)
-    res = ca.analyse_run(r, ca.ReportParameters(bootstrap=20, latency_warning_ms=1e6, latency_critical_ms=2e6))
+    res = ca.analyse_run(r, ca.ReportParameters(bootstrap=20, criteria={"p95_warning_ms": 1e6, "p95_critical_ms": 2e6}))
     facts = key_facts(res)
     assert "not measured" in facts.headline and facts.data["capacity_users"] is None
     assert facts.numbers[0].value == "not measured"
@@ -97,7 +98,7 @@ def test_usl_with_no_contention_says_linear_not_contention_limited():
     x = 3.0 * n * (1 + rng.normal(0, 0.01, n.size))  # linear throughput, 1 % noise
     fit = fit_usl(n, x, bootstrap=100, seed=0)
     assert fit.regime() == "linear"
-    assert "no contention or coherency measured (σ, κ ≈ 0)" in fit.summary()
-    assert "contention-limited" not in fit.summary()
+    assert "no contention or coherency measured (σ, κ ≈ 0)" in usl_summary(fit)
+    assert "contention-limited" not in usl_summary(fit)
     contended = fit_usl(n, 3.0 * n / (1 + 0.08 * (n - 1)) * (1 + rng.normal(0, 0.005, n.size)), bootstrap=100)
-    assert contended.regime() == "contention" and "contention-limited" in contended.summary()
+    assert contended.regime() == "contention" and "contention-limited" in usl_summary(contended)

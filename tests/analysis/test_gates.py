@@ -2,8 +2,8 @@
 
 import pytest
 
-from capkit.analysis.capacity import resource_capacity
-from capkit.analysis.gates import GateThresholds, evaluate_gates, junit_xml
+from capkit.analysis.answer.capacity import resource_capacity
+from capkit.analysis.answer.gates import GateThresholds, evaluate_gates, junit_xml
 from capkit.errors import ParameterError
 from capkit.synthetic import SyntheticTruth
 from tests.analysis.synth import run, store

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from capkit.analysis.compare import holm
+from capkit.analysis.fits.compare import holm
 
 
 @pytest.mark.parametrize("seed", range(15))

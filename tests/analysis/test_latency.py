@@ -7,8 +7,8 @@ import pytest
 from statsmodels.regression.linear_model import WLS
 from statsmodels.tools.tools import add_constant
 
-from capkit.analysis.latency import fit_latency, rank_offset, sampling_variance
-from capkit.analysis.usl import fit_usl
+from capkit.analysis.fits.latency import fit_latency, rank_offset, sampling_variance
+from capkit.analysis.fits.usl import fit_usl
 from capkit.records.histograms import rank_percentiles
 
 N = np.array([4, 8, 12, 16, 20, 24, 28], dtype=float)
@@ -126,4 +126,4 @@ def test_no_residual_left_means_no_interval_not_a_zero_width_one():
     assert lat.df[0] == 0 and lat.think_time_s is None
     pred = lat.predict([10.0])
     assert np.isfinite(pred["p95_ms"]).all() and pred[["p95_low", "p95_high"]].isna().all(axis=None)
-    assert lat.crossings[["low", "high"]].isna().all(axis=None)
+    assert lat.crossings({"warning": 500.0, "critical": 2000.0})[["low", "high"]].isna().all(axis=None)

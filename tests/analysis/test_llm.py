@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.llm import goodput_knee, llm_serving, llm_steps, share_within, slo_of
+from capkit.analysis.fits.llm import goodput_knee, llm_steps, share_within, slo_of
+from capkit.analysis.pages import llm_serving
 from capkit.records.llm import Slo
 from capkit.schemas import NotMeasured
 from capkit.store import open_store

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from capkit.analysis import pages
-from capkit.analysis.data import read_run
-from capkit.analysis.parameters import ReportParameters
-from capkit.analysis.result import analyse_run
-from capkit.analysis.whatif import mix_design
+from capkit.analysis.answer.parameters import ReportParameters
+from capkit.analysis.answer.result import analyse_run
+from capkit.analysis.answer.whatif import mix_design
+from capkit.analysis.data.read import read_run
 from capkit.schemas import StagePlan
 from capkit.store import open_store
 from capkit.synthetic.mix import MixTruth, write_mix_run

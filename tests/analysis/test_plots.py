@@ -13,7 +13,7 @@ def test_report_figures_are_drawn_once_when_shown(result, draw):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from capkit.analysis import plots
+    from capkit.analysis.present import figures as plots
 
     fig = getattr(plots, draw)(result.resources if draw == "plot_resource_fits" else result)
     draws = []
@@ -39,7 +39,7 @@ def test_backtest_bars_draw_with_a_point_outside_its_interval_or_none_at_all(res
     import copy
     import io
 
-    from capkit.analysis import plots
+    from capkit.analysis.present import figures as plots
 
     shifted = copy.copy(result)
     shifted.backtest = copy.copy(result.backtest)

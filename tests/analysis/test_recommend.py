@@ -1,7 +1,7 @@
 """Recommendations, each from its stated rule."""
 
-from capkit.analysis.capacity import resource_capacity
-from capkit.analysis.recommend import recommendations
+from capkit.analysis.answer.capacity import resource_capacity
+from capkit.analysis.answer.recommend import recommendations
 from capkit.schemas import ResourceLimits
 from capkit.synthetic import SyntheticTruth
 from tests.analysis.synth import run, store

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from capkit.analysis.capacity import baseline_table
-from capkit.analysis.regression import binding_constraint, fit_resource_regression
+from capkit.analysis.answer.capacity import baseline_table
+from capkit.analysis.fits.regression import binding_constraint, fit_resource_regression
 from capkit.errors import InsufficientDataError
 from capkit.schemas import NotMeasured
 

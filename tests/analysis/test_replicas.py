@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from capkit.analysis.replicas import replicas_needed
+from capkit.analysis.answer.replicas import replicas_needed
 from capkit.errors import ParameterError
 from capkit.schemas import NotMeasured
 
@@ -35,7 +35,7 @@ def test_nothing_measured_gives_unknown_replicas_not_one_plus_headroom(result):
 # --- the database's limits are the fleet's: known truth, seeded and noisy ---------------------
 
 def _plan(truth, target, *, seed=11, **params):
-    from capkit.analysis.capacity import resource_capacity
+    from capkit.analysis.answer.capacity import resource_capacity
     from capkit.schemas import ResourceLimits
     from tests.analysis.synth import run, store
 
@@ -58,7 +58,7 @@ def test_database_binds_where_the_old_per_replica_division_added_replicas():
     """DB connections 1 + 0.5/user, CPU 0.002/user: one replica would reach 60 connections at ~118
     users, so 400 users got ⌈400/118⌉+1 = 5 replicas "decided by DB connections". But the 60 are the
     database's: 400 users hold 200+ connections however many replicas share them."""
-    from capkit.analysis.replicas import MITIGATION
+    from capkit.analysis.answer.replicas import MITIGATION
 
     truth = _truth(baseline=1.0, per_user=0.5, cpu=0.002)
     rp, _ = _plan(truth, 400)

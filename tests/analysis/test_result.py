@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.tables import export_tables
+from capkit.analysis.present.export import export_tables
+from capkit.analysis.present.sentences import result_summary
 from capkit.errors import CapkitError, InsufficientDataError, ParameterError
 from capkit.schemas import Interval, NotMeasured
 from capkit.synthetic import SyntheticTruth
@@ -62,9 +63,11 @@ def test_too_few_clean_steps_is_a_clear_error_and_a_short_run_still_plans():
 
 
 @pytest.mark.parametrize("params, needle", [
-    ({"run_id": 3}, "run_id=3"), ({"level": 1.5}, "level=1.5"), ({"cpu_cores": "two"}, "cpu_cores='two'"),
-    ({"bootstrap": 2.5}, "bootstrap=2.5"), ({"cpu_thresholds": [0.9, 0.5]}, "cpu_thresholds"),
-    ({"latency_warning_ms": 3000.0, "latency_critical_ms": 2000.0}, "p95 thresholds"),
+    ({"run_id": 3}, "run_id=3"), ({"criteria": {"level": 1.5}}, "level"), ({"cpu_cores": "two"}, "cpu_cores='two'"),
+    ({"bootstrap": 2.5}, "bootstrap=2.5"), ({"criteria": {"cpu_shares": [0.9, 0.5]}}, "cpu_shares"),
+    ({"criteria": {"p95_warning_ms": 3000.0, "p95_critical_ms": 2000.0}}, "p95 warning threshold"),
+    ({"criteria": {"p95_ms": 300}}, "p95_ms"),
+    ({"latency_warning_ms": 300}, "unknown report parameter(s) latency_warning_ms"),
     ({"think_time_s": 1.0}, "unknown report parameter(s) think_time_s"),
     ({"colour": "red"}, "unknown report parameter(s) colour")])
 def test_wrong_parameters_are_one_clear_error(params, needle):
@@ -75,13 +78,14 @@ def test_wrong_parameters_are_one_clear_error(params, needle):
 
 
 def test_parameters_round_trip_through_a_notebook_dict():
-    p = ca.ReportParameters(target_users=2000, cpu_thresholds=(0.6, 0.8))
-    assert p.overrides() == {"target_users": 2000.0, "cpu_thresholds": [0.6, 0.8]}
+    p = ca.ReportParameters(target_users=2000, criteria={"cpu_shares": (0.6, 0.8)})
+    criteria = ca.ReportParameters().replace(criteria={}).criteria.model_dump(mode="json")
+    assert p.overrides() == {"target_users": 2000.0, "criteria": {**criteria, "cpu_shares": [0.6, 0.8]}}
     assert ca.ReportParameters.from_notebook(**p.overrides()) == p
 
 
 def test_summary_prints_the_answer_in_a_few_lines(result):
-    text = result.summary()
+    text = result_summary(result)
     assert text.splitlines()[1].startswith("One replica carries about 4")  # CPU 90 % at 44 users, measured
     assert "cpu usage reaches 90 % of its limit (measured" in text and "CPU (cores)" in text and "USL" in text
     assert "Response time (p95) warning (500 ms)" in text
@@ -100,7 +104,7 @@ def test_export_tables(result, tmp_path):
 def test_the_report_pages_show_the_capacities_the_terminal_and_the_csv_show(result, tmp_path):
     """The pages' Limits table once showed the fit's line (CPU "214 users (152–399)") where the
     terminal and baseline_metrics.csv showed the answer's (CPU "165 users (147–not reached)")."""
-    from capkit.analysis import display
+    from capkit.analysis.present import tables as display
 
     export_tables(result, tmp_path)
     csv = pd.read_csv(tmp_path / "baseline_metrics.csv").set_index("Resource")["Max capacity"]

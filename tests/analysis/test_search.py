@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from capkit.analysis.answer import measured_crossing
-from capkit.analysis.search import SearchPlanner, SearchRules, parse_budget, simulate_search
+from capkit.analysis.answer.limits import measured_crossing
+from capkit.analysis.design.search import SearchPlanner, SearchRules, parse_budget, simulate_search
 from capkit.errors import ConfigError
 from capkit.records.histograms import new_histogram
+from capkit.schemas import Criteria
 
 RULES = SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=400)
 
@@ -105,7 +106,8 @@ def test_brackets_end_narrow_and_the_search_says_why_it_stopped():
 @pytest.mark.parametrize("case, service, rules, expect", [
     ("errors", Service(errors_from=40), RULES, "errors"),
     ("cpu", Service(cpu_per_req=0.03), RULES, "cpu"),
-    ("knee", Service(pool=1e9, kappa=0.002), SearchRules(p95_ms=1e9, budget_s=400), "knee"),
+    ("knee", Service(pool=1e9, kappa=0.002),
+     SearchRules(criteria=Criteria(p95_warning_ms=1e9, p95_critical_ms=2e9), budget_s=400), "knee"),
     ("p95", Service(), RULES, "p95"),
 ])
 def test_each_stop_rule_ends_the_ramp_on_a_case_made_for_it(case, service, rules, expect):
@@ -186,9 +188,11 @@ def test_the_open_model_searches_arrival_rates():
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"budget_s": 20}, "too short"), ({"growth": 1.0}, "growth > 1"), ({"step_s": 2, "warmup_s": 3}, "warm-up"),
-    ({"max_error_rate": 1.5}, "error-rate limit")])
+    ({"criteria": {"max_error_rate": 1.5}}, "max_error_rate")])
 def test_rules_that_make_no_sense_are_one_clear_error(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
+        if "criteria" in kwargs:
+            Criteria.of(**kwargs["criteria"])
         SearchRules(**kwargs)
 
 

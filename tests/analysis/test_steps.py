@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from capkit.records.seconds import SecondAggregator
 from capkit.runs.ingest import Ingestor
 from capkit.store import open_store

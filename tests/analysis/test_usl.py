@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capkit.analysis.usl import _solve, _solve_many, fit_usl, read_usl_csv, usl_from_steps, usl_report, usl_throughput
+from capkit.analysis.fits.usl import _solve, _solve_many, fit_usl, read_usl_csv, usl_from_steps, usl_throughput
+from capkit.analysis.present.sentences import peak_sentence, usl_report, usl_summary
 from capkit.errors import ConfigError, InsufficientDataError
 
 DATA = Path(__file__).parent / "data"
@@ -171,27 +172,27 @@ def test_kappa_zero_means_no_peak():
     d = flat.to_dict()
     assert d["peak_concurrency"] is None and d["retrograde"] is False
     json.dumps(d, allow_nan=False)
-    assert "no retrograde region" in flat.summary()
+    assert "no retrograde region" in usl_summary(flat)
     # the fit's own κ is ~1e-25: its N* (~1e12) is noise, printed as no peak with what bounds it
     assert fit.peak_basis() == "not measured" and fit.to_dict()["peak_basis"] == "not measured"
-    text = fit.summary()
+    text = usl_summary(fit)
     assert "peak: no peak measured (κ ≈ 0" in text and "e+1" not in text
 
 
 def test_the_peak_says_whether_it_was_projected_or_extrapolated():
     n = np.array([1, 2, 4, 8, 16, 32], dtype=float)
     near = fit_usl(n, usl_throughput(n, 0.02, 0.0008, 10.0), bootstrap=0)  # N* = 35: inside 1.25 × 32
-    assert near.peak_basis() == "projected" and near.peak_text().endswith("users (projected)")
+    assert near.peak_basis() == "projected" and peak_sentence(near).endswith("users (projected)")
     low = np.array([1, 2, 4, 8, 12, 16], dtype=float)  # N* = 22 seen from 16 users at most: beyond 1.25 × 16
     far = fit_usl(low, usl_throughput(low, 0.02, 0.002, 10.0) * (1 + np.array([0, 1e-3, -1e-3, 0, 1e-3, 0])),
                   bootstrap=0)
-    assert far.peak_basis() == "extrapolated", far.summary()
-    assert "(extrapolated: beyond 1.25× the highest measured concurrency, 16)" in far.peak_text()
+    assert far.peak_basis() == "extrapolated", usl_summary(far)
+    assert "(extrapolated: beyond 1.25× the highest measured concurrency, 16)" in peak_sentence(far)
 
 
 def test_summary_and_to_dict():
     fit = fit_usl(*load("specsdm91"), bootstrap=30, seed=0)
-    text = fit.summary()
+    text = usl_summary(fit)
     assert 5 <= len(text.splitlines()) <= 10
     for word in ("sigma", "kappa", "lambda", "peak N*", "contention-limited", "bootstrap"):
         assert word in text

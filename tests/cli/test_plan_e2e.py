@@ -1,5 +1,6 @@
 """`capkit plan --profile smoke` end to end: real service, real Locust, real store, real papermill."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -17,7 +18,8 @@ def smoke_run(tmp_path_factory):
     env = {"CAPKIT_STORE_URL": f"sqlite:///{work / 'capkit.sqlite'}", "CAPKIT_RUNS_DIR": str(work / "runs"),
            "CAPKIT_REPORTS_DIR": str(work / "reports"), "CAPKIT_DATABASE_URL": f"sqlite:///{work / 'service.sqlite'}"}
     before = {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
-    proc = run_cli("plan", "--profile", "smoke", env=env, timeout=240)
+    # a planning bound other than the default: `capkit report` must read it back from the run
+    proc = run_cli("plan", "--profile", "smoke", "--p95-ms", "300", env=env, timeout=240)
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if str(work) in " ".join(p.info["cmdline"] or []) and p.pid not in before]
     return work, proc, leftovers
@@ -46,7 +48,7 @@ def test_steps_are_stored_and_cpu_rises_with_users(smoke_run):
     assert steps["users"].tolist() == [0, 4, 8, 12, 16, 20]
     assert steps["complete"].astype(bool).all()
     from capkit import analysis as ca
-    from capkit.analysis.capacity import resource_capacity
+    from capkit.analysis.answer.capacity import resource_capacity
 
     report = resource_capacity(ca.read_run(store, run["run_id"]))
     user_steps = report.steps[report.steps["users"] > 0]
@@ -72,6 +74,34 @@ def test_report_files_exist_and_carry_the_table(smoke_run):
     assert (folder / "tables" / "baseline_metrics.csv").exists()
     assert list((folder / "figures").glob("*.png"))
     assert (work / "runs" / run_id / "load.jsonl").exists()
+
+
+def _published_p95(folder) -> dict:
+    answer = json.loads((folder / "tables" / "capacity.json").read_text())
+    criteria = json.loads((folder / "tables" / "criteria.json").read_text())
+    p95 = {t["severity"]: t["value"] for t in answer["thresholds"] + answer["not_measured"]
+           if t["metric"] == "Response time (p95)" and "value" in t}
+    return {"criteria": (criteria["p95_warning_ms"], criteria["p95_critical_ms"]), "thresholds": p95}
+
+
+def test_report_reads_the_runs_own_criteria_and_takes_the_same_flags(smoke_run):
+    """`capkit plan --p95-ms 300` then `capkit report`: the report judges by 300 ms, the run's own
+    criteria; `capkit report --p95-ms 250` overrides them for that report only."""
+    work, proc, _ = smoke_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_id = sqlite3.connect(work / "capkit.sqlite").execute("select run_id from runs").fetchone()[0]
+    folder = work / "reports" / run_id
+    assert _published_p95(folder) == {"criteria": (300.0, 2000.0), "thresholds": {"warning": 300.0,
+                                                                                  "critical": 2000.0}}
+    env = {"CAPKIT_STORE_URL": f"sqlite:///{work / 'capkit.sqlite'}", "CAPKIT_REPORTS_DIR": str(work / "again")}
+    again = run_cli("report", "--bootstrap", "20", env=env, timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _published_p95(work / "again" / run_id)["criteria"] == (300.0, 2000.0)
+    other = run_cli("report", run_id, "--bootstrap", "20", "--p95-ms", "250", env=env, timeout=240)
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert _published_p95(work / "again" / run_id)["thresholds"]["warning"] == 250.0
+    bad = run_cli("report", run_id, "--p95-ms", "2500", env=env)
+    assert bad.returncode != 0 and "below the critical one" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_no_token_reaches_the_store_or_the_run_files(smoke_run):

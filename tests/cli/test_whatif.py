@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from capkit.analysis.whatif import mix_design
+from capkit.analysis.answer.whatif import mix_design
 from capkit.schemas import StagePlan
 from capkit.store import open_store
 from capkit.synthetic.mix import MixTruth, write_mix_run

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from capkit.store import open_store
 from tests.conftest import ROOT
 from tests.service.conftest import seed_small

@@ -13,7 +13,7 @@ import time
 import psutil
 
 from capkit import analysis as ca
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from capkit.runs.processes import free_port
 from capkit.store import open_store
 from tests.conftest import assert_one_line_error

@@ -71,8 +71,8 @@ def test_a_service_that_starts_failing_is_bracketed_and_named(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     answer = json.loads((tmp_path / "a.json").read_text())
     from capkit import analysis as ca
-    from capkit.analysis.answer import valid_steps
-    from capkit.analysis.capacity import resource_capacity
+    from capkit.analysis.answer.capacity import resource_capacity
+    from capkit.analysis.answer.limits import valid_steps
 
     steps = valid_steps(resource_capacity(ca.read_run(f"sqlite:///{tmp_path / 'capkit.sqlite'}")).steps)
     failing = steps[steps["error_rate"] > 0.05]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.soak import leak_rate, soak_leak
+from capkit.analysis.fits.soak import leak_rate, soak_leak
 from capkit.runs.orchestrator import run_load
 from capkit.schemas import NotMeasured, RunSpec, StagePlan
 from capkit.synthetic import soak_series

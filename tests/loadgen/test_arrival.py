@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from capkit import analysis as ca
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from tests.loadrun import run_reference_load
 
 SLOW_LOCUSTFILE = '''

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from capkit.runs.processes import free_port
 from tests.loadrun import run_reference_load
 

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 import psutil
 import pytest
 
+from capkit.analysis.present.sentences import regime_sentence
 from capkit.errors import ReportError
 from tests.conftest import FIXTURE_RUN, FIXTURE_RUN_B, FIXTURE_STORE, run_cli
 
@@ -47,7 +48,7 @@ def test_report_pages_carry_the_seed_tables(published):
     from capkit import analysis as ca
 
     usl = ca.analyse_run(ca.read_run(f"sqlite:///{FIXTURE_STORE}", FIXTURE_RUN), ca.ReportParameters(bootstrap=50)).usl
-    assert usl.regime_text().split(" (")[0] in scal.lower()
+    assert regime_sentence(usl).split(" (")[0] in scal.lower()
     assert "CPU per user" in (folder / "comparison.html").read_text()
     # the fixture run has no token timing: the LLM page says so instead of showing empty numbers
     assert "not measured (no token timing in this run)" in (folder / "llm_serving.html").read_text()
@@ -82,8 +83,8 @@ def test_wrong_parameter_type_fails_the_report_with_one_clear_message(tmp_path):
 
     with pytest.raises(ReportError) as err:
         publish_report(FIXTURE_RUN, store_url=f"sqlite:///{FIXTURE_STORE}", reports_dir=tmp_path,
-                       overrides={"level": "high"}, notebooks=("overview.ipynb",))
-    assert err.value.ename == "ParameterError" and "level='high'" in str(err.value)
+                       overrides={"bootstrap": "high"}, notebooks=("overview.ipynb",))
+    assert err.value.ename == "ParameterError" and "bootstrap='high'" in str(err.value)
     assert not (tmp_path / FIXTURE_RUN).exists()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from capkit import analysis as ca
-from capkit.analysis.steps import endpoint_table, summarize_steps
+from capkit.analysis.data.steps import endpoint_table, summarize_steps
 from tests.loadrun import PLAIN, assert_close_to_raw, raw_in_step, read_raw_requests, run_reference_load
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from capkit.runs.locust_csv import infer_steps
 from capkit.store import open_store
 from tests.conftest import run_cli

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from capkit.analysis.data import read_run
-from capkit.analysis.demands import class_steps
-from capkit.analysis.steps import endpoint_table
+from capkit.analysis.data.read import read_run
+from capkit.analysis.data.steps import endpoint_table
+from capkit.analysis.fits.demands import class_steps
 from capkit.schemas import REFERENCE_CLASSES
 from capkit.store import open_store
 from tests.conftest import run_cli

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.llm import llm_steps, slo_of
+from capkit.analysis.fits.llm import llm_steps, slo_of
 from capkit.runs.processes import free_port
 from capkit.store import open_store
 from tests.conftest import assert_one_line_error, run_cli

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from capkit.analysis.answer import measured_crossing, valid_steps
+from capkit.analysis.answer.limits import measured_crossing, valid_steps
 from tests.conftest import assert_one_line_error, run_cli
 
 # 8 model slots held ~0.2 s per answer (10 tokens × 20 ms): the slots fill near 40 chat users and p95
@@ -35,7 +35,7 @@ def _answer(path):
 
 
 def _threshold(answer: dict, metric: str, level: str) -> dict:
-    return next(t for t in answer["thresholds"] if t["metric"] == metric and t["level"] == level)
+    return next(t for t in answer["thresholds"] if t["metric"] == metric and t["severity"] == level)
 
 
 def test_search_agrees_with_a_confirming_run_within_10_percent(tmp_path):
@@ -56,7 +56,7 @@ def test_search_agrees_with_a_confirming_run_within_10_percent(tmp_path):
                       env={**env, "CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'confirm.sqlite'}"}, timeout=300)
     assert confirm.returncode == 0, confirm.stderr[-2000:]
     from capkit import analysis as ca
-    from capkit.analysis.capacity import resource_capacity
+    from capkit.analysis.answer.capacity import resource_capacity
 
     steps = valid_steps(resource_capacity(ca.read_run(f"sqlite:///{tmp_path / 'confirm.sqlite'}")).steps)
     truth_p95 = measured_crossing(steps["users"], steps["p95_ms"], 500.0)

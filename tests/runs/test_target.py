@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from capkit import analysis as ca
-from capkit.analysis.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps
 from capkit.runs.processes import free_port
 from capkit.store import open_store
 from tests.conftest import assert_one_line_error, run_cli
@@ -64,7 +64,7 @@ def test_plain_locustfile_measured_through_prometheus(reference_service, plain, 
     service = data.samples[data.samples["source"] == "service"]
     assert {"http_rps", "in_flight"} <= set(service["metric"])
     # the service's own request counter agrees with what the generator recorded
-    from capkit.analysis.steps import per_second_resources
+    from capkit.analysis.data.steps import per_second_resources
 
     res = per_second_resources(data.samples, data.steps, data.warmup_s)
     measured = res[res["step"] == 1]["http_rps"].mean()

@@ -1,0 +1,265 @@
+"""The capacity answer: where each limit is reached, from measurements near it, with its basis.
+
+A users-at-limit figure is **measured** when two valid steps bracket it (the last load below the
+limit and the first at or above it): it is interpolated between them, and its interval is the
+bracket. Otherwise it is **projected** from a model — the latency model for p95; for a resource,
+its line against users, or, when it follows throughput more closely (the utilization law
+U = U₀ + D·X), its line against throughput carried through the USL curve X(N), so that a
+resource bends where throughput does — and **extrapolated** when that lies beyond 1.25× the
+highest valid measured load (never the headline). **not reached** when the model never gets there.
+
+One answer feeds the headline, the Baseline Metrics table, the scaling thresholds, the replicas
+and the recommendations, so they agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from capkit.schemas import SERVICE_EXITED, Basis, Interval, NotMeasured, RunStatus, load_basis
+
+
+def valid_steps(steps: pd.DataFrame) -> pd.DataFrame:
+    """Steps whose measurements describe the service: loaded, complete, with requests, the load
+    reached and the generator not saturated. Unlike the fits' ``clean`` steps, steps flagged for
+    errors count: an overloaded step is exactly the evidence that a limit was passed."""
+    if steps.empty:
+        return steps
+    ok = (steps["users"] > 0) & steps["complete"] & (steps["requests"] > 0)
+    flags = steps["flags"].fillna("")
+    for bad in ("generator_saturated", "users_not_reached", "rate_not_reached", "no_requests", "workers_lost"):
+        ok &= ~flags.str.contains(bad)
+    return steps[ok].sort_values("users")
+
+
+def measured_crossing(loads, values, threshold: float, level: float = 0.95) -> Interval | None:
+    """Where ``values`` (one per load) first reach ``threshold``, interpolated between the highest
+    load below it and the first load at or above it; the interval is that bracket. None when no
+    load reaches it. A first load already at the threshold gives the interval (0, that load)."""
+    frame = pd.DataFrame({"load": np.asarray(loads, float), "value": np.asarray(values, float)}).dropna()
+    frame = frame.groupby("load", as_index=False)["value"].mean().sort_values("load")
+    above = frame[frame["value"] >= threshold]
+    if above.empty:
+        return None
+    bad = above.iloc[0]
+    below = frame[(frame["load"] < bad["load"]) & (frame["value"] < threshold)]
+    if below.empty:
+        return Interval(float(bad["load"]), 0.0, float(bad["load"]), level)
+    good = below.iloc[-1]
+    span = bad["value"] - good["value"]
+    frac = (threshold - good["value"]) / span if span > 0 else 1.0
+    est = float(good["load"] + min(max(frac, 0.0), 1.0) * (bad["load"] - good["load"]))
+    return Interval(est, float(good["load"]), float(bad["load"]), level)
+
+
+def basis_of(users: Interval, top_load: float) -> Basis:
+    """:func:`load_basis` of an interval's estimate."""
+    return load_basis(users.estimate, top_load)
+
+
+@dataclass(frozen=True)
+class ThroughputCurve:
+    """A resource that follows throughput: its line against req/s per step (``a + b·X``), carried
+    through the USL's X(N) on a grid of users — once for the fit and once per bootstrap draw."""
+
+    grid: np.ndarray  # users
+    curve: np.ndarray  # the resource along the grid, from the USL fit
+    draws: np.ndarray  # one curve per (thinned) bootstrap draw; empty without a bootstrap
+    slope: float
+    level: float
+
+    def users_at(self, value: float) -> Interval:
+        """Users at which the resource first reaches ``value``, with the draws' interval."""
+        if self.slope <= 0:
+            return Interval(math.inf, math.inf, math.inf, self.level)
+        est = _first(self.grid, self.curve[None, :], value)[0]
+        if not len(self.draws):
+            return Interval(est, est, est, self.level)
+        draws = _first(self.grid, self.draws, value)
+        q = (1 - self.level) / 2
+        return Interval(est, float(np.quantile(draws, q, method="lower")),
+                        float(np.quantile(draws, 1 - q, method="higher")), self.level)
+
+
+def _first(grid: np.ndarray, curves: np.ndarray, value: float) -> np.ndarray:
+    """Per row of ``curves``, the first grid point at or above ``value`` (∞ where none is)."""
+    hit = curves >= value
+    return np.where(hit.any(axis=1), grid[hit.argmax(axis=1)], math.inf)
+
+
+def throughput_curve(steps: pd.DataFrame, column: str, usl, level: float = 0.95) -> ThroughputCurve | None:
+    """The :class:`ThroughputCurve` of step column ``column``; None when the resource follows users
+    more closely than throughput, or there is no USL."""
+    rows = steps[["users", "rps", column]].dropna()
+    rows = rows[rows["users"] > 0]
+    if usl is None or len(rows) < 3 or rows["rps"].nunique() < 3:
+        return None
+    x, y, n = rows["rps"].to_numpy(float), rows[column].to_numpy(float), rows["users"].to_numpy(float)
+    if not (_r2(x, y) > _r2(n, y)):
+        return None
+    b, a = np.polyfit(x, y, 1)
+    grid = np.linspace(1.0, 20 * float(n.max()), 4000)
+    from capkit.analysis.fits.usl import usl_throughput
+
+    curve = a + b * usl_throughput(grid, usl.sigma, usl.kappa, usl.lambda_)
+    samples = usl.draws(level) if usl.samples is not None and len(usl.samples) else []
+    samples = samples[:: max(1, len(samples) // 100)]
+    draws = np.array([a + b * usl_throughput(grid, *theta) for theta in samples]).reshape(len(samples), len(grid))
+    return ThroughputCurve(grid, curve, draws, float(b), level)
+
+
+def _r2(x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return -math.inf
+    return float(np.corrcoef(x, y)[0, 1] ** 2)
+
+
+def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None,
+           level: float = 0.95) -> tuple[Interval | NotMeasured, Basis]:
+    """Users at which step column ``column`` reaches ``value``: measured when the valid steps
+    bracket it, else ``projection(value)`` (an Interval, or NotMeasured) labelled by its distance
+    from the highest valid load."""
+    valid = valid_steps(steps)
+    if column not in valid or valid[column].notna().sum() == 0:
+        return NotMeasured(f"{column} was not measured in this run"), Basis.NOT_MEASURED
+    seen = valid[valid[column].notna()]
+    found = measured_crossing(seen["users"], seen[column], value, level)
+    if found is not None:
+        return found, Basis.MEASURED
+    if projection is None:
+        return NotMeasured("no model to project it beyond the measured steps"), Basis.NOT_MEASURED
+    projected = projection(value)
+    if isinstance(projected, NotMeasured):
+        return projected, Basis.NOT_MEASURED
+    return projected, basis_of(projected, float(seen["users"].max()))
+
+
+@dataclass(frozen=True)
+class ServiceFailure:
+    """The load at which the service failed: its process exited during that step, or a valid step
+    failed more of its requests than the error limit allows (the first such load)."""
+
+    users: float
+    reason: str
+    exited: bool = False  # its process died (not a step that failed its requests)
+
+    def sentence(self) -> str:
+        if self.users <= 0:
+            return f"the service failed before any load ({self.reason})"
+        return f"the service failed at {self.users:,.0f} users ({self.reason})"
+
+
+def service_failure(meta, steps: pd.DataFrame, max_error_rate: float = 0.05) -> ServiceFailure | None:
+    """Where the service failed in the run of ``meta`` (a :class:`~capkit.schemas.RunMeta`), from
+    its steps; None when it never did."""
+    if meta.status == RunStatus.INCOMPLETE and (meta.reason or "").startswith(SERVICE_EXITED):
+        last = steps.sort_values("step").iloc[-1] if not steps.empty else None
+        return ServiceFailure(float(last["users"]) if last is not None else 0.0, "its process exited",
+                              exited=True)
+    valid = valid_steps(steps)
+    if valid.empty or "error_rate" not in valid:
+        return None
+    bad = valid[valid["error_rate"] > max_error_rate]
+    if bad.empty:
+        return None
+    first = bad.iloc[0]
+    return ServiceFailure(float(first["users"]), f"{100 * first['error_rate']:.0f} % of its requests failed")
+
+
+def with_failure(steps: pd.DataFrame, failure: ServiceFailure | None) -> pd.DataFrame:
+    """``steps`` plus, when the service's process died, its last load as a valid step whose every
+    request failed: a crash is the strongest evidence that the error limit was passed there."""
+    if failure is None or not failure.exited or failure.users <= 0:
+        return steps
+    row = {"step": -1, "users": failure.users, "complete": True, "requests": 1, "error_rate": 1.0, "flags": ""}
+    return pd.concat([steps, pd.DataFrame([row])], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class CapacityAnswer:
+    """The one answer of a run: users per replica, the binding limit, and every threshold.
+
+    ``capacity`` is the first limit a replica meets that makes it stop serving well (the p95
+    warning, the error limit, CPU or memory at their critical level); ``binding`` the resource or
+    pool at its critical level at the lowest load (the bottleneck behind it), else the same.
+    """
+
+    run_id: str
+    stop_reason: str | None
+    capacity: object  # Threshold
+    binding: object  # Threshold
+    thresholds: list
+    failure: ServiceFailure | None = None
+
+    @property
+    def headline(self) -> str:
+        """The answer in one sentence (plain text)."""
+        return self.sentence()
+
+    def sentence(self, strong=lambda text: text) -> str:
+        """The answer in one sentence, its key number (``N users``) passed through ``strong``
+        (e.g. Markdown bold) for the pages."""
+        cap, bind = self.capacity, self.binding
+        failed = f"; {self.failure.sentence()}" if self.failure is not None else ""
+        if not isinstance(cap.users, Interval) or cap.basis in (Basis.NOT_REACHED, Basis.EXTRAPOLATED):
+            why = (f"the nearest limit ({cap.metric}) is {cap.users_text()}" if cap is not None else "nothing measured")
+            return (f"Capacity per replica not measured: {why}{failed} — measure "
+                    f"{'lower' if self.failure is not None else 'higher'} loads (capkit plan searches for it).")
+        text = (f"One replica carries about {strong(f'{cap.users.estimate:,.0f} users')} before {cap.describe()} "
+                f"({cap.basis}, {cap.range_text()})")
+        if bind is not cap and isinstance(bind.users, Interval) and math.isfinite(bind.users.estimate):
+            text += (f"; the binding limit is {bind.metric.lower()}, {bind.describe_value()} at "
+                     f"{bind.users.estimate:,.0f} users ({bind.basis})")
+        return text + failed + "."
+
+    def to_json(self) -> dict:
+        """The documented machine-readable shape (``--json FILE``, ``tables/capacity.json``)."""
+        def users(t):
+            iv = t.users if isinstance(t.users, Interval) and math.isfinite(t.users.estimate) else None
+            num = lambda v: float(v) if v is not None and math.isfinite(v) else None  # noqa: E731
+            return {"users": num(iv.estimate) if iv else None, "low": num(iv.low) if iv else None,
+                    "high": num(iv.high) if iv else None, "basis": str(t.basis)}
+
+        measured = [t for t in self.thresholds if t.basis != Basis.NOT_MEASURED]
+        return {
+            "run_id": self.run_id, "stop_reason": self.stop_reason,
+            "failure": ({"users": self.failure.users, "reason": self.failure.reason} if self.failure is not None
+                        else None),
+            "capacity": {"limit": self.capacity.metric, "severity": self.capacity.severity, **users(self.capacity)},
+            "binding": {"limit": self.binding.metric, **users(self.binding)},
+            "thresholds": [{"metric": t.metric, "severity": t.severity, "value": t.value, "unit": t.unit, **users(t)}
+                           for t in measured],
+            "not_measured": [{"metric": t.metric, "severity": t.severity, "value": t.value, "unit": t.unit,
+                              "reason": t.users.reason}
+                             for t in self.thresholds if t.basis == Basis.NOT_MEASURED],
+        }
+
+
+# which thresholds end a replica's useful load (capacity) and which are bottlenecks (binding)
+CAPACITY_KEYS = ("p95", "errors", "cpu_cores", "rss_mib", "db_cpu_cores")
+BINDING_KEYS = ("cpu_cores", "rss_mib", "db_cpu_cores", "model_slots", "db_pool", "db_connections")
+
+
+def capacity_answer(run_id: str, thresholds: list, stop_reason: str | None = None,
+                    failure: ServiceFailure | None = None) -> CapacityAnswer:
+    """The answer from the scaling thresholds (see :func:`~capkit.analysis.answer.thresholds.scaling_thresholds`),
+    and where the service failed, if it did."""
+    def rank(t):
+        if not isinstance(t.users, Interval) or not math.isfinite(t.users.estimate):
+            return math.inf
+        return t.users.estimate if t.basis in (Basis.MEASURED, Basis.PROJECTED) else 1e12 + t.users.estimate
+
+    hard = [t for t in thresholds if t.key in CAPACITY_KEYS and t.severity in ("warning" if t.key == "p95" else
+                                                                              "critical", "limit")]
+    hard = [t for t in hard if not (t.key == "p95" and t.severity != "warning")]
+    capacity = min(hard, key=rank) if hard else None
+    pools = [t for t in thresholds if (t.key in BINDING_KEYS or t.key == t.metric) and t.severity == "critical"]
+    candidates = [t for t in pools if rank(t) < math.inf]
+    binding = min(candidates, key=rank) if candidates else capacity
+    if capacity is None:
+        capacity = binding
+    return CapacityAnswer(run_id, stop_reason, capacity, binding, thresholds, failure)

@@ -1,0 +1,351 @@
+"""The capacity search: a coarse ramp until a stop rule is breached, then bisection around the answer.
+
+A capacity number must come from measurements near it. Instead of walking a fixed grid far below
+the knee, the search raises the load (×``growth`` per step) until a step breaches a stop rule —
+p95 at the warning threshold, errors above the limit, CPU or memory at their critical share, the
+throughput knee (the marginal req/s of an added user below ``knee_fraction`` of the initial
+slope), or a saturated load generator (then it stops and says so) — and then narrows every
+bracket it found (last good load, first bad load) until it is within ``precision`` of the load
+or the time budget is spent. Concurrency pools (model slots, the DB pool) are limits whose
+crossing is bracketed on the way: a full pool makes requests queue, it does not fail them.
+
+The planner is pure: :meth:`SearchPlanner.decide` reads the steps measured so far and returns
+the next :class:`~capkit.schemas.Stage` or a stop reason. The orchestrator calls it near the end
+of every step; :func:`simulate_search` drives it with a synthetic service (tests).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from capkit.analysis.data.resources import resource_frame, step_resource_means
+from capkit.analysis.data.steps import summarize_steps
+from capkit.errors import ConfigError
+from capkit.schemas import DEFAULT_CRITERIA, Criteria, Stage, StagePlan
+
+HARD = ("p95", "errors", "cpu", "memory", "knee", "generator")  # rules that end the ramp
+KNEE_FROM = 2.0  # the closed model's knee is judged from this multiple of the first counted load
+# a step in which this share of requests failed means the service is down or wedged: the search ends
+FAILED_SHARE = 0.9
+SERVICE_FAILED = "the service failed"
+POOLS = {"model_slots": "model slots", "db_pool": "DB pool"}  # in use / size, from the service's /metrics
+
+
+@dataclass(frozen=True)
+class SearchRules:
+    """What the search looks for and how long it may take.
+
+    Parameters
+    ----------
+    criteria : Criteria
+        What breaches: a step's p95 at or above the warning threshold, failures / requests above
+        the error limit (429s are not failures), CPU or memory at or above their critical share,
+        a concurrency pool (model slots, DB pool) at or above its critical (full) share.
+    knee_fraction : float
+        The throughput knee: a step whose marginal req/s per added user is below this share of
+        the initial slope (req/s per user of the first steps); judged from twice the first load
+        with enough requests (at a few users a mix's classes are split by whole users).
+    start, growth : float
+        First load and the ramp's factor per step.
+    precision : float
+        A bracket is narrow when (bad − good) / bad ≤ this.
+    step_s, warmup_s, idle_s : float
+        Length of each step, the warm-up trimmed from it, the idle step first.
+    budget_s : float
+        Hard time budget of the whole search (idle step included).
+    max_load : float
+        The ramp never goes above this.
+    rate : bool
+        Open model: loads are arrival rates (requests/s) instead of users.
+    """
+
+    criteria: Criteria = DEFAULT_CRITERIA
+    knee_fraction: float = 0.25
+    start: float = 5.0
+    growth: float = 1.6
+    precision: float = 0.10
+    step_s: float = 15.0
+    warmup_s: float = 3.0
+    idle_s: float = 10.0
+    budget_s: float = 180.0
+    max_load: float = 5000.0
+    rate: bool = False
+    min_requests: int = 30  # a step with fewer requests says nothing about its p95 (its max, in effect)
+
+    def __post_init__(self):
+        checks = [(0 < self.knee_fraction < 1, "knee_fraction must be between 0 and 1"),
+                  (self.start >= 1 and self.growth > 1, "the ramp needs start ≥ 1 and growth > 1"),
+                  (0 < self.precision < 1, "precision must be between 0 and 1"),
+                  (self.step_s > self.warmup_s >= 0, "a step must be longer than its warm-up"),
+                  (self.max_load > self.start, "max_load must be above the first load")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"search: {message}")
+        if self.budget_s < self.idle_s + 2 * self.step_s:
+            raise ConfigError(f"search: a budget of {self.budget_s:g} s is too short for the idle step and two "
+                              f"steps of {self.step_s:g} s; give --budget ≥ {self.idle_s + 2 * self.step_s:g}s")
+
+    def first_stages(self) -> StagePlan:
+        """The idle step and the first load step (the rest is decided as the run goes)."""
+        return StagePlan(stages=(Stage(users=0, seconds=self.idle_s), self.stage(self.start)), warmup_s=self.warmup_s)
+
+    def stage(self, load: float) -> Stage:
+        if self.rate:
+            return Stage(users=max(10, math.ceil(2 * load)), seconds=self.step_s, rate=round(load, 2))
+        return Stage(users=int(round(load)), seconds=self.step_s)
+
+
+def parse_budget(text: str) -> float:
+    """``4m``, ``90s``, ``1h`` or a number of seconds → seconds; ConfigError otherwise."""
+    value = (text or "").strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], None)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"--budget {text!r} is not a duration (examples: --budget 4m, --budget 180s)")
+    return seconds
+
+
+@dataclass
+class SearchPlanner:
+    """Decides each next load of a search from the steps measured so far (see the module docstring).
+
+    ``limits`` gives the CPU cores and memory the critical shares apply to.
+    """
+
+    rules: SearchRules
+    cpu_limit: float = 1.0
+    memory_limit_mib: float = 1024.0
+    custom_limits: dict = field(default_factory=dict)  # a target's own series (--limit): soft limits too
+    started: float | None = None
+    stop_reason: str | None = None
+    brackets: dict = field(default_factory=dict)  # rule -> [good load, bad load]
+    history: list = field(default_factory=list)  # (load, breaches) per measured step
+    initial_slope: float | None = None
+
+    @property
+    def phase(self) -> str:
+        """``ramp`` until some measured step breaches a rule that ends it, then ``narrow``."""
+        return "narrow" if any(rule in HARD for rule in self.brackets) else "ramp"
+
+    @property
+    def budget_s(self) -> float:
+        return self.rules.budget_s
+
+    @property
+    def lead_s(self) -> float:
+        """Decide this long before the step ends, so the next step starts on time."""
+        return 1.5
+
+    @property
+    def steps_hint(self) -> int:
+        return int((self.rules.budget_s - self.rules.idle_s) // self.rules.step_s) + 1
+
+    # -- reading what was measured --------------------------------------------------------------
+    def summaries(self, steps: list[dict], requests: list[dict], samples: list[dict], now: float) -> pd.DataFrame:
+        """Step summaries of the measured steps; the running one ends ``now``."""
+        frame = pd.DataFrame(steps)
+        if frame.empty:
+            return frame
+        req = pd.DataFrame(requests) if requests else _empty_requests()
+        # the running step ends with the last second whose requests are in: rows arrive a second or
+        # so late, and counting the seconds still on their way would understate its throughput
+        last = (req.groupby("step")["ts"].max() + 1) if not req.empty else pd.Series(dtype=float)
+        running = frame["ended_at"].isna()
+        frame.loc[running, "ended_at"] = [min(now, float(last.get(step, now))) for step in frame.loc[running, "step"]]
+        frame["complete"] = True
+        smp = pd.DataFrame(samples) if samples else pd.DataFrame(columns=["ts", "source", "metric", "value"])
+        summary = summarize_steps(frame, req, smp, warmup_s=self.rules.warmup_s,
+                                  max_error_rate=self.rules.criteria.max_error_rate)
+        per_second = resource_frame(smp, frame, self.rules.warmup_s)
+        extra = step_resource_means(per_second)
+        for column in extra.columns.difference(summary.columns):
+            summary[column] = summary["step"].map(extra[column])  # pools in use and their sizes too
+        return summary
+
+    def load_of(self, row) -> float:
+        return float(row["rate"]) if self.rules.rate else float(row["users"])
+
+    def breaches(self, row, first_rows: pd.DataFrame) -> dict[str, float]:
+        """Rule → how far past its limit the step is (value / limit), for each rule it breaches."""
+        r, out = self.rules, {}
+        if "generator_saturated" in str(row.get("flags", "")):
+            out["generator"] = 1.0
+        enough = row.get("requests", 0) >= r.min_requests
+        c = r.criteria
+        cpu, memory, pool_share = c.cpu_shares[1] * self.cpu_limit, c.memory_shares[1] * self.memory_limit_mib, \
+            c.pool_shares[1]
+        if enough and np.isfinite(row.get("p95_ms", np.nan)) and row["p95_ms"] >= c.p95_warning_ms:
+            out["p95"] = row["p95_ms"] / c.p95_warning_ms
+        if enough and row.get("error_rate", 0) > c.max_error_rate:
+            out["errors"] = row["error_rate"] / c.max_error_rate
+        if np.isfinite(row.get("cpu_cores", np.nan)) and row["cpu_cores"] >= cpu:
+            out["cpu"] = row["cpu_cores"] / cpu
+        if np.isfinite(row.get("rss_mib", np.nan)) and row["rss_mib"] >= memory:
+            out["memory"] = row["rss_mib"] / memory
+        sizes = {pool: row.get(f"{pool}_size", np.nan) for pool in POOLS} | self.custom_limits
+        for pool, size in sizes.items():
+            used = row.get(pool, np.nan)
+            if np.isfinite(used) and np.isfinite(size) and size > 0 and used >= pool_share * size:
+                out[pool] = used / (pool_share * size)
+        if self.rules.rate:
+            if not row.get("rate_reached", True):
+                out["knee"] = 1.0  # the open model's overload: the service no longer keeps up
+        elif self.initial_slope and len(first_rows) and enough:  # a few requests' rate is noise
+            counted = first_rows[first_rows["requests"] >= r.min_requests]
+            lower = counted[counted["users"] < row["users"]]
+            # only from twice the first counted load: a mix of user classes is split by whole users,
+            # so at a few users the share of each class (and the req/s a user makes) moves from step to
+            # step (5 → 8 users of chat=4,analytics=1,auth=1,ws=1 added a chat and a WebSocket user,
+            # 8.5 → 9.5 req/s: a "knee" that ended a real search at 6 users)
+            if len(lower) and row["users"] >= KNEE_FROM * counted["users"].min():
+                prev = lower.iloc[-1]
+                marginal = (row["rps"] - prev["rps"]) / max(row["users"] - prev["users"], 1e-9)
+                if marginal < r.knee_fraction * self.initial_slope:
+                    out["knee"] = 1.0
+        return out
+
+    # -- deciding ---------------------------------------------------------------------------------
+    def decide(self, steps: list[dict], requests: list[dict], samples: list[dict], now: float) -> Stage | str:
+        """The next stage, or why the search stops (str), from the raw rows measured so far."""
+        if self.started is None:
+            self.started = min(s["started_at"] for s in steps)
+        return self.decide_from(self.summaries(steps, requests, samples, now), now)
+
+    def decide_from(self, summary: pd.DataFrame, now: float) -> Stage | str:
+        """:meth:`decide` on step summaries (one row per step, as :func:`summarize_steps` makes)."""
+        if self.started is None:
+            self.started = float(summary["started_at"].min()) if "started_at" in summary else 0.0
+        loaded = summary[summary["users"] > 0].copy()
+        if loaded.empty:
+            return self._stop("no step with load was measured")
+        loaded["load"] = [self.load_of(row) for _, row in loaded.iterrows()]
+        usable = loaded[loaded["requests"] > 0].sort_values("load")
+        # req/s per user of the lowest load with enough requests to tell (until there is one: none)
+        counted = usable[usable["requests"] >= self.rules.min_requests]
+        if len(counted):
+            first = counted.iloc[0]
+            self.initial_slope = first["rps"] / first["load"] if first["load"] > 0 else None
+        latest = loaded.iloc[-1]
+        hits = self.breaches(latest, usable)
+        self.history.append((float(latest["load"]), sorted(hits)))
+        self._update_brackets(usable)
+        if latest["requests"] >= self.rules.min_requests and latest.get("error_rate", 0) >= FAILED_SHARE:
+            # down or wedged: more loads would measure its failure, not its capacity
+            return self.failed(float(latest["load"]), f"{100 * latest['error_rate']:.0f} % of its requests failed")
+        if "generator" in hits:
+            return self._stop(f"the load generator saturated at {latest['load']:g} "
+                              f"{'req/s' if self.rules.rate else 'users'}: its numbers measure the generator, "
+                              f"not the service — add load processes (--processes N)")
+        elapsed = now - self.started
+        if elapsed + self.rules.step_s > self.rules.budget_s:
+            return self._stop(f"the time budget ({self.rules.budget_s:g} s) is spent")
+        # the ramp goes on until some measured step breaches a rule that ends it (the brackets are
+        # re-read every time: a step judged early on part of its data may look different once all is in)
+        if self.phase == "ramp":  # one step above the highest load measured so far
+            top = float(usable["load"].max()) if len(usable) else float(latest["load"])
+            nxt = min(math.ceil(top * self.rules.growth), self.rules.max_load)
+            if nxt <= top:
+                return self._stop(f"the ramp reached its maximum load ({self.rules.max_load:g}) without a breach")
+            return self.rules.stage(nxt)
+        target = self._widest()
+        if target is None:
+            return self._stop(self._converged())
+        return self.rules.stage(self._next_inside(target, usable))
+
+    def _update_brackets(self, usable: pd.DataFrame) -> None:
+        """For every rule some step breached: the highest good load below its first bad load."""
+        rows = [(float(r["load"]), self.breaches(r, usable)) for _, r in usable.iterrows()]
+        rules = {rule for _, hits in rows for rule in hits if rule != "generator"}
+        self.brackets = {}
+        for rule in rules:
+            bad = min(load for load, hits in rows if rule in hits)
+            good = [load for load, hits in rows if rule not in hits and load < bad]
+            self.brackets[rule] = [max(good) if good else 0.0, bad]
+
+    def _widest(self) -> str | None:
+        """The bracket to narrow next: p95 first, then the others, widest relative width first."""
+        open_ = {rule: (bad - good) / bad for rule, (good, bad) in self.brackets.items()
+                 if bad > 0 and (bad - good) / bad > self.rules.precision and bad - good > 1.0}
+        if not open_:
+            return None
+        if "p95" in open_:
+            return "p95"
+        return max(open_, key=open_.get)
+
+    def _next_inside(self, rule: str, usable: pd.DataFrame) -> float:
+        """A load inside the bracket: interpolated on the rule's metric, kept off the ends."""
+        good, bad = self.brackets[rule]
+        width = bad - good
+        guess = good + width / 2
+        c = self.rules.criteria
+        metric = {"p95": ("p95_ms", c.p95_warning_ms), "cpu": ("cpu_cores", c.cpu_shares[1] * self.cpu_limit),
+                  "memory": ("rss_mib", c.memory_shares[1] * self.memory_limit_mib)}.get(rule)
+        if metric is not None:
+            col, limit = metric
+            at = usable.set_index("load")[col]
+            lo, hi = at.get(good), at.get(bad)
+            if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+                guess = good + (limit - lo) / (hi - lo) * width
+        guess = min(max(guess, good + 0.25 * width), bad - 0.25 * width)
+        return round(guess, 2) if self.rules.rate else float(max(round(guess), good + 1))
+
+    def _converged(self) -> str:
+        if not self.brackets:
+            return "no stop rule was breached"
+        parts = [f"{rule} between {good:g} and {bad:g}" for rule, (good, bad) in sorted(self.brackets.items())]
+        return "every bracket is narrow: " + "; ".join(parts)
+
+    def failed(self, load: float, why: str) -> str:
+        """End the search on the service's failure at ``load`` (it exited, or failed nearly every
+        request): that load is the finding."""
+        return self._stop(f"{SERVICE_FAILED} at {load:g} {'req/s' if self.rules.rate else 'users'}: {why}")
+
+    def _stop(self, reason: str) -> str:
+        self.stop_reason = reason
+        return reason
+
+    def outcome(self) -> dict:
+        """What the search did, stored with the run (``search.json`` and an event)."""
+        return {"stop_reason": self.stop_reason or "the run ended before the search decided",
+                "brackets": {k: list(v) for k, v in self.brackets.items()},
+                "loads": [load for load, _ in self.history],
+                "breaches": [hits for _, hits in self.history],
+                "rules": {k: getattr(self.rules, k) for k in self.rules.__dataclass_fields__}}
+
+
+def _empty_requests() -> pd.DataFrame:
+    return pd.DataFrame(columns=["ts", "step", "users", "method", "name", "count", "failures", "rate_limited",
+                                 "latency_sum_ms", "bytes", "hdr"])
+
+
+def simulate_search(planner: SearchPlanner, service, *, seed: int = 0) -> pd.DataFrame:
+    """Drive ``planner`` against a synthetic ``service`` (no Locust): ``service(load, rng)`` returns
+    one step's measurements (``rps``, ``p95_ms``, ``cpu_cores``, ``model_slots``…). Returns the steps."""
+    rng = np.random.default_rng(seed)
+    rules = planner.rules
+    stages = list(rules.first_stages().stages)
+    t, rows = 0.0, []
+    for i in range(10_000):
+        stage = stages[i]
+        row = {"step": i, "users": stage.users, "rate": stage.rate if stage.rate is not None else np.nan,
+               "started_at": t, "planned_s": stage.seconds, "flags": "", "error_rate": 0.0, "rate_reached": True,
+               "requests": 0, "rps": 0.0, "p95_ms": np.nan}
+        if stage.users:
+            row.update(service(stage.rate if rules.rate else stage.users, rng))
+            row["requests"] = int(row["rps"] * (stage.seconds - rules.warmup_s))
+        rows.append(row)
+        t += stage.seconds
+        if i == len(stages) - 1:
+            decision = planner.decide_from(pd.DataFrame(rows), t)
+            if isinstance(decision, str):
+                break
+            stages.append(decision)
+    return pd.DataFrame(rows)
