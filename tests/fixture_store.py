@@ -32,5 +32,8 @@ def build_fixture_store(path: Path = FIXTURE_STORE) -> None:
 
 
 def pytest_sessionstart(session):
-    build_fixture_store()
+    # under pytest-xdist the controller builds it before its workers start (xdist starts them in a
+    # trylast sessionstart); a worker only reads it
+    if not hasattr(session.config, "workerinput"):
+        build_fixture_store()
     os.environ["CAPKIT_REPORT_STORE_URL"] = f"sqlite:///{FIXTURE_STORE}"
