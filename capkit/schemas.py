@@ -384,8 +384,24 @@ class Interval:
         return (self.high - self.low) / 2
 
     def __str__(self) -> str:
-        fmt = lambda x: "∞" if math.isinf(x) else f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"  # noqa: E731
-        return f"{fmt(self.estimate)} ({fmt(self.low)}–{fmt(self.high)})"
+        return f"{_plain(self.estimate)} ({_plain(self.low)}–{_plain(self.high)})"
+
+
+def _plain(x: float) -> str:
+    """A number for people without Python's repr: "–" for NaN, "∞", "0" for rounding noise, "× 10ⁿ"
+    instead of the e-format."""
+    if math.isnan(x):
+        return "–"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if abs(x) < 1e-12:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1e-4:
+        return f"{x:,.3g}"
+    mantissa, exp = f"{x:.2e}".split("e")
+    return f"{mantissa} × 10{str(int(exp)).translate(str.maketrans('-0123456789', '⁻⁰¹²³⁴⁵⁶⁷⁸⁹'))}"
 
 
 class Basis(StrEnum):

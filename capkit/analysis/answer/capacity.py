@@ -62,14 +62,6 @@ class ResourceCapacity:
         except CapkitError as exc:
             return NotMeasured(str(exc))
 
-    def headline(self) -> str:
-        b = self.binding
-        if b is None:
-            return "No resource reaches its limit within the measured trend."
-        label, unit = resource_label(b.resource)
-        return (f"Binding constraint: {label} — about {b.capacity.estimate:,.0f} concurrent users per replica "
-                f"(plan for {b.capacity.low:,.0f}; {b.level:.0%} prediction bound at {b.limit:g} {unit}).")
-
 
 def resource_capacity(run: RunData, limits: ResourceLimits | None = None, *, level: float = 0.95,
                       max_error_rate: float | None = None) -> ResourceCapacity:
@@ -82,7 +74,7 @@ def resource_capacity(run: RunData, limits: ResourceLimits | None = None, *, lev
     warmup = run.warmup_s
     steps = summarize_steps(run.steps, run.requests, run.samples, warmup_s=warmup,
                             corrected=getattr(run, "corrected", None),
-                            max_error_rate=max_error_rate or run.meta.spec.criteria.max_error_rate)
+                            max_error_rate=max_error_rate or run.meta.spec.criteria.max_error_rate, level=level)
     if steps.empty or int(steps["clean"].sum()) < 2:
         flags = "; ".join(f"step {r.step}: {r.flags}" for r in steps.itertuples() if r.flags) if not steps.empty else ""
         raise InsufficientDataError(
@@ -111,10 +103,22 @@ def pool_limits(limits: ResourceLimits, per_second: pd.DataFrame) -> ResourceLim
     return limits.model_copy(update=update) if update else limits
 
 
-def _fmt(x: float, digits: int = 3) -> str:
+def _fmt(x: float, digits: int = 3, *, tiny: float = 0.0) -> str:
+    """``x`` to ``digits`` significant digits; at or below ``tiny`` (rounding noise against the
+    resource's limit, e.g. a constant series' 1e-17 per user) it is 0."""
     if not math.isfinite(x):
         return "–"
+    if abs(x) <= tiny:
+        return "0"
     return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def _estimate_text(iv: Interval, tiny: float) -> str:
+    """"est ± half" of a fit's interval; "est (constant)" when the series did not move at all."""
+    half = iv.half_width()
+    if math.isfinite(half) and half <= tiny:
+        return f"{_fmt(iv.estimate, tiny=tiny)} (constant)"
+    return f"{_fmt(iv.estimate, tiny=tiny)} ± {_fmt(half, 2, tiny=tiny)}"
 
 
 def _users(x: float) -> str:
@@ -135,6 +139,7 @@ def baseline_table(fits: dict, located: dict | None = None) -> pd.DataFrame:
                          "Max capacity": str(fit) if isinstance(fit, NotMeasured) else "not measured"})
             continue
         cap, basis = (located or {}).get(resource, (fit.capacity, Basis.PROJECTED))
+        tiny = 1e-9 * fit.limit if math.isfinite(fit.limit) else 1e-12
         if isinstance(cap, Interval) and math.isfinite(cap.estimate):
             text = (f"{_users(cap.estimate)} users ({_users(cap.low)}–{_users(cap.high)}) "
                     f"at {_fmt(fit.limit)} {unit} · {basis}")
@@ -143,7 +148,7 @@ def baseline_table(fits: dict, located: dict | None = None) -> pd.DataFrame:
         else:
             text = f"not reached (no significant per-user cost; limit {_fmt(fit.limit)} {unit})"
         rows.append({"Resource": f"{label} ({unit})",
-                     "Baseline (idle)": f"{_fmt(fit.baseline.estimate)} ± {_fmt(fit.baseline.half_width(), 2)}",
-                     "Per active user": f"{_fmt(fit.per_user.estimate)} ± {_fmt(fit.per_user.half_width(), 2)}",
+                     "Baseline (idle)": _estimate_text(fit.baseline, tiny),
+                     "Per active user": _estimate_text(fit.per_user, tiny),
                      "Max capacity": text})
     return pd.DataFrame(rows)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from capkit.records.histograms import merge_histograms
+from capkit.analysis.data.quantiles import decoded, percentile_interval
+from capkit.records.histograms import new_histogram
 from capkit.schemas import DEFAULT_CRITERIA
 
 SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "threads", "fds")
@@ -66,13 +67,21 @@ def _whole_seconds(st, warmup_s: float, trimmed: bool = False) -> float:
     return float(max(np.floor(hi) - np.ceil(lo), 0))
 
 
-def _percentiles(hdrs: list[str]) -> dict:
-    """p50, p95, p99 and the standard deviation (``sd_ms``: a step mean's sampling noise) of the merged histograms."""
-    if not hdrs:
-        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan, "sd_ms": np.nan}
-    merged = merge_histograms(hdrs)
+def _percentiles(rows: pd.DataFrame, level: float) -> dict:
+    """p50, p95, p99 and the standard deviation (``sd_ms``: a step mean's sampling noise) of the
+    merged histograms of one step's request rows, and the p95's interval at ``level`` (``p95_low_ms``,
+    ``p95_high_ms``: :func:`~capkit.analysis.data.quantiles.percentile_interval`)."""
+    if rows.empty:
+        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan, "sd_ms": np.nan,
+                "p95_low_ms": np.nan, "p95_high_ms": np.nan}
+    histograms = decoded(rows)
+    merged = new_histogram()
+    for _, h in histograms:
+        merged.add(h)
     values = merged.get_percentile_to_value_dict([50, 95, 99])  # one pass, not three
-    return {**{f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}, "sd_ms": merged.get_stddev() / 1000}
+    low, high = percentile_interval(histograms, 95.0, level=level)
+    return {**{f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}, "sd_ms": merged.get_stddev() / 1000,
+            "p95_low_ms": low, "p95_high_ms": high}
 
 
 def step_windows(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
@@ -99,7 +108,8 @@ def request_window(requests: pd.DataFrame, steps: pd.DataFrame, warmup_s: float)
 
 def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.DataFrame, *,
                     warmup_s: float, corrected: pd.DataFrame | None = None,
-                    max_error_rate: float = DEFAULT_CRITERIA.max_error_rate) -> pd.DataFrame:
+                    max_error_rate: float = DEFAULT_CRITERIA.max_error_rate,
+                    level: float = DEFAULT_CRITERIA.level) -> pd.DataFrame:
     """One row per step: load, throughput, latency percentiles (exact, merged HDR), resources,
     quality flags (``errors`` above ``max_error_rate``, the run's criteria) and ``clean`` (used by
     the fits); with ``corrected`` (the ``request_corrected``
@@ -128,7 +138,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
             "error_rate": failures / count if count else 0.0,
             "rate_limited_share": limited / count if count else 0.0,
             "mean_ms": float(r["latency_sum_ms"].sum() / count) if count else np.nan,
-            **_percentiles(r["hdr"].tolist() if count else []),
+            **_percentiles(r[["ts", "hdr"]] if count else r.iloc[0:0], level),
             "bytes_per_s": float(r["bytes"].sum() / window) if count and window > 0 else 0.0,
         }
         sr = res[res["step"] == st["step"]] if not res.empty else res

@@ -202,9 +202,8 @@ class SearchPlanner:
             counted = first_rows[first_rows["requests"] >= r.min_requests]
             lower = counted[counted["users"] < row["users"]]
             # only from twice the first counted load: a mix of user classes is split by whole users,
-            # so at a few users the share of each class (and the req/s a user makes) moves from step to
-            # step (5 → 8 users of chat=4,analytics=1,auth=1,ws=1 added a chat and a WebSocket user,
-            # 8.5 → 9.5 req/s: a "knee" that ended a real search at 6 users)
+            # so at a few users the share of each class (and the req/s a user makes) moves from step
+            # to step, which reads as a knee (benchmarks/README.md, "Measurements behind the models")
             if len(lower) and row["users"] >= KNEE_FROM * counted["users"].min():
                 prev = lower.iloc[-1]
                 marginal = (row["rps"] - prev["rps"]) / max(row["users"] - prev["users"], 1e-9)

@@ -76,6 +76,10 @@ def influential_steps(users, values, step) -> list[int]:
     return [int(s) for s, d in zip(means.index, cooks, strict=True) if np.isfinite(d) and d > 1.0]
 
 
+DIAGNOSTIC_COLUMNS = ["resource", "Resource", "quadratic", "quadratic_p", "drift_per_min", "drift_p",
+                      "influential_steps", "nonlinear", "leak_suspect", "note"]
+
+
 def regression_diagnostics(per_second: pd.DataFrame, clean_steps, *, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per measured resource: quadratic term and p, within-step drift per minute and p,
     influential steps, and a plain-language ``note`` (empty when nothing is flagged).
@@ -116,4 +120,5 @@ def regression_diagnostics(per_second: pd.DataFrame, clean_steps, *, alpha: floa
                      "nonlinear": bool(np.isfinite(quad_p) and quad_p < alpha),
                      "leak_suspect": bool(np.isfinite(drift_p) and drift_p < alpha and drift > 0),
                      "note": "; ".join(notes)})
-    return pd.DataFrame(rows)
+    # every column on every row: a run with no resource measured has the same table, all "not measured"
+    return pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)

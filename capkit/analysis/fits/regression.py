@@ -10,11 +10,10 @@ slope, so a cache that fills or a leak is not reported as a per-user cost.
 
 An idle step measured **before the first load** is a cold service, not a point on the line: its
 memory and pooled connections sit below the same service idle after it has served (imports done
-on first use, pools and caches opened, the allocator's arenas grown). On the reference service
-RSS goes from 75 MiB idle to 85 MiB in the first loaded step (10 users) and 86–99 MiB after,
-whatever the load; kept in the fit, that one-time jump reads as a per-user cost (three quick runs:
-0.16–0.18 MiB/user kept, −0.02–0.02 left out; a search among loaded steps alone: −0.02 ± 0.14).
-The fit leaves such steps out (:attr:`ResourceFit.cold_idle` keeps what they measured), so the
+on first use, pools and caches opened, the allocator's arenas grown); kept in the fit, that
+one-time jump reads as a per-user cost (the reference service's figures are in
+benchmarks/README.md, "Measurements behind the models"). The fit leaves such steps out
+(:attr:`ResourceFit.cold_idle` keeps what they measured), so the
 baseline is the warm service's idle level, extrapolated from the loaded steps.
 
 The prediction interval predicts **a new step's mean** at that load (not one second of it).

@@ -7,9 +7,9 @@ The bootstrap is built for the 5–8 steps a run has. Throughput noise is propor
 throughput (a step's count over a fixed window, a step's latency offset), so it resamples
 *relative* residuals (x − X̂)/X̂ and puts them back on X̂; and the resampled fits' deviations from
 the estimate are scaled by t(n − 3 df)/z at the interval's level (:meth:`USLFit.draws`), the
-small-sample correction for a noise scale estimated on n − 3 degrees of freedom. Resampled as-is
-and unscaled, 95 % intervals covered σ, κ, λ in 67–90 % of known-truth runs; this covers them in
-93–97 % at 5, 6 and 8 points (``tests/analysis/test_coverage.py``).
+small-sample correction for a noise scale estimated on n − 3 degrees of freedom (unscaled, the
+intervals cover too little at these sizes; ``tests/analysis/test_coverage.py`` holds their coverage
+to its band).
 Reproduces the published fits of codahale's ``usl`` / ``usl4j`` and the R package ``usl``
 (see ``tests/analysis/test_usl.py``).
 """

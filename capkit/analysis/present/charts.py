@@ -13,7 +13,6 @@ from capkit.analysis.data.steps import DERIVED_TYPES, request_window
 from capkit.analysis.present.figstyle import report_figure
 from capkit.analysis.present.headline import key_facts
 from capkit.analysis.present.text import users
-from capkit.records.histograms import merge_histograms
 from capkit.schemas import RESOURCES, Interval
 
 MEASURED = "#dbe9f7"  # the measured range's shade
@@ -23,32 +22,28 @@ MAX_BLOCKS = 60  # per step for the spread (a long step's spread is as clear fro
 
 
 def step_spread(result, *, block_requests: int = 20) -> pd.DataFrame:
-    """Per step: the 25th and 75th percentile of p95 (ms) and of throughput (req/s) over blocks of
-    the step's consecutive seconds holding at least ``block_requests`` requests each (a second of a
-    few requests has no p95 to speak of) — the whiskers of the capacity chart. Derived records
-    (stream timings) are left out, as in the step table."""
+    """Per step: the 25th and 75th percentile of throughput (req/s) over blocks of the step's
+    consecutive seconds holding at least ``block_requests`` requests each — the throughput whiskers
+    of the capacity chart (p95's are the step's own interval, ``p95_low_ms``–``p95_high_ms``).
+    Derived records (stream timings) are left out, as in the step table."""
     run = result.run
     req = request_window(run.requests, run.steps, run.warmup_s)
-    rows = []
     if req.empty:
-        return pd.DataFrame(columns=["step", "p95_q25", "p95_q75", "rps_q25", "rps_q75"])
+        return pd.DataFrame(columns=["step", "rps_q25", "rps_q75"])
     req = req[~req["method"].isin(DERIVED_TYPES)]
+    rows = []
     for step, group in req.groupby("step"):
-        per_second = group.groupby("ts").agg(count=("count", "sum"), hdr=("hdr", lambda h: [x for x in h if x]))
-        p95, rps, hdrs, count, seconds = [], [], [], 0, 0
-        for sec in per_second.itertuples():
-            hdrs += sec.hdr
-            count += int(sec.count)
+        rps, count, seconds = [], 0, 0
+        for n in group.groupby("ts")["count"].sum().to_numpy():
+            count += int(n)
             seconds += 1
             if count >= block_requests:
-                p95.append(merge_histograms(hdrs).get_value_at_percentile(95) / 1000)
                 rps.append(count / seconds)
-                hdrs, count, seconds = [], 0, 0
-            if len(p95) >= MAX_BLOCKS:
+                count, seconds = 0, 0
+            if len(rps) >= MAX_BLOCKS:
                 break
         q = lambda v, p: float(np.percentile(v, p)) if len(v) >= 2 else math.nan  # noqa: E731
-        rows.append({"step": step, "p95_q25": q(p95, 25), "p95_q75": q(p95, 75), "rps_q25": q(rps, 25),
-                     "rps_q75": q(rps, 75)})
+        rows.append({"step": step, "rps_q25": q(rps, 25), "rps_q75": q(rps, 75)})
     return pd.DataFrame(rows)
 
 
@@ -103,9 +98,10 @@ def plot_capacity(result):
     # p95 latency
     w, c = result.criteria.p95_ms
     lat_ax.errorbar(steps.loc[clean, "users"], steps.loc[clean, "p95_ms"], fmt="o", color="tab:blue", ms=5,
-                    capsize=3, zorder=3, label="p95 per step (bars: middle\nhalf of its 20-request blocks)",
-                    yerr=_whiskers(steps.loc[clean, "p95_ms"], steps.loc[clean, "p95_q25"],
-                                   steps.loc[clean, "p95_q75"]))
+                    capsize=3, zorder=3, label=f"p95 per step (bars: its {result.criteria.level:.0%}\n"
+                                               f"interval, block bootstrap)",
+                    yerr=_whiskers(steps.loc[clean, "p95_ms"], steps.loc[clean, "p95_low_ms"],
+                                   steps.loc[clean, "p95_high_ms"]))
     if (~clean).any():
         lat_ax.scatter(steps.loc[~clean, "users"], steps.loc[~clean, "p95_ms"], marker="x", color=CRIT, zorder=3,
                        label="flagged step (not fitted)")

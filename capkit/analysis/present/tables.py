@@ -45,7 +45,13 @@ def steps_view(result) -> pd.DataFrame:
         "Step": s["step"], "Users": s["users"], "Seconds": s["seconds"].map(lambda v: number(v, 3)),
         "Requests": s["requests"].astype(int), "Throughput (req/s)": s["rps"].map(number),
         "Errors": s["error_rate"].map(percent), "429 (rate-limited)": s["rate_limited_share"].map(percent),
-        "p50 (ms)": s["p50_ms"].map(_ms), "p95 (ms)": s["p95_ms"].map(_ms), "p99 (ms)": s["p99_ms"].map(_ms)})
+        "p50 (ms)": s["p50_ms"].map(_ms), "p95 (ms)": s["p95_ms"].map(_ms),
+        f"p95 {result.criteria.level:.0%} interval (ms)": [
+            "–" if not math.isfinite(p) else f"{_ms(lo)}–{_ms(hi)}" if math.isfinite(lo) and math.isfinite(hi)
+            else "not measured (too few seconds)"
+            for p, lo, hi in zip(s["p95_ms"], s.get("p95_low_ms", pd.Series(math.nan, index=s.index)),
+                                 s.get("p95_high_ms", pd.Series(math.nan, index=s.index)), strict=True)],
+        "p99 (ms)": s["p99_ms"].map(_ms)})
     if "generator_cpu" in s and s["generator_cpu"].notna().any():
         out["Generator CPU"] = s["generator_cpu"].map(percent)
     out["Flags"] = s["flags"].fillna("").replace("", "–")
