@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?=
 RUN ?=
 PGBOUNCER ?=
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -33,7 +34,11 @@ system-deps: ## Install the missing Debian packages the tests need (Chromium, fo
 	ops/install-system-deps.sh
 
 test: $(STAMP) system-deps ## Run the whole test suite (unit, service, end-to-end, browser, notebooks under nbmake)
-	$(BIN)/pytest
+	@# the rest in parallel (a test file per worker: its module fixtures run once), then the tests that
+	@# read measured timing alone (marked `load` in tests/conftest.py)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not load"; rest=$$?; \
+	$(BIN)/pytest -m load; load=$$?; \
+	exit $$(( rest != 0 ? rest : load ))
 
 report: $(STAMP) ## Re-publish the report of RUN (default: the latest run)
 	$(BIN)/capkit report $(RUN)

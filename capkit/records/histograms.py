@@ -6,6 +6,7 @@ precision (3 significant digits), never a cumulative or windowed approximation.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable
 
@@ -50,3 +51,33 @@ def rank_percentiles(values, percentiles=(50, 95, 99)) -> dict:
     rounding); NaN for no values."""
     v = np.sort(np.asarray(values, dtype=float))
     return {p: float(v[percentile_rank(len(v), p) - 1]) if len(v) else math.nan for p in percentiles}
+
+
+@functools.cache
+def bucket_values() -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket index of capkit's histograms: (the value a percentile there is reported as — its
+    highest equivalent value —, the value its mean and standard deviation count — its median
+    equivalent value), in µs, computed once."""
+    ref = new_histogram()
+    lowest = np.array([ref.get_value_from_index(i) for i in range(ref.counts_len)], dtype=np.int64)
+    highest = np.array([ref.get_highest_equivalent_value(int(v)) for v in lowest], dtype=np.int64)
+    median = lowest + ((highest - lowest + 1) >> 1)  # lowest + half the bucket's range, as hdrh has it
+    return highest.astype(float), median.astype(float)
+
+
+def counts_of(histogram: HdrHistogram) -> np.ndarray:
+    """The histogram's bucket counts as a numpy array (a copy)."""
+    return np.ctypeslib.as_array(histogram.counts)[:histogram.counts_len].astype(np.int64)
+
+
+def moments(histogram: HdrHistogram) -> tuple[float, float]:
+    """(mean, standard deviation) in µs, as ``get_mean_value``/``get_stddev`` compute them (each
+    value at its bucket's median equivalent), from the counts at once instead of hdrh's
+    value-by-value Python loop (0.7 s for a step's histogram)."""
+    counts = counts_of(histogram)
+    n = counts.sum()
+    if n == 0:
+        return 0.0, 0.0
+    values = bucket_values()[1]
+    mean = float(counts @ values / n)
+    return mean, float(np.sqrt(counts @ (values - mean) ** 2 / n))

@@ -4,6 +4,7 @@ and each stop rule fires on a case made for it."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -138,6 +139,8 @@ def test_a_service_that_fails_nearly_every_request_ends_the_search_there():
     assert steps["users"].tolist() == [5, 8, 13, 21, 34]  # the ramp, then nothing more
     assert planner.stop_reason == "the service failed at 34 users: 100 % of its requests failed"
     assert planner.outcome()["stop_reason"] == planner.stop_reason
+    # stored with the run as JSON, its criteria included
+    assert json.loads(json.dumps(planner.outcome()))["criteria"]["p95_warning_ms"] == 500.0
 
 
 def test_a_running_step_is_judged_on_the_seconds_whose_requests_are_in():

@@ -34,3 +34,17 @@ def test_merged_percentiles_match_raw_values_within_hdr_precision():
     for q in (50, 95, 99):
         exact = np.percentile(values, q, method="inverted_cdf")
         assert abs(merged.get_value_at_percentile(q) / 1000 - exact) <= exact * 0.002 + 0.002
+
+
+def test_histogram_moments_equal_hdrh_s_own_at_once():
+    """capkit's vectorised mean and standard deviation are hdrh's (its value-by-value loop took 0.7 s
+    per step histogram), to the last digit, on a heavy-tailed sample and an empty histogram."""
+    import numpy as np
+
+    from capkit.records.histograms import clamp_us, moments, new_histogram
+
+    h = new_histogram()
+    for v in np.random.default_rng(0).lognormal(3, 1.2, 5000):
+        h.record_value(clamp_us(v))
+    assert moments(h) == (h.get_mean_value(), h.get_stddev())
+    assert moments(new_histogram()) == (0.0, 0.0)

@@ -20,7 +20,6 @@ can see it; it is measured by repeating loads (:mod:`capkit.analysis.fits.crossi
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -28,7 +27,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 from scipy import stats
 
-from capkit.records.histograms import new_histogram, percentile_rank
+from capkit.records.histograms import bucket_values, counts_of, percentile_rank
 
 BLOCK_S = 5  # the shortest block: seconds a burst of slow requests (and the queue behind it) lasts
 BLOCKS = 6  # a longer step is cut into this many blocks: dependence longer than 5 s stays inside one
@@ -45,22 +44,12 @@ def decoded(rows: pd.DataFrame) -> list[tuple[int, HdrHistogram]]:
 def _seconds_matrix(histograms: list[tuple[int, HdrHistogram]]) -> tuple[np.ndarray, np.ndarray]:
     """(counts per second × bucket on the buckets any second used, the buckets' values in µs)."""
     per_second: dict[int, np.ndarray] = {}
-    size = new_histogram().counts_len
     for ts, h in histograms:
-        counts = np.ctypeslib.as_array(h.counts)[:size].astype(np.int64)
+        counts = counts_of(h)
         per_second[ts] = per_second[ts] + counts if ts in per_second else counts
     matrix = np.vstack([per_second[k] for k in sorted(per_second)])
     used = np.flatnonzero(matrix.sum(axis=0))
-    return matrix[:, used], bucket_values()[used]
-
-
-@functools.cache
-def bucket_values() -> np.ndarray:
-    """Every bucket's value in µs as an HDR histogram reports a percentile there (its highest
-    equivalent value), computed once."""
-    ref = new_histogram()
-    return np.array([ref.get_highest_equivalent_value(ref.get_value_from_index(i)) for i in range(ref.counts_len)],
-                    dtype=float)
+    return matrix[:, used], bucket_values()[0][used]
 
 
 def block_indices(rng: np.random.Generator, seconds: int, resamples: int, block: int = BLOCK_S) -> np.ndarray:

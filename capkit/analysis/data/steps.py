@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from capkit.analysis.data.quantiles import decoded, percentile_interval
-from capkit.records.histograms import new_histogram
+from capkit.records.histograms import moments, new_histogram
 from capkit.schemas import DEFAULT_CRITERIA
 
 SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "threads", "fds")
@@ -67,21 +67,21 @@ def _whole_seconds(st, warmup_s: float, trimmed: bool = False) -> float:
     return float(max(np.floor(hi) - np.ceil(lo), 0))
 
 
-def _percentiles(rows: pd.DataFrame, level: float) -> dict:
+def _percentiles(rows: pd.DataFrame, level: float | None = None) -> dict:
     """p50, p95, p99 and the standard deviation (``sd_ms``: a step mean's sampling noise) of the
-    merged histograms of one step's request rows, and the p95's interval at ``level`` (``p95_low_ms``,
-    ``p95_high_ms``: :func:`~capkit.analysis.data.quantiles.percentile_interval`)."""
+    merged histograms of request rows (``ts``, ``hdr``); with ``level``, also the p95's interval
+    (``p95_low_ms``, ``p95_high_ms``: :func:`~capkit.analysis.data.quantiles.percentile_interval`)."""
+    interval = {"p95_low_ms": np.nan, "p95_high_ms": np.nan} if level is not None else {}
     if rows.empty:
-        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan, "sd_ms": np.nan,
-                "p95_low_ms": np.nan, "p95_high_ms": np.nan}
+        return {"p50_ms": np.nan, "p95_ms": np.nan, "p99_ms": np.nan, "sd_ms": np.nan, **interval}
     histograms = decoded(rows)
     merged = new_histogram()
     for _, h in histograms:
         merged.add(h)
     values = merged.get_percentile_to_value_dict([50, 95, 99])  # one pass, not three
-    low, high = percentile_interval(histograms, 95.0, level=level)
-    return {**{f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}, "sd_ms": merged.get_stddev() / 1000,
-            "p95_low_ms": low, "p95_high_ms": high}
+    if level is not None:
+        interval["p95_low_ms"], interval["p95_high_ms"] = percentile_interval(histograms, 95.0, level=level)
+    return {**{f"p{q}_ms": values[q] / 1000 for q in (50, 95, 99)}, "sd_ms": moments(merged)[1] / 1000, **interval}
 
 
 def step_windows(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
@@ -177,7 +177,7 @@ def _with_corrected(out: pd.DataFrame, steps: pd.DataFrame, corrected, warmup_s:
         return out.assign(**{c: np.nan for c in cols})
     win = request_window(corrected, steps, warmup_s)
     win = win[~win["method"].isin(DERIVED_TYPES)]
-    values = {int(step): _percentiles(r["hdr"].tolist()) for step, r in win.groupby("step")}
+    values = {int(step): _percentiles(r) for step, r in win.groupby("step")}
     for q, col in zip((50, 95, 99), cols, strict=True):
         out[col] = out["step"].map(lambda s, q=q: values.get(int(s), {}).get(f"p{q}_ms", np.nan))
     return out
@@ -249,5 +249,5 @@ def endpoint_table(requests: pd.DataFrame, steps: pd.DataFrame, *, warmup_s: flo
                      "requests": count, "rps": count / seconds, "failures": int(r["failures"].sum()),
                      "rate_limited": int(r["rate_limited"].sum()),
                      "error_rate": float(r["failures"].sum()) / count if count else 0.0,
-                     **_percentiles(r["hdr"].tolist())})
+                     **_percentiles(r)})
     return pd.DataFrame(rows)

@@ -317,7 +317,8 @@ class SearchPlanner:
                 "brackets": {k: list(v) for k, v in self.brackets.items()},
                 "loads": [load for load, _ in self.history],
                 "breaches": [hits for _, hits in self.history],
-                "rules": {k: getattr(self.rules, k) for k in self.rules.__dataclass_fields__}}
+                "rules": {k: getattr(self.rules, k) for k in self.rules.__dataclass_fields__ if k != "criteria"},
+                "criteria": self.rules.criteria.model_dump(mode="json")}
 
 
 def _empty_requests() -> pd.DataFrame:
