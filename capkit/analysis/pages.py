@@ -125,6 +125,13 @@ def backtest_md(result: CapacityResult) -> str:
     return text
 
 
+def backtest_table(result: CapacityResult):
+    """The backtest's table for ``display`` (nothing without a backtest: :func:`backtest_md` says why)."""
+    from IPython.display import Markdown
+
+    return table(views.backtest_view(result)) if result.backtest is not None else Markdown("")
+
+
 def comparison(store_url=None, run_id=None, output_dir=None, baseline_run_id=None, **parameters):
     """(baseline result, result, comparison table) for a comparison page; the baseline defaults to the
     run stored before ``run_id``. Writes ``comparison.csv`` into ``output_dir`` when given."""

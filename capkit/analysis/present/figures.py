@@ -48,10 +48,11 @@ def plot_resource_fits(resources):
                             label=f"{fit.level:.0%} PI (step mean)")
             ax.set_title(f"{label}: {number(fit.per_user.estimate)} {unit} per user")
         else:
-            ax.set_title(f"{label}: no fit")
+            ax.set_title(f"{label}: not measured (no fit)")
         ax.set_xlabel("active users")
         ax.set_ylabel(f"{label} ({unit})")
-        ax.legend(loc="upper left", fontsize=8.5)
+        if ax.get_legend_handles_labels()[0]:  # nothing labelled (no fit, no flagged step): no empty legend
+            ax.legend(loc="upper left", fontsize=8.5)
     return fig
 
 
