@@ -60,7 +60,7 @@ def check_kernel() -> None:
 
 def _no_kernel() -> InstallError:
     return InstallError(f"the Jupyter kernel {KERNEL_NAME!r} that runs the report notebooks is not installed: "
-                        f"{sys.executable} -m pip install ipykernel (or skip the report: --no-report)")
+                        f"{sys.executable} -m pip install ipykernel")
 
 
 def start_kernel(cwd: Path, env: dict[str, str]):
