@@ -7,10 +7,11 @@ notebooks as ``capkit/_notebooks/*.ipynb``, found through ``importlib.resources`
 because a package list that adds a mapped folder to the found packages cannot be written there.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=find_packages(include=["capkit", "capkit.*"]) + ["capkit._notebooks"],
+    # namespace packages too (capkit/runs has no __init__.py), as pyproject's packages.find found them
+    packages=find_namespace_packages(include=["capkit", "capkit.*"], exclude=["*.__pycache__"]) + ["capkit._notebooks"],
     package_dir={"capkit._notebooks": "notebooks"},
     package_data={"capkit._notebooks": ["*.ipynb"]},
 )

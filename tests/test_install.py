@@ -32,7 +32,8 @@ LEFT_OUT_ANYWHERE = {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_chec
 
 
 def _not_in_a_clone(folder: str, names: list[str]) -> set[str]:
-    where = Path(folder).relative_to(ROOT).as_posix().strip(".")
+    where = Path(folder).relative_to(ROOT).as_posix()
+    where = "" if where == "." else where
     left = LEFT_OUT.get(where, set()) | LEFT_OUT_ANYWHERE
     if where == "reports":
         left |= {n for n in names if n != "README.md"}
@@ -102,6 +103,8 @@ def test_the_wheel_and_the_sdist_carry_the_notebooks_and_the_metadata(installed)
     names = wheel.namelist()
     assert sorted(Path(n).name for n in names if n.startswith("capkit/_notebooks/")) == ours
     assert not [n for n in names if n.startswith(("notebooks/", "tests/"))]
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "capkit").rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))  # namespace packages (capkit/runs) included
     for name in ours:  # the same bytes as the checkout's: one source
         assert wheel.read(f"capkit/_notebooks/{name}") == (ROOT / "notebooks" / name).read_bytes()
     meta = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
