@@ -57,6 +57,10 @@ class ServiceError(CapkitError):
     """The service under test could not be started or does not answer."""
 
 
+class InstallError(CapkitError):
+    """A part of capkit's installation is missing: a report notebook, the Jupyter kernel."""
+
+
 class ReportError(CapkitError):
     """A report notebook failed; carries the notebook and the cell's error."""
 

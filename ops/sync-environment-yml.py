@@ -8,11 +8,14 @@ from pathlib import Path
 root = Path(__file__).resolve().parent.parent
 project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
 specs = project["dependencies"] + project["optional-dependencies"]["dev"]
+# where conda-forge names a package differently from PyPI (tests/test_packaging.py reads this map)
+CONDA_NAMES = {"build": "python-build"}
 
 
 def conda(spec: str) -> str:
     m = re.match(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?(.*)", spec.strip())
-    return f"{m.group(1).lower()}{m.group(3).strip()}"
+    name = m.group(1).lower()
+    return f"{CONDA_NAMES.get(name, name)}{m.group(3).strip()}"
 
 
 lines = ["# conda env with the same dependencies as pyproject.toml (a test checks they agree;",

@@ -1,5 +1,6 @@
 """The project's own files: dependency lists agree, make help, no locust outside Locust, clean notebooks."""
 
+import ast
 import json
 import re
 import subprocess
@@ -15,9 +16,18 @@ def _name(spec: str) -> str:
     return re.split(r"[\[<>=!~ ]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _conda_names() -> dict[str, str]:
+    """ops/sync-environment-yml.py's CONDA_NAMES (read, not imported: the script writes when run)."""
+    tree = ast.parse((ROOT / "ops" / "sync-environment-yml.py").read_text())
+    return next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "CONDA_NAMES" for t in node.targets))
+
+
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(s) for s in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    renamed = _conda_names()
+    wanted = {renamed.get(n, n) for n in (_name(s) for s in project["dependencies"]
+                                          + project["optional-dependencies"]["dev"])}
     text = (ROOT / "environment.yml").read_text()
     deps = text.split("dependencies:", 1)[1].split("  - pip:", 1)[0]
     conda = {_name(line[4:]) for line in deps.splitlines() if line.startswith("  - ")} - {"python", "pip"}

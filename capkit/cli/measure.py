@@ -108,6 +108,8 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
                                        criteria=crit, cpu_limit=1.0, memory_limit_mib=memory_limit_mib)
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
+    if not no_report:
+        _check_report_parts()
     result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
                            processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
                            think=check_think(think), say=click.echo, planner=planner, slo=slo, criteria=crit)
@@ -123,6 +125,16 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
         click.echo(f"report: {index}")
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
+
+
+def _check_report_parts() -> None:
+    """A missing report notebook or kernel fails before the load, not after it."""
+    from capkit.report.kernel import check_kernel
+    from capkit.report.notebooks import notebook_paths
+    from capkit.report.publish import REPORT_NOTEBOOKS
+
+    notebook_paths(REPORT_NOTEBOOKS)
+    check_kernel()
 
 
 def _analyse_and_publish(s, run_id: str, lim, *, report: bool, json_path: Path | None = None,

@@ -1,4 +1,4 @@
-"""`capkit report`, `capkit check`, `capkit usl`: results of stored runs."""
+"""`capkit report`, `capkit check`, `capkit usl`, `capkit what-if`, `capkit notebooks`: results of stored runs."""
 
 from __future__ import annotations
 
@@ -208,4 +208,36 @@ def what_if(run_id, mix, users, rate, store_url, json_path, cpu_limit, memory_li
     click.echo(answer.summary())
 
 
-COMMANDS = (report, check, usl, what_if)
+@click.command("notebooks")
+@click.argument("folder", required=False, default="notebooks", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite notebooks of the same name already in FOLDER.")
+@click.option("--register-kernel", is_flag=True,
+              help="Also register this environment's Python as the Jupyter kernel 'capkit' for your user "
+                   "(python -m ipykernel install --user --name capkit) and open the copies with it.")
+def notebooks_command(folder, force, register_kernel):
+    """Copy the parameterised report notebooks into FOLDER (default: ./notebooks) to analyse runs in Jupyter."""
+    import sys
+
+    from capkit.report.notebooks import ANALYST_KERNEL, ANALYST_KERNEL_DISPLAY, copy_notebooks
+    from capkit.report.notebooks import register_kernel as register
+
+    kernel = None
+    if register_kernel:
+        kernel_dir = register(ANALYST_KERNEL, ANALYST_KERNEL_DISPLAY)
+        kernel = ANALYST_KERNEL
+    copies = copy_notebooks(folder, force=force, kernel=kernel)
+    click.echo(f"copied {len(copies)} notebooks to {folder}: {', '.join(c.name for c in copies)}")
+    click.echo("Their defaults analyse the latest run of runs/capkit.sqlite in the folder Jupyter runs them in "
+               "or a parent (else CAPKIT_STORE_URL); set run_id in the parameters cell for another run.")
+    if kernel:
+        click.echo(f"registered the Jupyter kernel {ANALYST_KERNEL!r} ({ANALYST_KERNEL_DISPLAY}) in {kernel_dir}; "
+                   "the copies open with it in any Jupyter")
+    else:
+        jupyter = Path(sys.executable).parent / "jupyter"
+        click.echo(f"Open them with capkit's own JupyterLab: {jupyter} lab {folder}\n"
+                   f"or, for a Jupyter of your own, register capkit's kernel and pick {ANALYST_KERNEL_DISPLAY!r}: "
+                   f"{sys.executable} -m ipykernel install --user --name {ANALYST_KERNEL} "
+                   f"--display-name '{ANALYST_KERNEL_DISPLAY}' (or rerun with --register-kernel)")
+
+
+COMMANDS = (report, check, usl, what_if, notebooks_command)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 from functools import lru_cache
 from pathlib import Path
+
+from capkit.errors import InstallError
+
+KERNEL_NAME = "python3"  # the environment's own Python (ipykernel's native kernel)
 
 # Report figures lay themselves out (``tight_layout``); the inline backend's default
 # ``bbox_inches="tight"`` would draw every figure once more to crop it (~1 s per report).
@@ -43,14 +48,33 @@ def kernel_manager_class():
 PRELOAD = "import matplotlib.pyplot, capkit.analysis.present.figures"
 
 
+def check_kernel() -> None:
+    """Raise :class:`InstallError` unless the report kernel is installed (before a run, not after it)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        raise _no_kernel() from None
+
+
+def _no_kernel() -> InstallError:
+    return InstallError(f"the Jupyter kernel {KERNEL_NAME!r} that runs the report notebooks is not installed: "
+                        f"{sys.executable} -m pip install ipykernel")
+
+
 def start_kernel(cwd: Path, env: dict[str, str]):
     """Launch a report kernel now (it preloads :data:`PRELOAD`); hand it to :func:`execute_notebook`
     and shut it down with :func:`stop_kernel`."""
+    from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_core.utils import run_sync
 
-    km = kernel_manager_class()(kernel_name="python3")
-    run_sync(km.start_kernel)(extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}"],
-                              env={**os.environ, **env}, cwd=str(cwd))
+    km = kernel_manager_class()(kernel_name=KERNEL_NAME)
+    try:
+        run_sync(km.start_kernel)(extra_arguments=[f"--IPKernelApp.exec_lines={PRELOAD}"],
+                                  env={**os.environ, **env}, cwd=str(cwd))
+    except NoSuchKernel:
+        raise _no_kernel() from None
     return km
 
 

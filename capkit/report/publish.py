@@ -17,10 +17,10 @@ from capkit.errors import ReportError
 from capkit.report.execute import execute_notebook
 from capkit.report.html import html_exporter, to_html
 from capkit.report.index import write_index, write_reports_index
+from capkit.report.notebooks import notebook_paths
 from capkit.report.pages import PAGE_KEY, merge_notebooks, split_pages
 from capkit.report.workspace import STORE_ENV, Workspace
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 REPORT_NOTEBOOKS = ("overview.ipynb", "capacity_report.ipynb", "scalability.ipynb", "capacity_plan.ipynb",
                     "llm_serving.ipynb")
 COMPARE_NOTEBOOK = "comparison.ipynb"
@@ -42,7 +42,7 @@ def publish_report(run_id: str, *, store_url: str, reports_dir: Path, overrides:
 
 
 def publish(run_id: str, *, workspace: Workspace, overrides: dict | None = None,
-            notebooks: tuple[str, ...] = REPORT_NOTEBOOKS, notebook_dir: Path = NOTEBOOK_DIR,
+            notebooks: tuple[str, ...] = REPORT_NOTEBOOKS, notebook_dir: Path | None = None,
             compare: str | None = None) -> Published:
     """Execute ``notebooks`` for ``run_id`` into ``workspace.reports_dir/run_id`` and write its ``index.html``.
 
@@ -57,6 +57,9 @@ def publish(run_id: str, *, workspace: Workspace, overrides: dict | None = None,
         notebooks' ``parameters`` dict.
     notebooks : tuple of str
         Pages, executed together in one kernel.
+    notebook_dir : Path, optional
+        Where the pages are (default: :func:`~capkit.report.notebooks.notebook_dir`, the installed
+        package's or the checkout's).
     compare : str, optional
         A second run: adds the comparison page with ``baseline_run_id=compare``.
 
@@ -66,17 +69,18 @@ def publish(run_id: str, *, workspace: Workspace, overrides: dict | None = None,
     work, km = workspace.folder, workspace.km
     if km is None:
         raise ValueError("a Workspace holds one report: open a new one for the next")
+    names = list(notebooks) + ([COMPARE_NOTEBOOK] if compare else [])
+    pages = notebook_paths(names, notebook_dir)  # a missing page: one clear line before any work
     pool = ThreadPoolExecutor(max_workers=1)  # nbconvert's import and templates while the kernel works
     exporter = pool.submit(html_exporter)
     pool.shutdown(wait=False)  # the task runs on; exporter.result() waits for it
-    names = list(notebooks) + ([COMPARE_NOTEBOOK] if compare else [])
     params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
               "parameters": dict(overrides or {}), "interactive": False,  # papermill: no widget frontend
               **({"baseline_run_id": compare} if compare else {})}
     merged = work / ".merged.ipynb"
     import nbformat
 
-    nbformat.write(merge_notebooks([notebook_dir / n for n in names]), str(merged))
+    nbformat.write(merge_notebooks(pages), str(merged))
     try:
         execute_notebook(merged, merged, params, km=km)
     except ReportError as exc:
