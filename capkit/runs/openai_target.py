@@ -75,6 +75,45 @@ def check_openai_target(url: str, *, model: str, api_key: str | None = None, tim
             from None
 
 
+def reference_token(url: str, *, username: str, password: str, timeout: float = 10.0) -> str:
+    """An access token of capkit's reference service at ``url`` (``POST /api/auth/token``): what its
+    ``/v1`` wants as ``Authorization: Bearer`` under ``CAPKIT_OPENAI_AUTH=bearer`` (the default).
+
+    Parameters
+    ----------
+    url : str
+        The service's base URL (``http://host:port``).
+    username, password : str
+        A user of the service (``capkit serve`` seeds the load-test accounts ``loadtest-0000``…).
+
+    Raises
+    ------
+    ServiceError
+        When the service does not answer; :class:`ConfigError` when it refuses the user.
+    """
+    try:
+        resp = httpx.post(url.rstrip("/") + "/api/auth/token", json={"username": username, "password": password},
+                          timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"{url} does not answer ({type(exc).__name__}); start it with `capkit serve` "
+                           f"or fix --target") from None
+    if resp.status_code in (401, 403):
+        raise ConfigError(f"{url} refused user {username!r} (HTTP {resp.status_code}: {_detail(resp)}); "
+                          f"give --username and --password of a user of that service")
+    try:
+        return str(resp.json()["access_token"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{url}/api/auth/token gave no token (HTTP {resp.status_code}): is --target capkit's "
+                          f"reference service?") from None
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json()["detail"])[:120]
+    except (ValueError, KeyError, TypeError):
+        return resp.text.strip()[:120]
+
+
 def target_model(url: str, api_key_env: str | None = None) -> str:
     """The first model of ``url``'s ``GET /v1/models``; ``"default"`` when it lists none (the chat
     check that follows then says what is wrong with the target)."""
