@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from capkit.runs.processes import free_port, spawn, wait_healthy
-from tests.fixture_store import FIXTURE_STORE, ROOT, build_fixture_store
+from tests.fixture_store import FIXTURE_RUN, FIXTURE_RUN_B, FIXTURE_STORE, ROOT, build_fixture_store
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARK = "bash runnable"
@@ -55,8 +55,8 @@ SUBSTITUTIONS = [
      "the same port, given to `capkit serve` (8000 is its default)"),
     (r"--stages \S+", "--stages 2x4,4x4",
      "a tiny stage plan: 8 s of load instead of minutes"),
-    (r"\bBASELINE_RUN_ID\b", "fixture-run-b",
-     "the placeholder of a baseline run: the fixture store's other run"),
+    (r"\bBASELINE_RUN_ID\b|\bOTHER_RUN\b", "fixture-run-b",
+     "the placeholder of a second run (a baseline, a run to compare with): the fixture store's other run"),
     (r"\bRUN_ID\b", "fixture-run",
      "the placeholder of a run: the fixture store's first run"),
     (r"(?<![\w/.$])tests/", "{root}/tests/",
@@ -143,7 +143,9 @@ def _workspace(tmp_path: Path) -> dict[str, str]:
 
 def _start_service(line: str, *, port: int, env: dict, log: Path):
     """Start a block's ``capkit serve … &`` line (this checkout's capkit) and wait until it answers."""
-    words = shlex.split(line.rstrip().removesuffix("&"), comments=True)
+    words = shlex.split(line, comments=True)
+    if words[-1:] == ["&"]:
+        words.pop()
     assignments = {}
     while words and re.match(r"^\w+=", words[0]):
         name, value = words.pop(0).split("=", 1)
@@ -193,6 +195,19 @@ def test_marked_block_runs(block: Block, tmp_path: Path):
     assert proc.returncode == 0, (f"{block.name} failed (exit {proc.returncode}):\n{text}\n--- stderr\n"
                                   f"{proc.stderr[-3000:]}\n--- service log\n{logs}")
     assert all(svc.poll() is not None for svc in services)  # nothing left running
+    for run_id, status, count, failures, limited in _new_runs(tmp_path / "runs" / "capkit.sqlite"):
+        # a documented run that completes on 401s or 429s would pass on its exit code alone
+        assert status == "complete" and count > 0 and failures == 0 and limited == 0, \
+            f"{block.name}: run {run_id} is {status}: {count} requests, {failures} failed, {limited} rate-limited"
+
+
+def _new_runs(store: Path) -> list[tuple]:
+    """The runs a block stored (not the fixture store's): id, status, requests, failures, 429s."""
+    with sqlite3.connect(store) as conn:
+        return conn.execute(
+            "SELECT r.run_id, r.status, COALESCE(SUM(q.count), 0), COALESCE(SUM(q.failures), 0), "
+            "COALESCE(SUM(q.rate_limited), 0) FROM runs r LEFT JOIN request_stats q ON q.run_id = r.run_id "
+            "WHERE r.run_id NOT IN (?, ?) GROUP BY r.run_id, r.status", (FIXTURE_RUN, FIXTURE_RUN_B)).fetchall()
 
 
 def test_every_substitution_is_used_and_the_documented_runs_are_marked():
@@ -205,3 +220,26 @@ def test_every_substitution_is_used_and_the_documented_runs_are_marked():
     llm = [b for b in BLOCKS if b.path.name == "llm.md" and "--scenario openai-chat" in b.text]
     assert llm and all("capkit serve" in b.text for b in llm)  # the /v1 example runs against `capkit serve`
     assert len(BLOCKS) >= 5
+
+
+def test_cli_md_documents_every_option():
+    import click
+
+    from capkit.cli import cli
+
+    doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = []
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+            return
+        assert f"`capkit {' '.join(path)}" in doc, f"docs/cli.md does not name `capkit {' '.join(path)}`"
+        for param in cmd.params:
+            for opt in (o for o in param.opts + param.secondary_opts if o.startswith("--")):
+                if opt != "--help" and not re.search(f"`{re.escape(opt)}(?![\\w-])", doc):
+                    missing.append(f"capkit {' '.join(path)} {opt}")
+
+    walk(cli, [])
+    assert not missing, f"options docs/cli.md does not name: {missing}"

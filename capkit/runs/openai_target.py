@@ -49,7 +49,9 @@ def check_openai_target(url: str, *, model: str, api_key: str | None = None, tim
         with httpx.stream("POST", url + PATH, json=body, headers=headers, timeout=timeout) as resp:
             if resp.status_code in (401, 403):
                 raise ConfigError(f"{url}{PATH} refused the request (HTTP {resp.status_code}): give the API key "
-                                  f"with --api-key-env VAR (the variable holding it)")
+                                  f"with --api-key-env VAR (the variable holding it; capkit's reference service: "
+                                  f"`capkit token --target {url}` prints one, or serve it with "
+                                  f"CAPKIT_OPENAI_AUTH=none)")
             if resp.status_code != 200:
                 resp.read()
                 detail = resp.text.strip().splitlines()[0][:120] if resp.text.strip() else ""

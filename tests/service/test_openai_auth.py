@@ -53,6 +53,15 @@ def test_bearer_default_says_how_and_capkit_token_gives_a_token_v1_accepts(serve
     assert "HTTP 401" in err
 
 
+def test_an_openai_chat_run_without_a_token_says_how_to_get_one(serve, tmp_path):
+    svc, _ = serve()
+    env = {"CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'capkit.sqlite'}", "CAPKIT_RUNS_DIR": str(tmp_path / "runs")}
+    assert_one_line_error(run_cli("run", "--target", svc.url, "--scenario", "openai-chat", "--stages", "1x5",
+                                  env=env, timeout=60),
+                          "HTTP 401", "--api-key-env", f"capkit token --target {svc.url}", "CAPKIT_OPENAI_AUTH=none")
+    assert not (tmp_path / "runs").exists()  # refused before anything is written
+
+
 def test_auth_none_is_said_on_start_up_and_serves_without_a_token(serve):
     svc, log = serve(openai_auth="none", rate_limit_chat="1000/minute")
     assert "/v1 (OpenAI-compatible): no token needed (CAPKIT_OPENAI_AUTH=none)" in log
