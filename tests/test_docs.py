@@ -18,8 +18,11 @@ How a block runs, each in a workspace of its own under ``tmp_path``:
 - ``capkit`` is this checkout's ``python -m capkit`` (a bash function, with ``PYTHONPATH`` the
   checkout, so a CLI subprocess runs this code and not another install's);
 - a line ``[VAR=value …] capkit serve … &`` is started by this test, not by bash: the reference
-  service in its own process group, waited for until ``/healthz`` answers, stopped by its PID when
-  the block ends; the rest of the block then runs as one ``bash -euo pipefail`` script;
+  service in its own process group, its database seeded small (:data:`SERVICE_ENV`), waited for
+  until ``/healthz`` answers, stopped by its PID when the block ends; the rest of the block then
+  runs as one ``bash -euo pipefail`` script, which must exit 0;
+- a run the block stored must be complete and have served every request (no failures, no 429s):
+  a run on 401s or 429s also exits 0;
 - before that, :data:`SUBSTITUTIONS` rewrite the block: the documented port becomes a free one,
   stage plans become tiny, placeholders become the fixture store's runs. Every rule must be used
   by some block (a rule nothing needs is deleted, not kept "just in case").
@@ -59,8 +62,12 @@ SUBSTITUTIONS = [
      "the placeholder of a second run (a baseline, a run to compare with): the fixture store's other run"),
     (r"\bRUN_ID\b", "fixture-run",
      "the placeholder of a run: the fixture store's first run"),
-    (r"(?<![\w/.$])tests/", "{root}/tests/",
+    (r"(?<![\w/.$])(tests|notebooks)/", r"{root}/\1/",
      "files the checkout ships, read from it (the block runs in its workspace)"),
+    (r"(?<![\w/])\.venv/bin/papermill\b", '"$DOCS_PYTHON" -m papermill',
+     "the venv's tools: the ones of the interpreter running this test"),
+    (r"-p bootstrap \d+", "-p bootstrap 50",
+     "an expensive setting shrunk, as the notebooks' own defaults are"),
 ]
 
 # the reference service a block starts: seeded small, so that it is up in a second or two
