@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     openai_model: str = Field("default", description="the model name the upstream serves (vLLM: --served-model-name)")
     openai_api_key: SecretStr | None = Field(None, description="sent as Authorization: Bearer; never logged")
     # the service's own /v1 API: "bearer" wants a capkit token like /api/chat; "none" also serves
-    # requests without one (OpenAI clients pointed at a local server send a dummy key)
+    # requests without one (OpenAI clients pointed at a local server send a dummy key); local use only
     openai_auth: Literal["bearer", "none"] = "bearer"
     response_cache: bool = True
     chat_context_messages: int = Field(6, ge=0)
@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> "Settings":
         if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("CAPKIT_JWT_SECRET must be set to a secret of your own when CAPKIT_ENV=production")
+        if self.env == "production" and self.openai_auth == "none":
+            raise ValueError("CAPKIT_OPENAI_AUTH=none serves /v1 without a token: it is for local runs and refused "
+                             "when CAPKIT_ENV=production")
         return self
 
 
@@ -119,5 +122,8 @@ def get_settings(**overrides) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        raise ConfigError(f"setting {where}: {first['msg']} (environment variable CAPKIT_{where.upper()})") from None
+        why = first["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        if not where:  # a rule across settings (the model validator) names its variables itself
+            raise ConfigError(f"settings: {why}") from None
+        raise ConfigError(f"setting {where}: {why} (environment variable CAPKIT_{where.upper()})") from None

@@ -1,6 +1,6 @@
 """The `capkit` command: parses, calls the library, prints. One module per command group:
 :mod:`~capkit.cli.measure` (plan, run, worker), :mod:`~capkit.cli.results` (report, check, usl),
-:mod:`~capkit.cli.store` (runs, load, import, db-create), :mod:`~capkit.cli.service` (serve, seed)."""
+:mod:`~capkit.cli.store` (runs, load, import, db-create), :mod:`~capkit.cli.service` (serve, seed, token)."""
 
 from __future__ import annotations
 

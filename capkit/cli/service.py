@@ -1,4 +1,4 @@
-"""`capkit serve` and `capkit seed`: the reference service."""
+"""`capkit serve`, `capkit seed` and `capkit token`: the reference service."""
 
 from __future__ import annotations
 
@@ -16,7 +16,21 @@ def serve(host, port, workers, log_level):
     """Serve the reference chat + analytics service (settings: CAPKIT_* environment)."""
     from capkit.service.server import serve as run_server
 
-    run_server(settings(), host, port, workers=workers, log_level=log_level)
+    run_server(settings(), host, port, workers=workers, log_level=log_level, say=click.echo)
+
+
+@click.command()
+@click.option("--target", default="http://127.0.0.1:8000", show_default=True, help="The reference service's URL.")
+@click.option("--username", help="A user of that service (default: its first load-test account, loadtest-0000).")
+@click.option("--password", help="Its password (default: CAPKIT_TEST_ACCOUNT_PASSWORD, the load-test accounts').")
+def token(target, username, password):
+    """Print an access token of the reference service: what its /v1 wants as the bearer token
+    (`capkit run --scenario openai-chat --api-key-env VAR`)."""
+    from capkit.runs.openai_target import reference_token
+
+    s = settings()
+    click.echo(reference_token(target, username=username or f"{s.test_account_prefix}0000",
+                               password=password or s.test_account_password))
 
 
 @click.command()
@@ -28,4 +42,4 @@ def seed():
     click.echo("database ready")
 
 
-COMMANDS = (serve, seed)
+COMMANDS = (serve, seed, token)

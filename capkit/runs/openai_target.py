@@ -49,7 +49,9 @@ def check_openai_target(url: str, *, model: str, api_key: str | None = None, tim
         with httpx.stream("POST", url + PATH, json=body, headers=headers, timeout=timeout) as resp:
             if resp.status_code in (401, 403):
                 raise ConfigError(f"{url}{PATH} refused the request (HTTP {resp.status_code}): give the API key "
-                                  f"with --api-key-env VAR (the variable holding it)")
+                                  f"with --api-key-env VAR (the variable holding it; capkit's reference service: "
+                                  f"`capkit token --target {url}` prints one, or serve it with "
+                                  f"CAPKIT_OPENAI_AUTH=none)")
             if resp.status_code != 200:
                 resp.read()
                 detail = resp.text.strip().splitlines()[0][:120] if resp.text.strip() else ""
@@ -73,6 +75,45 @@ def check_openai_target(url: str, *, model: str, api_key: str | None = None, tim
     except httpx.HTTPError as exc:
         raise ServiceError(f"target {url} does not answer {PATH} ({type(exc).__name__}); start it or fix --target") \
             from None
+
+
+def reference_token(url: str, *, username: str, password: str, timeout: float = 10.0) -> str:
+    """An access token of capkit's reference service at ``url`` (``POST /api/auth/token``): what its
+    ``/v1`` wants as ``Authorization: Bearer`` under ``CAPKIT_OPENAI_AUTH=bearer`` (the default).
+
+    Parameters
+    ----------
+    url : str
+        The service's base URL (``http://host:port``).
+    username, password : str
+        A user of the service (``capkit serve`` seeds the load-test accounts ``loadtest-0000``…).
+
+    Raises
+    ------
+    ServiceError
+        When the service does not answer; :class:`ConfigError` when it refuses the user.
+    """
+    try:
+        resp = httpx.post(url.rstrip("/") + "/api/auth/token", json={"username": username, "password": password},
+                          timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"{url} does not answer ({type(exc).__name__}); start it with `capkit serve` "
+                           f"or fix --target") from None
+    if resp.status_code in (401, 403):
+        raise ConfigError(f"{url} refused user {username!r} (HTTP {resp.status_code}: {_detail(resp)}); "
+                          f"give --username and --password of a user of that service")
+    try:
+        return str(resp.json()["access_token"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{url}/api/auth/token gave no token (HTTP {resp.status_code}): is --target capkit's "
+                          f"reference service?") from None
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json()["detail"])[:120]
+    except (ValueError, KeyError, TypeError):
+        return resp.text.strip()[:120]
 
 
 def target_model(url: str, api_key_env: str | None = None) -> str:

@@ -67,7 +67,22 @@ def prepare_database(settings: Settings) -> None:
         engine.dispose()
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:
+def auth_lines(settings: Settings, url: str) -> list[str]:
+    """What ``capkit serve`` prints on start-up: where it listens and how a client authenticates to ``/v1``."""
+    head = f"capkit serve: reference service at {url} (Ctrl-C stops it)"
+    if settings.openai_auth == "none":
+        return [head, f"/v1 (OpenAI-compatible): no token needed (CAPKIT_OPENAI_AUTH=none); callers without one are "
+                      f"rate limited per address ({settings.rate_limit_chat}, CAPKIT_RATE_LIMIT_CHAT)"]
+    if settings.env == "production" or settings.seed_test_accounts == 0:  # no load-test account to default to
+        cmd = f"capkit token --target {url} --username NAME --password PASSWORD"
+    else:
+        cmd = f"capkit token --target {url}"
+    return [head, f"/v1 (OpenAI-compatible) wants a bearer token: `{cmd}` prints one (give it to `capkit run` "
+                  f"with --api-key-env VAR); CAPKIT_OPENAI_AUTH=none serves /v1 without one (local use)"]
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning",
+          say=print) -> None:
     """Serve the reference service on ``host:port`` until interrupted.
 
     Parameters
@@ -81,6 +96,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
         uvicorn worker processes.
     log_level : str
         uvicorn's log level.
+    say : callable
+        Receives the start-up lines (:func:`auth_lines`).
     """
     import uvicorn
 
@@ -88,6 +105,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
         raise ServiceError(f"workers must be ≥ 1 (got {workers})")
     check_port_free(host, port)
     prepare_database(settings)
+    for line in auth_lines(settings, f"http://{'[' + host + ']' if ':' in host else host}:{port}"):
+        say(line)
     common = dict(host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
     if workers == 1:
         from capkit.service.app import create_app
