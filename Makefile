@@ -34,9 +34,9 @@ system-deps: ## Install the missing Debian packages the tests need (Chromium, fo
 	ops/install-system-deps.sh
 
 test: $(STAMP) system-deps ## Run the whole test suite (unit, service, end-to-end, browser, notebooks under nbmake)
-	@# the rest in parallel (tests sharing an expensive fixture on one worker), then the tests that read
-	@# measured timing alone (both marked in tests/conftest.py)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not load"; rest=$$?; \
+	@# the rest in parallel (a test file per worker: its load runs one after another, its module
+	@# fixtures once), then the tests that read measured timing alone (marked in tests/conftest.py)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not load"; rest=$$?; \
 	$(BIN)/pytest -m load; load=$$?; \
 	exit $$(( rest != 0 ? rest : load ))
 

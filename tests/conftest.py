@@ -22,23 +22,10 @@ LOAD_MEASURING = {
 }
 
 
-# Tests that share an expensive fixture (module-scoped, or a cache) stay on one pytest-xdist worker
-# (`--dist loadgroup`); every other test goes wherever a worker is free.
-SHARED = {
-    "tests/test_install.py": "install", "tests/report/test_publish.py": "publish",
-    "tests/report/test_browser.py": "browser", "tests/analysis/test_mix_pages.py": "mix-pages",
-    "tests/faults/test_api_fuzz.py": "fuzz", "tests/service/test_pgbouncer.py": "pgbouncer",
-    "tests/analysis/test_coverage.py::test_p95_crossing_interval": "latency-fits",
-}
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.split("::")[0] in LOAD_MEASURING:
             item.add_marker(pytest.mark.load)
-        group = next((g for prefix, g in SHARED.items() if item.nodeid.startswith(prefix)), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 PG_BASE = os.environ.get("CAPKIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
