@@ -19,6 +19,7 @@ LOAD_MEASURING = {
     "tests/runs/test_search.py", "tests/runs/test_mix.py", "tests/cli/test_whatif.py", "tests/cli/test_plan_e2e.py",
     "tests/runs/test_openai_target.py", "tests/faults/test_search_faults.py", "tests/faults/test_soak.py",
     "tests/loadgen/test_arrival.py", "tests/loadgen/test_coordinated_omission.py", "tests/metrics/test_process.py",
+    "tests/runs/test_distributed.py",  # two workers' arrival rate within 19-21.5 req/s of 20: read 22 beside a load run
 }
 
 
