@@ -103,3 +103,50 @@ def test_a_step_with_too_few_resource_samples_is_flagged(tmp_path):
     step = _run(tmp_path, users_seen=10, gen_cpu=0.3, cpu_seconds=(2,))  # 1 of 5 trimmed seconds
     assert step["flags"] == "resources_missing"
     assert _run(tmp_path / "ok", users_seen=10, gen_cpu=0.3, cpu_seconds=range(6))["clean"]
+
+
+def _three_steps(tmp_path, drain_s: int, seed: int = 0):
+    """60 users for 20 s, then 40 users for 20 s whose first ``drain_s`` seconds still carry the
+    heavier step's backlog (latency 4× and decaying), then 50 users (after a lighter step)."""
+    import numpy as np
+
+    from capkit.analysis.data.steps import with_settling
+
+    rng = np.random.default_rng(seed)
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    store.create_run(run_id="r", target="http://x", scenario="t", spec={"plan": {"warmup_s": 2}}, machine={})
+    ing = Ingestor(store, "r")
+    agg = SecondAggregator()
+    records = []
+    for step, users in enumerate((60, 40, 50)):
+        start = T0 + 20 * step
+        records.append({"type": "step", "step": step, "users": users, "planned_s": 20, "started_at": start})
+        for sec in range(20):
+            base = {60: 400.0, 40: 100.0, 50: 150.0}[users]
+            backlog = 4 * base * (1 - sec / drain_s) if step == 1 and sec < drain_s else 0.0
+            for i in range(30):
+                agg.record(start + sec + i / 30, "GET", "a", float(base * rng.lognormal(0, 0.3) + backlog), 200, 10,
+                           False)
+            records.append({"type": "tick", "ts": start + sec, "step": step, "users": users, "meters": {}})
+        records += [{"type": "req", **row} for row in agg.flush()]
+    ing.feed(records)
+    ing.finish(T0 + 60, last_complete=True)
+    requests = store.request_stats("r")
+    steps = with_settling(store.steps("r"), requests, 2.0)  # as read_run hands every reader the steps
+    out = summarize_steps(steps, requests, store.samples("r"), warmup_s=2.0).set_index("users")
+    store.engine.dispose()
+    return out
+
+
+def test_a_step_after_a_heavier_one_counts_from_when_the_backlog_has_drained(tmp_path):
+    steps = _three_steps(tmp_path, drain_s=8)
+    # the backlog lasts 8 s from the step's start; the warm-up trims 2 of them, the settling the rest
+    assert 5 <= steps.loc[40, "settle_s"] <= 8, steps["settle_s"]
+    assert steps.loc[40, "seconds"] == 20 - 2 - steps.loc[40, "settle_s"]
+    assert steps.loc[40, "p95_ms"] < 100 * 1.8  # the backlog's 4× latency is not in the step's p95
+    assert steps.loc[60, "settle_s"] == 0 and steps.loc[50, "settle_s"] == 0  # nothing heavier before them
+
+
+def test_a_step_after_a_heavier_one_without_a_backlog_keeps_its_warm_up_alone(tmp_path):
+    steps = _three_steps(tmp_path, drain_s=0)
+    assert steps.loc[40, "settle_s"] <= 1, steps["settle_s"]

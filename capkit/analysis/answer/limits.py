@@ -1,8 +1,9 @@
 """The capacity answer: where each limit is reached, from measurements near it, with its basis.
 
-A users-at-limit figure is **measured** when two valid steps bracket it (the last load below the
-limit and the first at or above it): it is interpolated between them, and its interval is the
-bracket. Otherwise it is **projected** from a model — the latency model for p95; for a resource,
+A users-at-limit figure is **measured** when valid steps bracket it (a load below the limit and one
+at or above it). For p95 it is the root of a local fit over every step near it, its range carrying
+each step's own noise and the step-to-step offset (:mod:`capkit.analysis.fits.crossing`); for the
+other limits it is interpolated between the two bracketing steps, and its interval is the bracket. Otherwise it is **projected** from a model — the latency model for p95; for a resource,
 its line against users, or, when it follows throughput more closely (the utilization law
 U = U₀ + D·X), its line against throughput carried through the USL curve X(N), so that a
 resource bends where throughput does — and **extrapolated** when that lies beyond 1.25× the
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from capkit.analysis.fits.crossing import chord, local_crossing
 from capkit.schemas import SERVICE_EXITED, Basis, Interval, NotMeasured, RunStatus, load_basis
 
 
@@ -37,23 +39,21 @@ def valid_steps(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def measured_crossing(loads, values, threshold: float, level: float = 0.95) -> Interval | None:
-    """Where ``values`` (one per load) first reach ``threshold``, interpolated between the highest
-    load below it and the first load at or above it; the interval is that bracket. None when no
-    load reaches it. A first load already at the threshold gives the interval (0, that load)."""
-    frame = pd.DataFrame({"load": np.asarray(loads, float), "value": np.asarray(values, float)}).dropna()
-    frame = frame.groupby("load", as_index=False)["value"].mean().sort_values("load")
-    above = frame[frame["value"] >= threshold]
-    if above.empty:
-        return None
-    bad = above.iloc[0]
-    below = frame[(frame["load"] < bad["load"]) & (frame["value"] < threshold)]
-    if below.empty:
-        return Interval(float(bad["load"]), 0.0, float(bad["load"]), level)
-    good = below.iloc[-1]
-    span = bad["value"] - good["value"]
-    frac = (threshold - good["value"]) / span if span > 0 else 1.0
-    est = float(good["load"] + min(max(frac, 0.0), 1.0) * (bad["load"] - good["load"]))
-    return Interval(est, float(good["load"]), float(bad["load"]), level)
+    """Where ``values`` (one per load) first reach ``threshold``: the chord between the highest load
+    below it and the first load at or above it, with that bracket as its interval
+    (:func:`~capkit.analysis.fits.crossing.chord`). None when no load reaches it."""
+    return chord(loads, values, threshold, level)
+
+
+def p95_crossing(steps: pd.DataFrame, threshold: float, level: float = 0.95) -> Interval | None:
+    """Where the steps' p95 reaches ``threshold``: the local fit over every step near it, each with
+    its own interval, the step-to-step offset measured from them
+    (:func:`~capkit.analysis.fits.crossing.local_crossing`). None when no step reaches it."""
+    seen = steps[steps["p95_ms"].notna()]
+    nan = pd.Series(np.nan, index=seen.index)
+    found = local_crossing(seen["users"], seen["p95_ms"], threshold, lows=seen.get("p95_low_ms", nan),
+                           highs=seen.get("p95_high_ms", nan), order=seen.get("step", seen["users"]), level=level)
+    return found.interval if found is not None else None
 
 
 def basis_of(users: Interval, top_load: float) -> Basis:
@@ -127,7 +127,8 @@ def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None,
     if column not in valid or valid[column].notna().sum() == 0:
         return NotMeasured(f"{column} was not measured in this run"), Basis.NOT_MEASURED
     seen = valid[valid[column].notna()]
-    found = measured_crossing(seen["users"], seen[column], value, level)
+    found = (p95_crossing(seen, value, level) if column == "p95_ms"
+             else measured_crossing(seen["users"], seen[column], value, level))
     if found is not None:
         return found, Basis.MEASURED
     if projection is None:

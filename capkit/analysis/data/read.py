@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from capkit.analysis.data.steps import with_settling
 from capkit.errors import CapkitError, ConfigError
 from capkit.schemas import RunMeta
 from capkit.store import Store, open_store
@@ -102,6 +103,9 @@ def read_run(store: Store | str | None = None, run_id: str | None = None, *, bef
             raise CapkitError("the results store holds no " + ("earlier run" if before else "runs yet")
                               + "; run `capkit plan` first")
     meta = store.get_run(run_id)
-    return RunData(meta=meta, steps=store.steps(run_id), requests=store.request_stats(run_id),
+    requests = store.request_stats(run_id)
+    # every reader of the steps counts a step from the same second: after a heavier step's backlog
+    steps = with_settling(store.steps(run_id), requests, float(meta.spec.plan.warmup_s))
+    return RunData(meta=meta, steps=steps, requests=requests,
                    samples=store.samples(run_id), events=store.events(run_id), llm=store.llm_stats(run_id),
                    corrected=store.request_corrected(run_id))

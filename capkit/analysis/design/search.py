@@ -9,6 +9,15 @@ bracket it found (last good load, first bad load) until it is within ``precision
 or the time budget is spent. Concurrency pools (model slots, the DB pool) are limits whose
 crossing is bracketed on the way: a full pool makes requests queue, it does not fail them.
 
+The p95 crossing is not decided by two steps. A step's p95 is judged against the threshold by its
+own interval (:func:`p95_verdict`): a step whose interval straddles it is measured again (once), and
+the bracket counts only clear verdicts. Once the bracket is within :data:`COARSE`, the search spends
+its steps near the crossing — at 0.92, 1 and 1.08 × the local fit's estimate (rising: a backlog drains into a lighter step)
+(:func:`~capkit.analysis.fits.crossing.local_crossing`), repeating loads, so that the step-to-step
+offset is measured rather than assumed away — until that estimate's range is within ``precision``;
+then a confirmation step (:data:`CONFIRM_STEPS` × as long) at the estimate must agree with it (the
+threshold inside the step's prediction interval), or the search goes on while its budget lasts.
+
 The planner is pure: :meth:`SearchPlanner.decide` reads the steps measured so far and returns
 the next :class:`~capkit.schemas.Stage` or a stop reason. The orchestrator calls it near the end
 of every step; :func:`simulate_search` drives it with a synthetic service (tests).
@@ -21,18 +30,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from capkit.analysis.data.resources import resource_frame, step_resource_means
-from capkit.analysis.data.steps import summarize_steps
+from capkit.analysis.data.steps import summarize_steps, with_settling
+from capkit.analysis.fits.crossing import local_crossing
 from capkit.errors import ConfigError
 from capkit.schemas import DEFAULT_CRITERIA, Criteria, Stage, StagePlan
 
 HARD = ("p95", "errors", "cpu", "memory", "knee", "generator")  # rules that end the ramp
+KNEE_SPAN = 0.2  # the knee's marginal rate is read from a load at least this share lower
 KNEE_FROM = 2.0  # the closed model's knee is judged from this multiple of the first counted load
 # a step in which this share of requests failed means the service is down or wedged: the search ends
 FAILED_SHARE = 0.9
 SERVICE_FAILED = "the service failed"
 POOLS = {"model_slots": "model slots", "db_pool": "DB pool"}  # in use / size, from the service's /metrics
+FAR = 0.5  # a ramp step this far below every limit grows by growth^1.5 instead of growth
+COARSE = 0.25  # the p95 bracket is bisected until this narrow; then steps near the crossing refine it
+REFINE = (0.88, 1.0, 1.12)  # loads of the refining steps, as multiples of the crossing's estimate
+CONFIRM_STEPS = 2  # the confirmation step lasts this many search steps
+
+
+def p95_verdict(row, limit: float) -> str:
+    """``above`` or ``below`` the p95 ``limit`` only when the step's interval (``p95_low_ms``,
+    ``p95_high_ms``) clears it, ``unsure`` when it straddles it; a step without an interval is judged
+    by its point value; ``unknown`` without a p95."""
+    p95 = row.get("p95_ms", np.nan)
+    if not np.isfinite(p95):
+        return "unknown"
+    low, high = row.get("p95_low_ms", np.nan), row.get("p95_high_ms", np.nan)
+    if np.isfinite(low) and np.isfinite(high):
+        return "above" if low >= limit else "below" if high < limit else "unsure"
+    return "above" if p95 >= limit else "below"
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,9 @@ class SearchPlanner:
     brackets: dict = field(default_factory=dict)  # rule -> [good load, bad load]
     history: list = field(default_factory=list)  # (load, breaches) per measured step
     initial_slope: float | None = None
+    notes: list = field(default_factory=list)  # what the search did beyond the rules' verdicts, and why
+    confirmed: bool | None = None  # None: no confirmation step yet
+    _confirm_step: int | None = None
 
     @property
     def phase(self) -> str:
@@ -161,6 +193,7 @@ class SearchPlanner:
         running = frame["ended_at"].isna()
         frame.loc[running, "ended_at"] = [min(now, float(last.get(step, now))) for step in frame.loc[running, "step"]]
         frame["complete"] = True
+        frame = with_settling(frame, req, self.rules.warmup_s)
         smp = pd.DataFrame(samples) if samples else pd.DataFrame(columns=["ts", "source", "metric", "value"])
         summary = summarize_steps(frame, req, smp, warmup_s=self.rules.warmup_s,
                                   max_error_rate=self.rules.criteria.max_error_rate)
@@ -182,7 +215,10 @@ class SearchPlanner:
         c = r.criteria
         cpu, memory, pool_share = c.cpu_shares[1] * self.cpu_limit, c.memory_shares[1] * self.memory_limit_mib, \
             c.pool_shares[1]
-        if enough and np.isfinite(row.get("p95_ms", np.nan)) and row["p95_ms"] >= c.p95_warning_ms:
+        verdict = p95_verdict(row, c.p95_warning_ms)
+        # an unsure step above by its point value counts (the ramp must end near the crossing); the
+        # bracket of the p95 rule is then made of clear verdicts only (:meth:`_update_brackets`)
+        if enough and (verdict == "above" or (verdict == "unsure" and row["p95_ms"] >= c.p95_warning_ms)):
             out["p95"] = row["p95_ms"] / c.p95_warning_ms
         if enough and row.get("error_rate", 0) > c.max_error_rate:
             out["errors"] = row["error_rate"] / c.max_error_rate
@@ -200,7 +236,9 @@ class SearchPlanner:
                 out["knee"] = 1.0  # the open model's overload: the service no longer keeps up
         elif self.initial_slope and len(first_rows) and enough:  # a few requests' rate is noise
             counted = first_rows[first_rows["requests"] >= r.min_requests]
-            lower = counted[counted["users"] < row["users"]]
+            # the marginal rate over a span of at least KNEE_SPAN: between the close loads of the
+            # refining steps, 2 % noise in req/s reads as a knee
+            lower = counted[counted["users"] <= row["users"] * (1 - KNEE_SPAN)]
             # only from twice the first counted load: a mix of user classes is split by whole users,
             # so at a few users the share of each class (and the req/s a user makes) moves from step
             # to step, which reads as a knee (benchmarks/README.md, "Measurements behind the models")
@@ -210,6 +248,18 @@ class SearchPlanner:
                 if marginal < r.knee_fraction * self.initial_slope:
                     out["knee"] = 1.0
         return out
+
+    def nearest_share(self, row) -> float:
+        """How close the step is to its nearest limit: the largest of p95 / warning, CPU and memory
+        over their critical shares and each pool's in-use over its critical share (0 when none)."""
+        c = self.rules.criteria
+        pairs = [(row.get("p95_ms", np.nan), c.p95_warning_ms), (row.get("cpu_cores", np.nan),
+                  c.cpu_shares[1] * self.cpu_limit), (row.get("rss_mib", np.nan),
+                  c.memory_shares[1] * self.memory_limit_mib)]
+        sizes = {pool: row.get(f"{pool}_size", np.nan) for pool in POOLS} | self.custom_limits
+        pairs += [(row.get(pool, np.nan), c.pool_shares[1] * size) for pool, size in sizes.items()]
+        shares = [v / lim for v, lim in pairs if np.isfinite(v) and np.isfinite(lim) and lim > 0]
+        return max(shares, default=0.0)
 
     # -- deciding ---------------------------------------------------------------------------------
     def decide(self, steps: list[dict], requests: list[dict], samples: list[dict], now: float) -> Stage | str:
@@ -250,29 +300,144 @@ class SearchPlanner:
         # re-read every time: a step judged early on part of its data may look different once all is in)
         if self.phase == "ramp":  # one step above the highest load measured so far
             top = float(usable["load"].max()) if len(usable) else float(latest["load"])
-            nxt = min(math.ceil(top * self.rules.growth), self.rules.max_load)
+            growth = self.rules.growth
+            if len(usable) and self.nearest_share(usable.loc[usable["load"].idxmax()]) < FAR:
+                growth = growth ** 1.5  # every limit far off: the budget is better spent near the answer
+            nxt = min(math.ceil(top * growth), self.rules.max_load)
             if nxt <= top:
                 return self._stop(f"the ramp reached its maximum load ({self.rules.max_load:g}) without a breach")
             return self.rules.stage(nxt)
+        if self._repeat_unsure(latest, usable):
+            return self.rules.stage(float(latest["load"]))
         target = self._widest()
-        if target is None:
+        if target is not None:
+            return self.rules.stage(self._next_inside(target, usable))
+        if "p95" in self.brackets:
+            return self._refine(latest, usable, elapsed)
+        return self._stop(self._converged())
+
+    # -- the p95 crossing: repeats, local fit, confirmation --------------------------------------
+    def _unit(self) -> str:
+        return "req/s" if self.rules.rate else "users"
+
+    def _repeat_unsure(self, latest, usable: pd.DataFrame) -> bool:
+        """Whether the step just measured, while the p95 bracket is still wide, straddles the
+        threshold by its interval and was measured once: then it is measured again (and noted)."""
+        limit = self.rules.criteria.p95_warning_ms
+        good, bad = self.brackets.get("p95", (0.0, 0.0))
+        if bad <= 0 or (bad - good) / bad <= COARSE or p95_verdict(latest, limit) != "unsure":
+            return False
+        if (usable["load"] == latest["load"]).sum() > 1 or latest["requests"] < self.rules.min_requests:
+            return False
+        self.notes.append(f"{latest['load']:g} {self._unit()}: p95 {latest['p95_ms']:.0f} ms "
+                          f"({latest['p95_low_ms']:.0f}–{latest['p95_high_ms']:.0f}) straddles {limit:g} ms — "
+                          f"measured again")
+        return True
+
+    def crossing(self, usable: pd.DataFrame):
+        """The p95 crossing from the local fit over the steps with enough requests (or None)."""
+        rows = usable[usable["requests"] >= self.rules.min_requests]
+        if "p95_low_ms" not in rows:
+            rows = rows.assign(p95_low_ms=np.nan, p95_high_ms=np.nan)
+        return local_crossing(rows["load"], rows["p95_ms"], self.rules.criteria.p95_warning_ms,
+                              lows=rows["p95_low_ms"], highs=rows["p95_high_ms"], order=rows["step"],
+                              level=self.rules.criteria.level)
+
+    def _refine(self, latest, usable: pd.DataFrame, elapsed: float) -> Stage | str:
+        """Steps near the p95 crossing until its range is within ``precision``, then a longer
+        confirmation step at the estimate; the search ends when it agrees (or the budget does)."""
+        r, limit = self.rules, self.rules.criteria.p95_warning_ms
+        cross = self.crossing(usable)
+        if cross is None:
             return self._stop(self._converged())
-        return self.rules.stage(self._next_inside(target, usable))
+        est = cross.estimate
+        confirm_s = CONFIRM_STEPS * r.step_s
+        if self._confirm_step is not None and int(latest["step"]) == self._confirm_step:
+            self._confirm_step = None
+            self.confirmed = bool(self._agrees(latest, cross.tau if math.isfinite(cross.tau) else 0.0))
+            low, high = latest.get("p95_low_ms", np.nan), latest.get("p95_high_ms", np.nan)
+            seen = (f"a {confirm_s:g}-s step at {latest['load']:g} {self._unit()} read p95 {latest['p95_ms']:.0f} ms"
+                    + (f" ({low:.0f}–{high:.0f})" if np.isfinite(low) and np.isfinite(high) else ""))
+            if self.confirmed:
+                return self._stop(f"confirmed: p95 reaches {limit:g} ms at {est:.0f} {self._unit()} "
+                                  f"({cross.interval.low:.0f}–{cross.interval.high:.0f}); {seen}")
+            self.notes.append(f"the confirmation did not agree with {est:.0f} {self._unit()}: {seen}; "
+                              f"the search goes on")
+        remaining = r.budget_s - elapsed
+        width = (cross.interval.high - cross.interval.low) / 2 / est if est > 0 else math.inf
+        precise = cross.method == "local fit" and width <= r.precision
+        if (precise or remaining < r.step_s + confirm_s) and remaining >= confirm_s:
+            self._confirm_step = int(latest["step"]) + 1
+            return self._stage_for(est, seconds=confirm_s)
+        return self._stage_for(self._refine_load(est, usable))
+
+    def _agrees(self, row, tau: float) -> bool:
+        """The threshold lies inside the confirmation step's interval widened by the step offset τ."""
+        limit = self.rules.criteria.p95_warning_ms
+        low, high = row.get("p95_low_ms", np.nan), row.get("p95_high_ms", np.nan)
+        if not (np.isfinite(low) and np.isfinite(high)):
+            low = high = row["p95_ms"]
+        z = float(stats.norm.ppf(0.5 + self.rules.criteria.level / 2))
+        return low * math.exp(-z * tau) <= limit <= high * math.exp(z * tau)
+
+    def _refine_load(self, est: float, usable: pd.DataFrame) -> float:
+        """The multiple of ``est`` in :data:`REFINE` measured least so far (within ±4 %)."""
+        loads = usable["load"].to_numpy(float)
+        counts = [int(np.sum(np.abs(loads / (est * m) - 1) <= 0.04)) for m in REFINE]
+        return est * REFINE[int(np.argmin(counts))]
+
+    def _stage_for(self, load: float, seconds: float | None = None) -> Stage:
+        load = min(max(load, 1.0), self.rules.max_load)
+        stage = self.rules.stage(round(load, 2) if self.rules.rate else float(max(round(load), 1)))
+        return stage if seconds is None else stage.model_copy(update={"seconds": seconds})
 
     def _update_brackets(self, usable: pd.DataFrame) -> None:
         """For every rule some step breached: the highest good load below its first bad load."""
-        rows = [(float(r["load"]), self.breaches(r, usable)) for _, r in usable.iterrows()]
-        rules = {rule for _, hits in rows for rule in hits if rule != "generator"}
+        limit = self.rules.criteria.p95_warning_ms
+        rows = [(float(r["load"]), self.breaches(r, usable), p95_verdict(r, limit)) for _, r in usable.iterrows()]
+        rules = {rule for _, hits, _ in rows for rule in hits if rule != "generator"}
         self.brackets = {}
+        self.brackets = {}
+        rules.discard("p95")
+        p95 = self._p95_by_load(usable)  # a load measured more than once is judged on all its steps
+        if len(p95) and (p95["verdict"] != "below").any():
+            bad_rows = p95[(p95["verdict"] == "above") | ((p95["verdict"] == "unsure") & (p95["p95_ms"] >= limit))]
+            if len(bad_rows):
+                bad = float(bad_rows.index.min())
+                good = p95[(p95.index < bad) & (p95["verdict"] == "below")]
+                self.brackets["p95"] = [float(good.index.max()) if len(good) else 0.0, bad]
         for rule in rules:
-            bad = min(load for load, hits in rows if rule in hits)
-            good = [load for load, hits in rows if rule not in hits and load < bad]
+            bad = min(load for load, hits, _ in rows if rule in hits)
+            # p95: only a step whose interval clears the threshold is good
+            good = [load for load, hits, verdict in rows if rule not in hits and load < bad
+                    and (rule != "p95" or verdict == "below")]
             self.brackets[rule] = [max(good) if good else 0.0, bad]
+
+    def _p95_by_load(self, usable: pd.DataFrame) -> pd.DataFrame:
+        """Per load with enough requests: the p95 (geometric mean of its steps), its interval (their
+        combined sd) and its :func:`p95_verdict`."""
+        rows = usable[(usable["requests"] >= self.rules.min_requests) & np.isfinite(usable["p95_ms"])
+                      & (usable["p95_ms"] > 0)]
+        if rows.empty:
+            return pd.DataFrame(columns=["p95_ms", "p95_low_ms", "p95_high_ms", "verdict"])
+        low = rows["p95_low_ms"] if "p95_low_ms" in rows else pd.Series(np.nan, index=rows.index)
+        high = rows["p95_high_ms"] if "p95_high_ms" in rows else pd.Series(np.nan, index=rows.index)
+        z = float(stats.norm.ppf(0.5 + self.rules.criteria.level / 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame = pd.DataFrame({"load": rows["load"], "log": np.log(rows["p95_ms"]),
+                                  "var": ((np.log(high) - np.log(low)) / (2 * z)) ** 2})
+        agg = frame.groupby("load").agg(log=("log", "mean"), var=("var", "sum"), k=("log", "size"))
+        sd = np.sqrt(agg["var"]) / agg["k"]
+        out = pd.DataFrame({"p95_ms": np.exp(agg["log"]), "p95_low_ms": np.exp(agg["log"] - z * sd),
+                            "p95_high_ms": np.exp(agg["log"] + z * sd)}, index=agg.index)
+        out["verdict"] = [p95_verdict(r, self.rules.criteria.p95_warning_ms) for _, r in out.iterrows()]
+        return out
 
     def _widest(self) -> str | None:
         """The bracket to narrow next: p95 first, then the others, widest relative width first."""
         open_ = {rule: (bad - good) / bad for rule, (good, bad) in self.brackets.items()
-                 if bad > 0 and (bad - good) / bad > self.rules.precision and bad - good > 1.0}
+                 if bad > 0 and (bad - good) / bad > (COARSE if rule == "p95" else self.rules.precision)
+                 and bad - good > 1.0}
         if not open_:
             return None
         if "p95" in open_:
@@ -289,7 +454,7 @@ class SearchPlanner:
                   "memory": ("rss_mib", c.memory_shares[1] * self.memory_limit_mib)}.get(rule)
         if metric is not None:
             col, limit = metric
-            at = usable.set_index("load")[col]
+            at = usable.groupby("load")[col].mean()  # a load measured twice: the mean of its steps
             lo, hi = at.get(good), at.get(bad)
             if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
                 guess = good + (limit - lo) / (hi - lo) * width
@@ -317,6 +482,7 @@ class SearchPlanner:
                 "brackets": {k: list(v) for k, v in self.brackets.items()},
                 "loads": [load for load, _ in self.history],
                 "breaches": [hits for _, hits in self.history],
+                "notes": list(self.notes), "confirmed": self.confirmed,
                 "rules": {k: getattr(self.rules, k) for k in self.rules.__dataclass_fields__ if k != "criteria"},
                 "criteria": self.rules.criteria.model_dump(mode="json")}
 
