@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from capkit.analysis.answer.limits import measured_crossing, p95_crossing
-from capkit.analysis.design.search import COARSE, CONFIRM_STEPS, SearchPlanner, SearchRules, parse_budget, simulate_search
+from capkit.analysis.design.search import (
+    COARSE,
+    CONFIRM_STEPS,
+    SearchPlanner,
+    SearchRules,
+    parse_budget,
+    simulate_search,
+)
 from capkit.errors import ConfigError
 from capkit.records.histograms import new_histogram
 from capkit.schemas import Criteria

@@ -3,7 +3,8 @@
 A users-at-limit figure is **measured** when valid steps bracket it (a load below the limit and one
 at or above it). For p95 it is the root of a local fit over every step near it, its range carrying
 each step's own noise and the step-to-step offset (:mod:`capkit.analysis.fits.crossing`); for the
-other limits it is interpolated between the two bracketing steps, and its interval is the bracket. Otherwise it is **projected** from a model — the latency model for p95; for a resource,
+other limits it is interpolated between the two bracketing steps, and its interval is the bracket.
+Otherwise it is **projected** from a model — the latency model for p95; for a resource,
 its line against users, or, when it follows throughput more closely (the utilization law
 U = U₀ + D·X), its line against throughput carried through the USL curve X(N), so that a
 resource bends where throughput does — and **extrapolated** when that lies beyond 1.25× the

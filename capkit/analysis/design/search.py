@@ -12,8 +12,9 @@ crossing is bracketed on the way: a full pool makes requests queue, it does not 
 The p95 crossing is not decided by two steps. A step's p95 is judged against the threshold by its
 own interval (:func:`p95_verdict`): a step whose interval straddles it is measured again (once), and
 the bracket counts only clear verdicts. Once the bracket is within :data:`COARSE`, the search spends
-its steps near the crossing — at 0.92, 1 and 1.08 × the local fit's estimate (rising: a backlog drains into a lighter step)
-(:func:`~capkit.analysis.fits.crossing.local_crossing`), repeating loads, so that the step-to-step
+its steps near the crossing — at 0.88, 1 and 1.12 × the local fit's estimate
+(:func:`~capkit.analysis.fits.crossing.local_crossing`), in rising order (a backlog drains into a
+lighter step), repeating loads, so that the step-to-step
 offset is measured rather than assumed away — until that estimate's range is within ``precision``;
 then a confirmation step (:data:`CONFIRM_STEPS` × as long) at the estimate must agree with it (the
 threshold inside the step's prediction interval), or the search goes on while its budget lasts.
