@@ -32,7 +32,7 @@ from capkit.schemas import Criteria, RunStatus
 def search_options(fn):
     """``--budget``, ``--step-seconds``, ``--json``: the capacity search and its answer."""
     for opt in reversed([
-        click.option("--budget", help="Time budget of the capacity search, e.g. 3m or 200s (default 3m)."),
+        click.option("--budget", help="Time budget of the capacity search, e.g. 4m or 200s (default 4m)."),
         click.option("--step-seconds", type=click.FloatRange(4, 3600), default=15.0, show_default=True,
                      help="Length of each search step."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -49,7 +49,7 @@ def make_planner(*, budget: str | None, step_seconds: float, criteria: Criteria,
     from capkit.analysis.design.search import SearchPlanner, SearchRules, parse_budget
 
     rules = SearchRules(criteria=criteria, step_s=step_seconds, warmup_s=min(3.0, step_seconds / 4),
-                        budget_s=parse_budget(budget) if budget else 180.0, rate=rate,
+                        budget_s=parse_budget(budget) if budget else SearchRules.budget_s, rate=rate,
                         **({"start": start} if start else {}))
     return SearchPlanner(rules, cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib,
                          custom_limits=dict(custom or {}))

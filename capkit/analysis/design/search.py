@@ -101,7 +101,7 @@ class SearchRules:
     step_s: float = 15.0
     warmup_s: float = 3.0
     idle_s: float = 10.0
-    budget_s: float = 180.0
+    budget_s: float = 240.0
     max_load: float = 5000.0
     rate: bool = False
     min_requests: int = 30  # a step with fewer requests says nothing about its p95 (its max, in effect)
