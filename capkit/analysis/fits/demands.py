@@ -8,7 +8,9 @@ concurrently open (logged-in chat users, open WebSocket connections, …), ``m_k
 
 Both are non-negative least squares on step means (one point per step, as in
 :mod:`capkit.analysis.fits.regression`: ``t`` on steps − parameters degrees of freedom; the interval of
-a demand is estimate ± t·se, its low end clipped at 0). With one fixed mix the classes move
+a demand is estimate ± t·se, its low end clipped at 0). One odd step does not decide: the step whose
+externally studentized residual is beyond the Bonferroni t quantile (5 % family-wise) is set aside,
+named in :attr:`DemandFit.set_aside`, and the demands refitted without it (:func:`odd_step`). With one fixed mix the classes move
 together across the steps and their demands cannot be told apart: the fit then says so
 (:class:`NotIdentifiable`, naming the classes) instead of printing numbers; ``--design mix``
 (:func:`capkit.analysis.answer.whatif.mix_design`) varies the mix so they can.
@@ -77,6 +79,7 @@ class DemandFit:
     condition: float
     params: np.ndarray = field(repr=False)
     cov: np.ndarray = field(repr=False)
+    set_aside: tuple = ()  # steps left out: the fit through the others could not predict them
 
     def _t(self, level: float | None = None) -> float:
         return float(stats.t.ppf(0.5 + (level or self.level) / 2, max(self.df_resid, 1.0)))
@@ -217,6 +220,13 @@ def fit_demands(table: pd.DataFrame, resource: str, *, classes: tuple[str, ...] 
         cond = max(cond, cond_n)
     if why is not None:
         return why
+    odd = odd_step(X, y)
+    set_aside: tuple = ()
+    if odd is not None:  # one odd step does not decide a demand: it is set aside, named, and refitted
+        keep = np.arange(len(y)) != odd
+        if identifiability(X[keep], classes)[1] is None:
+            set_aside = (int(data["step"].iloc[odd]),)
+            X, y = X[keep], y[keep]
     sol = optimize.lsq_linear(X, y, bounds=(0.0, np.inf), method="bvls")
     params = sol.x
     df = float(len(y) - X.shape[1])
@@ -229,4 +239,28 @@ def fit_demands(table: pd.DataFrame, resource: str, *, classes: tuple[str, ...] 
            zip(params, se, strict=True)]
     return DemandFit(resource=resource, kind=kind, classes=tuple(classes), baseline=ivs[0],
                      demands=dict(zip(classes, ivs[1:], strict=True)), steps=len(y), level=level,
-                     resid_sd=math.sqrt(s2), df_resid=df, condition=cond, params=params, cov=cov)
+                     resid_sd=math.sqrt(s2), df_resid=df, condition=cond, params=params, cov=cov,
+                     set_aside=set_aside)
+
+
+ODD_SHARE = 0.05  # an honest step is set aside this often (family-wise over a run's steps)
+
+
+def odd_step(X: np.ndarray, y: np.ndarray) -> int | None:
+    """The step (row) whose externally studentized residual is largest, when it is beyond the
+    Bonferroni-corrected t quantile (:data:`ODD_SHARE` family-wise); None otherwise or with fewer
+    than parameters + 3 steps (too few to tell an odd step from the line)."""
+    n, p = X.shape
+    if n < p + 3:
+        return None
+    params = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = y - X @ params
+    hat = np.einsum("ij,jk,ik->i", X, np.linalg.pinv(X.T @ X), X)
+    sse = float(resid @ resid)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2_i = (sse - resid ** 2 / (1 - hat)) / (n - p - 1)  # the residual variance without step i
+        t = np.abs(resid) / np.sqrt(s2_i * (1 - hat))
+    t = np.where(np.isfinite(t), t, 0.0)
+    worst = int(np.argmax(t))
+    cut = float(stats.t.ppf(1 - ODD_SHARE / (2 * n), n - p - 1))
+    return worst if t[worst] > cut else None
