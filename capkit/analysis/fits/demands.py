@@ -10,8 +10,9 @@ Both are non-negative least squares on step means (one point per step, as in
 :mod:`capkit.analysis.fits.regression`: ``t`` on steps − parameters degrees of freedom; the interval of
 a demand is estimate ± t·se, its low end clipped at 0). One odd step does not decide: the step whose
 externally studentized residual is beyond the Bonferroni t quantile (5 % family-wise) is set aside,
-named in :attr:`DemandFit.set_aside`, and the demands refitted without it (:func:`odd_step`). With one fixed mix the classes move
-together across the steps and their demands cannot be told apart: the fit then says so
+named in :attr:`DemandFit.set_aside`, and the demands refitted without it (:func:`odd_step`).
+
+With one fixed mix the classes move together across the steps and their demands cannot be told apart: the fit then says so
 (:class:`NotIdentifiable`, naming the classes) instead of printing numbers; ``--design mix``
 (:func:`capkit.analysis.answer.whatif.mix_design`) varies the mix so they can.
 """
