@@ -12,8 +12,9 @@ a demand is estimate ± t·se, its low end clipped at 0). One odd step does not 
 externally studentized residual is beyond the Bonferroni t quantile (5 % family-wise) is set aside,
 named in :attr:`DemandFit.set_aside`, and the demands refitted without it (:func:`odd_step`).
 
-With one fixed mix the classes move together across the steps and their demands cannot be told apart: the fit then says so
-(:class:`NotIdentifiable`, naming the classes) instead of printing numbers; ``--design mix``
+With one fixed mix the classes move together across the steps and their demands cannot be told
+apart: the fit then says so (:class:`NotIdentifiable`, naming the classes) instead of printing
+numbers; ``--design mix``
 (:func:`capkit.analysis.answer.whatif.mix_design`) varies the mix so they can.
 """
 
