@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks import history, mix, suite
 from benchmarks.harness import BenchError
 
-SECTIONS = ("load", "service", "sampling", "store", "analysis", "report", "plan", "mix", "history")
+SECTIONS = ("load", "service", "sampling", "store", "analysis", "report", "plan", "mix", "history", "simulation")
 
 
 def machine() -> dict:
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": suite.main_job,
         "mix": mix.mix_prediction,
         "history": lambda: history.history(args.pg or None, runs=args.history_runs, rows=args.history_rows),
+        "simulation": suite.search_simulation,
     }
     try:
         for name in args.only:

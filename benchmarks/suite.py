@@ -368,3 +368,36 @@ def main_job() -> list[dict]:
         return rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def search_simulation(seeds: int = 200) -> list[dict]:
+    """8. The search and its answer against known truth as messy as real runs
+    (:class:`capkit.synthetic.search.MessyService`: step offsets amplified near the knee, drift,
+    bursts of slow requests, carry-over after overloaded steps), the default 4-minute search with
+    15-s steps, ``seeds`` seeds per truth: how often the answer's range holds the true p95 crossing
+    (its level is 95 %; the goal is 90–98 %), the median error and the median half-width."""
+    import numpy as np
+
+    from capkit.analysis.answer.limits import p95_crossing
+    from capkit.analysis.design.search import SearchPlanner, SearchRules, simulate_search
+    from capkit.synthetic.search import MessyService
+
+    rules = SearchRules(step_s=15, warmup_s=3, idle_s=10)
+    rows = []
+    for name, truth_kw in (("pool knee", {}), ("low-capacity pool", {"pool": 3.0}),
+                           ("coherency knee", {"pool": 1e9, "kappa": 0.0002})):
+        truth = MessyService(**truth_kw).crossing()
+        held, errors, widths = 0, [], []
+        for seed in range(seeds):
+            planner = SearchPlanner(rules)
+            steps = simulate_search(planner, MessyService(**truth_kw), seed=seed)
+            answer = p95_crossing(steps[steps["users"] > 0], 500.0)
+            held += answer.low <= truth <= answer.high
+            errors.append(abs(answer.estimate - truth) / truth)
+            widths.append((answer.high - answer.low) / 2 / answer.estimate)
+        label = f"search known truth, {name} (crossing {truth:.0f} users, {seeds} seeds)"
+        rows += [row(f"{label}: range holds the truth", 100 * held / seeds, "%", goal=90.0, better="higher"),
+                 row(f"{label}: median error", 100 * float(np.median(errors)), "%", goal=5.0, better="lower"),
+                 row(f"{label}: median half-width of the range", 100 * float(np.median(widths)), "%",
+                     goal=20.0, better="lower")]
+    return rows
