@@ -76,6 +76,25 @@ def test_report_files_exist_and_carry_the_table(smoke_run):
     assert (work / "runs" / run_id / "load.jsonl").exists()
 
 
+def test_the_baseline_table_and_the_answer_read_a_pool_at_the_same_crossing(smoke_run):
+    """A pool fills along a curve and stays full: the Baseline Metrics table reads it where the
+    answer and the thresholds do, at its critical share, not at a size it only approaches."""
+    import pandas as pd
+
+    work, proc, _ = smoke_run
+    run_id = sqlite3.connect(work / "capkit.sqlite").execute("select run_id from runs").fetchone()[0]
+    folder = work / "reports" / run_id
+    answer = json.loads((folder / "tables" / "capacity.json").read_text())
+    baseline = pd.read_csv(folder / "tables" / "baseline_metrics.csv").set_index("Resource")
+    slots = next(t for t in answer["thresholds"] + answer["not_measured"]
+                 if t["metric"] == "Model slots" and t["severity"] == "critical")
+    text = baseline.loc["Model slots (in use)", "Max capacity"]
+    if slots.get("users") is None:
+        assert "users" not in text.split(" at ")[0], text
+    else:
+        assert text.startswith(f"{slots['users']:,.0f} users") and "(95 %)" in text, (text, slots)
+
+
 def _published_p95(folder) -> dict:
     answer = json.loads((folder / "tables" / "capacity.json").read_text())
     criteria = json.loads((folder / "tables" / "criteria.json").read_text())

@@ -128,8 +128,9 @@ def _users(x: float) -> str:
 def baseline_table(fits: dict, located: dict | None = None) -> pd.DataFrame:
     """The Baseline Metrics table, measured: one row per resource, intervals included.
 
-    ``located`` maps a resource to (users at its limit, basis) from the capacity answer; without
-    it the capacity is the fit's line, labelled ``projected``."""
+    ``located`` maps a resource to (users where it is full, basis, that value) from the capacity
+    answer (a pool: at its critical share); without it the capacity is the fit's line at the limit,
+    labelled ``projected``."""
     rows = []
     for resource in [*RESOURCES, *(k for k in fits if k not in RESOURCES)]:
         label, unit = resource_label(resource)
@@ -138,11 +139,12 @@ def baseline_table(fits: dict, located: dict | None = None) -> pd.DataFrame:
             rows.append({"Resource": f"{label} ({unit})", "Baseline (idle)": "–", "Per active user": "–",
                          "Max capacity": str(fit) if isinstance(fit, NotMeasured) else "not measured"})
             continue
-        cap, basis = (located or {}).get(resource, (fit.capacity, Basis.PROJECTED))
+        cap, basis, value = (located or {}).get(resource, (fit.capacity, Basis.PROJECTED, fit.limit))
         tiny = 1e-9 * fit.limit if math.isfinite(fit.limit) else 1e-12
+        share = f" ({100 * value / fit.limit:.0f} %)" if resource in POOL_RESOURCES and fit.limit > 0 else ""
         if isinstance(cap, Interval) and math.isfinite(cap.estimate):
             text = (f"{_users(cap.estimate)} users ({_users(cap.low)}–{_users(cap.high)}) "
-                    f"at {_fmt(fit.limit)} {unit} · {basis}")
+                    f"at {_fmt(value)} {unit}{share} · {basis}")
         elif isinstance(cap, Interval):
             text = f"not reached (limit {_fmt(fit.limit)} {unit})"
         else:

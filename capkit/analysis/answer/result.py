@@ -27,7 +27,7 @@ from capkit.analysis.fits.latency import LatencyModel, fit_latency
 from capkit.analysis.fits.regression import ResourceFit
 from capkit.analysis.fits.usl import USLFit, usl_from_steps
 from capkit.errors import CapkitError
-from capkit.schemas import Criteria, NotMeasured
+from capkit.schemas import POOL_RESOURCES, Criteria, NotMeasured
 
 
 @dataclass
@@ -46,7 +46,7 @@ class CapacityResult:
     thresholds: list[Threshold]
     answer: CapacityAnswer
     baseline: pd.DataFrame  # the Baseline Metrics table, its capacities from the same answer
-    located: dict  # resource -> (users at its limit, basis), as the Baseline Metrics table shows them
+    located: dict  # resource -> (users where it is full, basis, that value), as the Baseline Metrics table shows
     replicas: ReplicaPlan
     recommendations: pd.DataFrame
     backtest: Backtest | None
@@ -144,8 +144,8 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
     thresholds = scaling_thresholds(resources, c, latency, usl, locator=locator, failure=failure)
     search = run.search or {}
     answer = capacity_answer(run.run_id, thresholds, stop_reason=search.get("stop_reason"), failure=failure)
-    located = {key: locator(key, resources.limits.limit_for(key))
-               for key, fit in resources.fits.items() if isinstance(fit, ResourceFit)}
+    located = {key: (*locator(key, value), value) for key, fit in resources.fits.items()
+               if isinstance(fit, ResourceFit) for value in [full_at(key, resources.limits, c)]}
     baseline = baseline_table(resources.fits, located)
     return CapacityResult(
         run=run, params=p, resources=resources, usl=usl, latency=latency, diagnostics=diagnostics,
@@ -158,6 +158,14 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
         recommendations=recommendations(resources, diagnostics=diagnostics, latency=latency, cache_hit_rate=hit,
                                         answer=answer, p95_ms=c.p95_warning_ms),
         backtest=bt, cache_hit_rate=hit, errors=errors)
+
+
+def full_at(key: str, limits, criteria) -> float:
+    """Where a resource is full: its limit; a pool at its critical share (a pool fills along a curve
+    and stays full: its size is approached, never crossed, so the answer's binding limit, the
+    thresholds and the Baseline Metrics table all read the pool at the critical share)."""
+    limit = limits.limit_for(key)
+    return criteria.pool_shares[1] * limit if key in POOL_RESOURCES else limit
 
 
 def result_for(params: ReportParameters) -> CapacityResult:

@@ -94,7 +94,7 @@ def result_summary(result: CapacityResult) -> str:
         if isinstance(fit, NotMeasured):
             lines.append(f"{name:<36}{'–':>10}{'–':>10}   {fit}")
             continue
-        cap, basis = result.located.get(resource, (fit.capacity, "projected"))
+        cap, basis, _ = result.located.get(resource, (fit.capacity, "projected", fit.limit))
         where = (f"{cap} · {basis}" if isinstance(cap, Interval) and cap.finite
                  else "not reached" if isinstance(cap, Interval) else str(cap))
         lines.append(f"{name:<36}{fit.per_user.estimate:>10.4g}{fit.baseline.estimate:>10.4g}   {where}")
