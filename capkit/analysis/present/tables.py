@@ -52,6 +52,8 @@ def steps_view(result) -> pd.DataFrame:
             for p, lo, hi in zip(s["p95_ms"], s.get("p95_low_ms", pd.Series(math.nan, index=s.index)),
                                  s.get("p95_high_ms", pd.Series(math.nan, index=s.index)), strict=True)],
         "p99 (ms)": s["p99_ms"].map(_ms)})
+    if "settle_s" in s and s["settle_s"].fillna(0).gt(0).any():  # seconds waited for a heavier step's backlog
+        out["Settling (s)"] = s["settle_s"].fillna(0).map(lambda v: f"+{v:.0f}" if v > 0 else "–")
     if "generator_cpu" in s and s["generator_cpu"].notna().any():
         out["Generator CPU"] = s["generator_cpu"].map(percent)
     out["Flags"] = s["flags"].fillna("").replace("", "–")
