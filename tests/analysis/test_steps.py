@@ -105,9 +105,10 @@ def test_a_step_with_too_few_resource_samples_is_flagged(tmp_path):
     assert _run(tmp_path / "ok", users_seen=10, gen_cpu=0.3, cpu_seconds=range(6))["clean"]
 
 
-def _three_steps(tmp_path, drain_s: int, seed: int = 0):
+def _three_steps(tmp_path, drain_s: int, build_s: int = 0, seed: int = 0):
     """60 users for 20 s, then 40 users for 20 s whose first ``drain_s`` seconds still carry the
-    heavier step's backlog (latency 4× and decaying), then 50 users (after a lighter step)."""
+    heavier step's backlog (latency 4× and decaying), then 50 users whose queue takes ``build_s``
+    seconds to build up (latency rising from a third of its level)."""
     import numpy as np
 
     from capkit.analysis.data.steps import with_settling
@@ -124,9 +125,10 @@ def _three_steps(tmp_path, drain_s: int, seed: int = 0):
         for sec in range(20):
             base = {60: 400.0, 40: 100.0, 50: 150.0}[users]
             backlog = 4 * base * (1 - sec / drain_s) if step == 1 and sec < drain_s else 0.0
+            building = (1 - 2 / 3 * (1 - sec / build_s)) if step == 2 and sec < build_s else 1.0
             for i in range(30):
-                agg.record(start + sec + i / 30, "GET", "a", float(base * rng.lognormal(0, 0.3) + backlog), 200, 10,
-                           False)
+                agg.record(start + sec + i / 30, "GET", "a", float(base * building * rng.lognormal(0, 0.3) + backlog),
+                           200, 10, False)
             records.append({"type": "tick", "ts": start + sec, "step": step, "users": users, "meters": {}})
         records += [{"type": "req", **row} for row in agg.flush()]
     ing.feed(records)
@@ -144,9 +146,16 @@ def test_a_step_after_a_heavier_one_counts_from_when_the_backlog_has_drained(tmp
     assert 5 <= steps.loc[40, "settle_s"] <= 8, steps["settle_s"]
     assert steps.loc[40, "seconds"] == 20 - 2 - steps.loc[40, "settle_s"]
     assert steps.loc[40, "p95_ms"] < 100 * 1.8  # the backlog's 4× latency is not in the step's p95
-    assert steps.loc[60, "settle_s"] == 0 and steps.loc[50, "settle_s"] == 0  # nothing heavier before them
+    assert steps.loc[60, "settle_s"] == 0 and steps.loc[50, "settle_s"] == 0  # steady from their warm-up on
 
 
-def test_a_step_after_a_heavier_one_without_a_backlog_keeps_its_warm_up_alone(tmp_path):
-    steps = _three_steps(tmp_path, drain_s=0)
-    assert steps.loc[40, "settle_s"] <= 1, steps["settle_s"]
+def test_a_step_whose_queue_builds_up_counts_from_when_it_has(tmp_path):
+    steps = _three_steps(tmp_path, drain_s=0, build_s=9)
+    assert 4 <= steps.loc[50, "settle_s"] <= 9, steps["settle_s"]
+    assert steps.loc[50, "p50_ms"] > 150 * 0.85  # the first, lighter seconds do not pull it down
+
+
+def test_steady_steps_keep_their_warm_up_alone(tmp_path):
+    for seed in range(5):
+        steps = _three_steps(tmp_path / str(seed), drain_s=0, seed=seed)
+        assert steps["settle_s"].max() <= 1, steps["settle_s"]

@@ -42,28 +42,27 @@ def _window(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
 
 
 def with_settling(steps: pd.DataFrame, requests: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
-    """``steps`` with ``settle_s``: for a step that follows a heavier one (more users, or a higher
-    arrival rate), the seconds after its warm-up until the heavier step's backlog has drained.
+    """``steps`` with ``settle_s``: the seconds after a loaded step's warm-up until its latency has
+    settled into the step's own range — after a heavier step, its backlog drains into this one;
+    after a lighter one (or the idle step), a queue near saturation builds up for longer than a
+    fixed warm-up.
 
-    A backlog drains into the next step: during the reference service's search, the live p95 of a
-    101-user step right after a 141-user step read 1,583, then 634, then 823 ms. The step counts
-    from the first second at which the mean latency over :data:`SETTLE_ROLL_S` seconds is back in
-    the range of the step's second half (its median plus three robust standard deviations of a
-    rolling mean, or 10 %, whichever is more), and never later than the middle of its window; a step
-    that follows a lighter one keeps its warm-up alone (there is nothing to drain)."""
+    During the reference service's search, the live p95 of a 101-user step right after a 141-user
+    step read 1,583, then 634, then 823 ms; a confirming grid's ascending pass read p95 657 ms at 80
+    users where its descending pass read 299. A step counts from the first second at which the mean
+    latency over :data:`SETTLE_ROLL_S` seconds is within the range of the step's second half (its
+    median ± three robust standard deviations of a rolling mean, or ± 10 %, whichever is more), and
+    never later than the middle of its window."""
     out = steps.copy()
     out["settle_s"] = 0.0
     if steps.empty or requests is None or requests.empty:
         return out
     req = requests[~requests["method"].isin(DERIVED_TYPES)] if "method" in requests else requests
     per_second = req.groupby(["step", "ts"])[["latency_sum_ms", "count"]].sum()
-    previous = None
-    for idx, st in out.sort_values("step").iterrows():
-        rate = st.get("rate")
-        load = float(rate) if rate is not None and pd.notna(rate) else float(st["users"])
-        if previous is not None and 0 < load < previous and st["step"] in per_second.index.get_level_values(0):
+    seen = set(per_second.index.get_level_values(0))
+    for idx, st in out.iterrows():
+        if st["users"] > 0 and st["step"] in seen:
             out.loc[idx, "settle_s"] = _settle_seconds(per_second.loc[st["step"]], float(st["started_at"]) + warmup_s)
-        previous = load if st["users"] > 0 else previous
     return out
 
 
@@ -77,7 +76,7 @@ def _settle_seconds(rows: pd.DataFrame, start: float) -> float:
     centre = float(np.median(tail))
     spread = 1.4826 * float(np.median(np.abs(tail - centre)))
     upper = centre + max(3 * spread, 0.10 * centre)
-    settled = np.flatnonzero(roll <= upper)
+    settled = np.flatnonzero(np.abs(roll - centre) <= upper - centre)
     j = int(settled[0]) if len(settled) else 0
     j = min(j, len(mean) // 2)
     return float(rows.index[j] - np.ceil(start)) if j > 0 else 0.0
