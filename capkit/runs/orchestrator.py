@@ -17,6 +17,7 @@ from typing import Callable
 
 from capkit.errors import CapkitError, LoadError
 from capkit.metrics import DbTarget, LoopbackNetworkSampler, ProcessTreeSampler
+from capkit.metrics.machine import MachineSampler
 from capkit.records.jsonl import JsonlWriter, read_new_lines
 from capkit.runs.ingest import Ingestor
 from capkit.runs.locust import start_locust
@@ -91,6 +92,7 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
     samples_out = JsonlWriter(open(raw_dir / "resources.jsonl", "a", encoding="utf-8"))
     service = ProcessTreeSampler(service_pid, DbTarget.from_url(db_url)) if service_pid else None
     network = LoopbackNetworkSampler() if service_pid else None
+    machine = MachineSampler()
     status, reason = RunStatus.INCOMPLETE, "interrupted"
     n_samples = n_rows = 0
     load = load_file = None
@@ -110,7 +112,7 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
         while True:
             time.sleep(spec.sample_interval_s - (time.time() % spec.sample_interval_s))
             now = time.time()
-            rows = _samples(now, service, network, generator, scrapers)
+            rows = _samples(now, service, network, generator, [*(scrapers or []), machine])
             n_samples += store.add_samples(spec.run_id, rows)
             for row in rows:
                 samples_out.write(row)

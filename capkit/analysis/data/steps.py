@@ -175,6 +175,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         req = req[~req["method"].isin(DERIVED_TYPES)]
     res = per_second_resources(samples, steps, warmup_s)
     gen = per_second_resources(samples, steps, warmup_s, source="generator")
+    machine = per_second_resources(samples, steps, warmup_s, source="machine")
     rows = []
     for _, st in steps.sort_values("step").iterrows():
         r = req[req["step"] == st["step"]] if not req.empty else req
@@ -201,10 +202,12 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         # per Locust process (each saturates at one core); older runs only have the tree's total
         gen_col = "cpu_max_process" if "cpu_max_process" in gr else "cpu_cores"
         row["generator_cpu"] = float(gr[gen_col].max()) if gen_col in gr and len(gr) else np.nan
+        row["generator_total_cpu"] = float(gr["cpu_cores"].mean()) if "cpu_cores" in gr and len(gr) else np.nan
         # CPU it ran + waited for: saturation shows on shared cores too, where its CPU stays lower
         demand = "cpu_demand_max_process"
         row["generator_demand"] = float(gr[demand].max()) if demand in gr and len(gr) else np.nan
         row["ws_connections"] = float(gr["ws_connections"].mean()) if "ws_connections" in gr and len(gr) else np.nan
+        row.update(_machine(machine, st["step"], row))
         rate = st.get("rate")
         row["rate"] = float(rate) if rate is not None and pd.notna(rate) else np.nan
         row["dropped"] = float(gr["dropped"].fillna(0).sum()) if "dropped" in gr and len(gr) else 0.0
@@ -222,6 +225,27 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
     out["flags"] = out.apply(_flags, axis=1, max_error_rate=max_error_rate)
     out["clean"] = out["flags"] == ""
     return out
+
+
+MACHINE_METRICS = ("machine_busy_cores", "machine_steal_cores", "cpu_mhz")
+
+
+def _machine(machine: pd.DataFrame, step, row: dict) -> dict:
+    """The machine around a step (:class:`~capkit.metrics.machine.MachineSampler`): steal (cores),
+    the mean clock (MHz) and ``other_cpu_cores`` — the machine's busy cores less the service's and
+    the load generator's, what else ran beside them. NaN where it was not sampled."""
+    m = machine[machine["step"] == step] if not machine.empty else machine
+    out = {metric: float(m[metric].mean()) if metric in m and m[metric].notna().any() else np.nan
+           for metric in MACHINE_METRICS}
+    mine = row.get("cpu_cores", np.nan)
+    out["other_cpu_cores"] = (max(out["machine_busy_cores"] - mine - _generator_cores(row), 0.0)
+                              if np.isfinite(out["machine_busy_cores"]) and np.isfinite(mine) else np.nan)
+    return out
+
+
+def _generator_cores(row: dict) -> float:
+    value = row.get("generator_total_cpu", np.nan)
+    return float(value) if np.isfinite(value) else 0.0
 
 
 def _with_corrected(out: pd.DataFrame, steps: pd.DataFrame, corrected, warmup_s: float) -> pd.DataFrame:

@@ -56,6 +56,10 @@ def steps_view(result) -> pd.DataFrame:
         out["Settling (s)"] = s["settle_s"].fillna(0).map(lambda v: f"+{v:.0f}" if v > 0 else "–")
     if "generator_cpu" in s and s["generator_cpu"].notna().any():
         out["Generator CPU"] = s["generator_cpu"].map(percent)
+    if "other_cpu_cores" in s and s["other_cpu_cores"].notna().any():  # what else ran beside the service and load
+        out["Other CPU (cores)"] = s["other_cpu_cores"].map(lambda v: number(v, 2) if math.isfinite(v) else "–")
+    if "machine_steal_cores" in s and s["machine_steal_cores"].fillna(0).gt(0.01).any():
+        out["Steal (cores)"] = s["machine_steal_cores"].map(lambda v: number(v, 2) if math.isfinite(v) else "–")
     out["Flags"] = s["flags"].fillna("").replace("", "–")
     return out
 
