@@ -14,8 +14,8 @@ own interval (:func:`p95_verdict`): a step whose interval straddles it is measur
 the bracket counts only clear verdicts. Once the bracket is within :data:`COARSE`, the search spends
 its steps near the crossing — at 0.88, 1 and 1.12 × the local fit's estimate
 (:func:`~capkit.analysis.fits.crossing.local_crossing`), in rising order (a backlog drains into a
-lighter step), repeating loads, so that the step-to-step
-offset is measured rather than assumed away — until that estimate's range is within ``precision``;
+lighter step), repeating loads, so that the step-to-step offset is measured rather than assumed
+away — until that estimate's range is within ``precision``;
 then a confirmation step (:data:`CONFIRM_STEPS` × as long) at the estimate must agree with it (the
 threshold inside the step's prediction interval), or the search goes on while its budget lasts.
 
@@ -393,11 +393,11 @@ class SearchPlanner:
         return stage if seconds is None else stage.model_copy(update={"seconds": seconds})
 
     def _update_brackets(self, usable: pd.DataFrame) -> None:
-        """For every rule some step breached: the highest good load below its first bad load."""
+        """For every rule some step breached: the highest good load below its first bad load (p95:
+        judged per load on all its steps, good only where the interval clears the threshold)."""
         limit = self.rules.criteria.p95_warning_ms
-        rows = [(float(r["load"]), self.breaches(r, usable), p95_verdict(r, limit)) for _, r in usable.iterrows()]
-        rules = {rule for _, hits, _ in rows for rule in hits if rule != "generator"}
-        self.brackets = {}
+        rows = [(float(r["load"]), self.breaches(r, usable)) for _, r in usable.iterrows()]
+        rules = {rule for _, hits in rows for rule in hits if rule != "generator"}
         self.brackets = {}
         rules.discard("p95")
         p95 = self._p95_by_load(usable)  # a load measured more than once is judged on all its steps
@@ -408,10 +408,8 @@ class SearchPlanner:
                 good = p95[(p95.index < bad) & (p95["verdict"] == "below")]
                 self.brackets["p95"] = [float(good.index.max()) if len(good) else 0.0, bad]
         for rule in rules:
-            bad = min(load for load, hits, _ in rows if rule in hits)
-            # p95: only a step whose interval clears the threshold is good
-            good = [load for load, hits, verdict in rows if rule not in hits and load < bad
-                    and (rule != "p95" or verdict == "below")]
+            bad = min(load for load, hits in rows if rule in hits)
+            good = [load for load, hits in rows if rule not in hits and load < bad]
             self.brackets[rule] = [max(good) if good else 0.0, bad]
 
     def _p95_by_load(self, usable: pd.DataFrame) -> pd.DataFrame:
