@@ -120,6 +120,10 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
     click.echo("\nBaseline Metrics (measured)\n")
     click.echo(baseline_md)
     click.echo(f"\n{headline}")
+    if planner is not None and planner.stop_reason:  # how the search ended, and what it did beyond its rules
+        click.echo(f"search: {planner.stop_reason}")
+        for note in planner.notes:
+            click.echo(f"  · {note}")
     _say_soak(s.store_url, result.run_id, stage_plan_)
     if index:
         click.echo(f"report: {index}")
