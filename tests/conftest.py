@@ -10,23 +10,61 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixture_store import FIXTURE_RUN, FIXTURE_RUN_B, FIXTURE_STORE, ROOT  # noqa: F401 (re-exported)
+# One BLAS/OpenMP thread per process, set before anything imports numpy (nothing before this file
+# does; pytest-xdist's workers, the CLI, services and notebook kernels the tests start inherit it).
+# With OpenBLAS's default, a thread per core, the parallel pass's processes spun threads against each
+# other on this 2-core machine: tests/analysis/test_step_quantiles.py took 45 s of CPU, 17 s with one.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from tests.fixture_store import FIXTURE_RUN, FIXTURE_RUN_B, FIXTURE_STORE, ROOT  # noqa: E402, F401 (re-exported)
 
 # Tests whose assertions read measured timing (a capacity within 10 %, an arrival rate, CPU seconds
 # per user): `make test` runs them alone after the rest, which run in parallel (pytest-xdist), since
-# a neighbouring test's CPU would move what they measure. Marked here, by file, in one place.
+# a neighbouring test's CPU would move what they measure. Marked here, in one place: a file (every
+# test in it) or a file and the tests of it that measure (the file's others, bad input refused before
+# any load, synthetic data, exact counts, run with the rest).
 LOAD_MEASURING = {
-    "tests/runs/test_search.py", "tests/runs/test_mix.py", "tests/cli/test_whatif.py", "tests/cli/test_plan_e2e.py",
-    "tests/runs/test_openai_target.py", "tests/faults/test_search_faults.py", "tests/faults/test_soak.py",
-    "tests/loadgen/test_arrival.py", "tests/loadgen/test_coordinated_omission.py", "tests/metrics/test_process.py",
-    "tests/runs/test_distributed.py",  # two workers' arrival rate within 19-21.5 req/s of 20: read 22 beside a load run
+    "tests/runs/test_search.py": ("test_search_agrees_with_a_confirming_run_within_10_percent",
+                                  "test_a_cpu_heavy_configuration_binds_on_cpu"),
+    "tests/runs/test_mix.py": None,
+    "tests/cli/test_plan_e2e.py": None,
+    "tests/runs/test_openai_target.py": ("test_openai_chat_times_every_token_and_goodput_falls_with_a_tighter_slo",
+                                         "test_repeated_prompts_are_classified_as_cached"),
+    "tests/faults/test_search_faults.py": None,
+    "tests/faults/test_soak.py": ("test_reference_service_leak_is_caught",),
+    "tests/loadgen/test_arrival.py": None,
+    "tests/loadgen/test_coordinated_omission.py": None,
+    "tests/metrics/test_process.py": ("test_cpu_of_a_child_is_counted",),
+    # two workers' arrival rate within 19-21.5 req/s of 20: read 22 beside a load run
+    "tests/runs/test_distributed.py": ("test_master_and_two_workers_share_an_arrival_rate",),
 }
 
 
+def _measures(nodeid: str) -> bool:
+    path, _, name = nodeid.partition("::")
+    if path not in LOAD_MEASURING:
+        return False
+    tests = LOAD_MEASURING[path]
+    return tests is None or name.split("[")[0] in tests
+
+
+# the parallel pass's longest files (a few minutes each on one worker) start first, so that none of
+# them is the last thing a worker still runs when the others are done; a file's order is kept
+LONGEST_FIRST = ("tests/test_install.py", "tests/analysis/test_coverage.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    first = {path: n for n, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda i: first.get(i.nodeid.partition("::")[0], len(first)))
     for item in items:
-        if item.nodeid.split("::")[0] in LOAD_MEASURING:
+        if _measures(item.nodeid):
             item.add_marker(pytest.mark.load)
+        tests = LOAD_MEASURING.get(item.nodeid.partition("::")[0])
+        missing = [t for t in tests or () if not hasattr(item.module, t)]
+        if missing:  # a renamed test must not slip into the parallel pass
+            raise pytest.UsageError(f"tests/conftest.py LOAD_MEASURING names tests not in {item.nodeid}'s file: "
+                                    f"{missing}")
 
 
 PG_BASE = os.environ.get("CAPKIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
