@@ -253,3 +253,13 @@ def test_budget_durations():
     assert parse_budget("4m") == 240 and parse_budget("90s") == 90 and parse_budget("1h") == 3600
     with pytest.raises(ConfigError, match="not a duration"):
         parse_budget("soon")
+
+
+def test_a_confirmation_step_that_ends_the_budget_is_still_judged():
+    judged = 0
+    for budget in (200, 215, 230, 245, 260):
+        planner, steps = _run(Service(), SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=budget), seed=5)
+        if steps.iloc[-1]["planned_s"] == CONFIRM_STEPS * 15:
+            assert planner.confirmed is not None, (budget, planner.stop_reason)
+            judged += 1
+    assert judged >= 3

@@ -151,7 +151,7 @@ def test_a_step_after_a_heavier_one_counts_from_when_the_backlog_has_drained(tmp
 
 def test_a_step_whose_queue_builds_up_counts_from_when_it_has(tmp_path):
     steps = _three_steps(tmp_path, drain_s=0, build_s=9)
-    assert 4 <= steps.loc[50, "settle_s"] <= 9, steps["settle_s"]
+    assert 2 <= steps.loc[50, "settle_s"] <= 9, steps["settle_s"]  # within 20 % of its level from ~6 s on
     assert steps.loc[50, "p50_ms"] > 150 * 0.85  # the first, lighter seconds do not pull it down
 
 

@@ -24,6 +24,8 @@ DERIVED_TYPES = ("STREAM",)  # also capkit.runs.progress: the live line leaves t
 
 SETTLE_ROLL_S = 3  # the per-second mean latency is judged over this many seconds
 SETTLE_MIN_S = 8  # a step with fewer counted seconds is too short to tell settling from noise
+SETTLE_CHANGE = 0.05  # a step whose load differs less than this from the step before has nothing to settle
+SETTLE_BAND = 0.20  # the settled range is at least ± this share of the second half's median
 
 
 def _settle(steps: pd.DataFrame) -> pd.Series:
@@ -51,8 +53,10 @@ def with_settling(steps: pd.DataFrame, requests: pd.DataFrame, warmup_s: float) 
     step read 1,583, then 634, then 823 ms; a confirming grid's ascending pass read p95 657 ms at 80
     users where its descending pass read 299. A step counts from the first second at which the mean
     latency over :data:`SETTLE_ROLL_S` seconds is within the range of the step's second half (its
-    median ± three robust standard deviations of a rolling mean, or ± 10 %, whichever is more), and
-    never later than the middle of its window."""
+    median ± three robust standard deviations of a rolling mean, or ± :data:`SETTLE_BAND`, whichever
+    is more: near saturation a second's mean latency moves by 10 % without any trend), and never
+    later than the middle of its window; a step at the load of the one before (a repeat) keeps its
+    warm-up alone."""
     out = steps.copy()
     out["settle_s"] = 0.0
     if steps.empty or requests is None or requests.empty:
@@ -60,9 +64,14 @@ def with_settling(steps: pd.DataFrame, requests: pd.DataFrame, warmup_s: float) 
     req = requests[~requests["method"].isin(DERIVED_TYPES)] if "method" in requests else requests
     per_second = req.groupby(["step", "ts"])[["latency_sum_ms", "count"]].sum()
     seen = set(per_second.index.get_level_values(0))
-    for idx, st in out.iterrows():
-        if st["users"] > 0 and st["step"] in seen:
+    previous = 0.0
+    for idx, st in out.sort_values("step").iterrows():
+        rate = st.get("rate")
+        load = float(rate) if rate is not None and pd.notna(rate) else float(st["users"])
+        # the same load again (a repeat) has nothing to drain or build up
+        if st["users"] > 0 and st["step"] in seen and abs(load - previous) > SETTLE_CHANGE * max(load, previous):
             out.loc[idx, "settle_s"] = _settle_seconds(per_second.loc[st["step"]], float(st["started_at"]) + warmup_s)
+        previous = load
     return out
 
 
@@ -75,7 +84,7 @@ def _settle_seconds(rows: pd.DataFrame, start: float) -> float:
     tail = roll[len(roll) // 2:]
     centre = float(np.median(tail))
     spread = 1.4826 * float(np.median(np.abs(tail - centre)))
-    upper = centre + max(3 * spread, 0.10 * centre)
+    upper = centre + max(3 * spread, SETTLE_BAND * centre)
     settled = np.flatnonzero(np.abs(roll - centre) <= upper - centre)
     j = int(settled[0]) if len(settled) else 0
     j = min(j, len(mean) // 2)

@@ -295,8 +295,12 @@ class SearchPlanner:
                               f"{'req/s' if self.rules.rate else 'users'}: its numbers measure the generator, "
                               f"not the service — add load processes (--processes N)")
         elapsed = now - self.started
+        judged = self._judge_confirmation(latest, usable)  # also when the budget ends with it
+        if judged is not None:
+            return judged
         if elapsed + self.rules.step_s > self.rules.budget_s:
-            return self._stop(f"the time budget ({self.rules.budget_s:g} s) is spent")
+            return self._stop(f"the time budget ({self.rules.budget_s:g} s) is spent"
+                              + ("; the confirmation step did not agree" if self.confirmed is False else ""))
         # the ramp goes on until some measured step breaches a rule that ends it (the brackets are
         # re-read every time: a step judged early on part of its data may look different once all is in)
         if self.phase == "ramp":  # one step above the highest load measured so far
@@ -347,23 +351,12 @@ class SearchPlanner:
     def _refine(self, latest, usable: pd.DataFrame, elapsed: float) -> Stage | str:
         """Steps near the p95 crossing until its range is within ``precision``, then a longer
         confirmation step at the estimate; the search ends when it agrees (or the budget does)."""
-        r, limit = self.rules, self.rules.criteria.p95_warning_ms
+        r = self.rules
         cross = self.crossing(usable)
         if cross is None:
             return self._stop(self._converged())
         est = cross.estimate
         confirm_s = CONFIRM_STEPS * r.step_s
-        if self._confirm_step is not None and int(latest["step"]) == self._confirm_step:
-            self._confirm_step = None
-            self.confirmed = bool(self._agrees(latest, cross.tau if math.isfinite(cross.tau) else 0.0))
-            low, high = latest.get("p95_low_ms", np.nan), latest.get("p95_high_ms", np.nan)
-            seen = (f"a {confirm_s:g}-s step at {latest['load']:g} {self._unit()} read p95 {latest['p95_ms']:.0f} ms"
-                    + (f" ({low:.0f}–{high:.0f})" if np.isfinite(low) and np.isfinite(high) else ""))
-            if self.confirmed:
-                return self._stop(f"confirmed: p95 reaches {limit:g} ms at {est:.0f} {self._unit()} "
-                                  f"({cross.interval.low:.0f}–{cross.interval.high:.0f}); {seen}")
-            self.notes.append(f"the confirmation did not agree with {est:.0f} {self._unit()}: {seen}; "
-                              f"the search goes on")
         remaining = r.budget_s - elapsed
         width = (cross.interval.high - cross.interval.low) / 2 / est if est > 0 else math.inf
         precise = cross.method == "local fit" and width <= r.precision
@@ -371,6 +364,27 @@ class SearchPlanner:
             self._confirm_step = int(latest["step"]) + 1
             return self._stage_for(est, seconds=confirm_s)
         return self._stage_for(self._refine_load(est, usable))
+
+    def _judge_confirmation(self, latest, usable: pd.DataFrame) -> str | None:
+        """When ``latest`` is the confirmation step: whether it agrees with the estimate (then the
+        search stops, confirmed) or not (noted; the search goes on while its budget lasts)."""
+        if self._confirm_step is None or int(latest["step"]) != self._confirm_step:
+            return None
+        self._confirm_step = None
+        cross = self.crossing(usable)
+        if cross is None:
+            return None
+        limit, unit, est = self.rules.criteria.p95_warning_ms, self._unit(), cross.estimate
+        self.confirmed = bool(self._agrees(latest, cross.tau if math.isfinite(cross.tau) else 0.0))
+        low, high = latest.get("p95_low_ms", np.nan), latest.get("p95_high_ms", np.nan)
+        seen = (f"a {CONFIRM_STEPS * self.rules.step_s:g}-s step at {latest['load']:g} {unit} read p95 "
+                f"{latest['p95_ms']:.0f} ms" + (f" ({low:.0f}–{high:.0f})" if np.isfinite(low) and np.isfinite(high)
+                                                 else ""))
+        if self.confirmed:
+            return self._stop(f"confirmed: p95 reaches {limit:g} ms at {est:.0f} {unit} "
+                              f"({cross.interval.low:.0f}–{cross.interval.high:.0f}); {seen}")
+        self.notes.append(f"the confirmation did not agree with {est:.0f} {unit}: {seen}; the search goes on")
+        return None
 
     def _agrees(self, row, tau: float) -> bool:
         """The threshold lies inside the confirmation step's interval widened by the step offset τ."""
@@ -458,7 +472,10 @@ class SearchPlanner:
             if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
                 guess = good + (limit - lo) / (hi - lo) * width
         guess = min(max(guess, good + 0.25 * width), bad - 0.25 * width)
-        return round(guess, 2) if self.rules.rate else float(max(round(guess), good + 1))
+        load = round(guess, 2) if self.rules.rate else float(max(round(guess), good + 1))
+        if (np.abs(usable["load"].to_numpy(float) - load) < 1e-9).sum() >= 2:  # measured twice: halfway up
+            load = round((load + bad) / 2, 2) if self.rules.rate else float(round((load + bad) / 2))
+        return load
 
     def _converged(self) -> str:
         if not self.brackets:
