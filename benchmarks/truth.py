@@ -309,7 +309,8 @@ def to_markdown(results: dict) -> str:
             cap = r.get("capacity") or {}
             err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.1f} %"
             dr = "–" if r.get("drift") is None else f"{math.exp(r['drift']):.2f}×"
-            steps = " ".join(f"{s['users']}→{s['p95_ms']:.0f}" + ("" if s.get("usable", True) else "✗")
+            steps = " ".join(f"{s['users']}→" + ("–" if s["p95_ms"] is None else f"{s['p95_ms']:.0f}")
+                             + ("" if s.get("usable", True) else "✗")
                              for s in r.get("steps", []) if s["users"] > 0)
             lines.append(f"| {r['repeat']} | {_users(a['users'])} ({span(a['low'], a['high'])}) | {a['basis']} | "
                          f"{cap.get('limit')} {_users(cap.get('users'))} | {conf} | {err} | "

@@ -17,7 +17,7 @@ WORDS = ("quick delivery broken excellent cheap sturdy flimsy lovely awful great
          "quality service friendly rude smell sharp blunt waterproof leaking durable").split()
 
 
-def build(path: Path, *, sales: int = 200_000, reviews: int = 60_000, seed: int = 29) -> Path:
+def build(path: Path, *, sales: int = 60_000, reviews: int = 20_000, seed: int = 29) -> Path:
     """Write the database to ``path`` (replacing it) and return it."""
     rng = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +55,7 @@ def build(path: Path, *, sales: int = 200_000, reviews: int = 60_000, seed: int 
     db.executescript("""
         create index sales_day on sales(day);
         create index sales_product on sales(product_id);
+        create index sales_category_store on sales(category, store_id);
         create virtual table reviews_fts using fts5(body, content='reviews', content_rowid='id');
         insert into reviews_fts(rowid, body) select id, body from reviews;
     """)

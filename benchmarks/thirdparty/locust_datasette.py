@@ -20,7 +20,7 @@ class Reader(HttpUser):
 
     @task(6)
     def row(self):
-        self.client.get(f"/bench/sales/{random.randint(1, 200_000)}.json", name="/bench/sales/[id]")
+        self.client.get(f"/bench/sales/{random.randint(1, 60_000)}.json", name="/bench/sales/[id]")
 
     @task(4)
     def filtered_page(self):
