@@ -245,6 +245,7 @@ def one_repeat(service: str, index: int, args, work: Path) -> dict:
         answer = json.loads((work / "answer.json").read_text())
         rec["answer"] = p95_answer(answer)
         rec["capacity"] = {k: answer["capacity"].get(k) for k in ("limit", "users", "low", "high")}
+        rec["binding"] = {k: answer["binding"].get(k) for k in ("limit", "users", "low", "high", "basis")}
         rec["stop_reason"] = answer.get("stop_reason")
         if rec["answer"]["users"] is None:
             rec["crossing"] = asdict(Crossing(None, None, None, "the search gave no p95 crossing", None, None, 0))
@@ -296,7 +297,7 @@ def to_markdown(results: dict) -> str:
                   f"{s['within_15']}; the answer's range holds the confirming crossing: {s['range_holds']}**"
                   + (f"; median |error| {s['median_abs_error_pct']:.1f} %, max {s['max_abs_error_pct']:.1f} %."
                      if s["median_abs_error_pct"] is not None else "."), "",
-                  "| # | search p95 answer (range) | basis | binding (capacity) | confirming crossing (range) "
+                  "| # | search p95 answer (range) | basis | capacity; binding limit | confirming crossing (range) "
                   "| error | range holds | drift pass 2/1 | steps in run order: users → p95 ms |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in res["repeats"]:
@@ -306,14 +307,16 @@ def to_markdown(results: dict) -> str:
             a, c = r["answer"], r["crossing"]
             conf = (f"{c['users']:.1f} ({span(c['low'], c['high'])})" if c["users"] is not None
                     else f"none: {c['reason']}")
-            cap = r.get("capacity") or {}
+            cap, bind = r.get("capacity") or {}, r.get("binding") or {}
+            limits = f"{cap.get('limit')} {_users(cap.get('users'))}" + (
+                f"; {bind['limit']} {_users(bind.get('users'))}" if bind.get("limit") else "")
             err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.1f} %"
             dr = "–" if r.get("drift") is None else f"{math.exp(r['drift']):.2f}×"
             steps = " ".join(f"{s['users']}→" + ("–" if s["p95_ms"] is None else f"{s['p95_ms']:.0f}")
                              + ("" if s.get("usable", True) else "✗")
                              for s in r.get("steps", []) if s["users"] > 0)
             lines.append(f"| {r['repeat']} | {_users(a['users'])} ({span(a['low'], a['high'])}) | {a['basis']} | "
-                         f"{cap.get('limit')} {_users(cap.get('users'))} | {conf} | {err} | "
+                         f"{limits} | {conf} | {err} | "
                          f"{'yes' if r['range_holds'] else 'no'} | {dr} | {steps} |")
         lines.append("")
     return "\n".join(lines)
