@@ -302,7 +302,9 @@ def to_markdown(results: dict) -> str:
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in res["repeats"]:
             if "error" in r:
-                lines.append(f"| {r['repeat']} | failed: {r['error'][:200]} | | | | | | | |")
+                said = [x.strip() for x in r["error"].splitlines() if x.strip()]
+                why = said[0] + (f" … {said[-1]}" if len(said) > 1 else "")
+                lines.append(f"| {r['repeat']} | failed: {why[:200].replace('|', '/')} | | | | | | | |")
                 continue
             a, c = r["answer"], r["crossing"]
             conf = (f"{c['users']:.1f} ({span(c['low'], c['high'])})" if c["users"] is not None
