@@ -292,7 +292,8 @@ def to_markdown(results: dict) -> str:
         res = results[name]
         s = res["summary"]
         lines += [f"## {name}", "", f"`{res['command']}` — {res['date']}, {res['machine']}; "
-                  f"step {res['step_seconds']:g} s, warm-up {res['warmup']:g} s.", "",
+                  f"step {res['step_seconds']:g} s, warm-up {res['warmup']:g} s."
+                  + (f" {res['note']}" if res.get("note") else ""), "",
                   f"**{s['judged']} of {s['repeats']} repeats judged; within 10 %: {s['within_10']}, within 15 %: "
                   f"{s['within_15']}; the answer's range holds the confirming crossing: {s['range_holds']}**"
                   + (f"; median |error| {s['median_abs_error_pct']:.1f} %, max {s['max_abs_error_pct']:.1f} %."
@@ -379,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                              "step_seconds": args.step_seconds, "warmup": args.warmup,
                              "repeats": repeats, "summary": summary(repeats)}
+    if earlier and earlier.get("note") and args.append:
+        results[args.service]["note"] = earlier["note"]
     args.out.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "truth-results.md").write_text(to_markdown(results))

@@ -150,6 +150,9 @@ def _kinto_ini(database: str) -> Path:
 use = egg:waitress#main
 host = 127.0.0.1
 port = %(http_port)s
+# waitress serves at most 100 connections (its default); each Locust user keeps one open, so past
+# 100 users the others waited unserved and unseen (no request completed, none failed)
+connection_limit = 5000
 
 [app:main]
 use = egg:kinto
