@@ -8,6 +8,8 @@ PROFILE ?=
 RUN ?=
 PGBOUNCER ?=
 TEST_WORKERS ?= 4
+SERVICE ?= reference
+REPEATS ?= 5
 
 .DEFAULT_GOAL := help
 
@@ -49,10 +51,13 @@ lab: $(STAMP) ## Open JupyterLab on notebooks/ with the venv's kernel
 bench: $(STAMP) ## Benchmarks against their anchors (≤ 10 min) → benchmarks/results.md and .json
 	$(BIN)/python -m benchmarks.run
 
+truth: $(STAMP) ## Capacity accuracy by the truth protocol: SERVICE=reference|datasette|kinto REPEATS=5 (~10 min a repeat)
+	$(BIN)/python -m benchmarks.truth --service $(SERVICE) --repeats $(REPEATS)
+
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
 clean: ## Remove runs/ and reports/ output (keeps .venv)
 	rm -rf runs reports/*/
 
-.PHONY: help install system-deps plan plan-pg test report lab bench lint clean
+.PHONY: help install system-deps plan plan-pg test report lab bench truth lint clean

@@ -319,52 +319,53 @@ def _timed(cmd: list[str], env: dict) -> float:
 
 def main_job() -> list[dict]:
     """7. `capkit plan` (the capacity search, with its report) wall time, and its answer's accuracy
-    against a confirming fixed-step run at the same settings: 15-s steps at 0.8…1.2× the p95 crossing
-    and the binding limit the search found, and the same measured crossings computed from them."""
+    by the truth protocol (benchmarks/truth.py): a confirming grid of two interleaved passes of 30-s
+    steps at 0.75…1.25× the search's p95 crossing, the crossing from an OLS fit of log(p95) on
+    users over all ten steps; the binding limit's crossing, where the grid brackets it, measured on
+    the same steps (the two passes' mean at each load)."""
     import json
 
-    from capkit.analysis.answer.limits import measured_crossing, valid_steps
+    from benchmarks import truth
+    from capkit.analysis.answer.limits import measured_crossing
 
     work = Path(tempfile.mkdtemp(prefix="capkit-bench-plan-"))
-    env = {"CAPKIT_STORE_URL": f"sqlite:///{work / 'store.sqlite'}", "CAPKIT_RUNS_DIR": str(work / "runs"),
-           "CAPKIT_REPORTS_DIR": str(work / "reports"), "CAPKIT_DATABASE_URL": f"sqlite:///{work / 'svc.sqlite'}"}
+    env = truth.scratch_env(work)
     try:
         elapsed = _timed([sys.executable, "-m", "capkit", "plan", "--json", str(work / "answer.json")], env)
         answer = json.loads((work / "answer.json").read_text())
-        found = {t["metric"]: t for t in answer["thresholds"] if t["severity"] in ("warning", "critical")
-                 and t["metric"] in ("Response time (p95)", answer["binding"]["limit"])
-                 and (t["metric"] != "Response time (p95)" or t["severity"] == "warning")
-                 and (t["metric"] == "Response time (p95)" or t["severity"] == "critical")}
-        p95 = found.get("Response time (p95)")
         rows = [row("main job: capkit plan (capacity search + report)", elapsed / 60, "min", goal=4.0,
                     better="lower")]
-        if p95 is None or p95["users"] is None:
+        p95 = truth.p95_answer(answer)
+        if p95["users"] is None:
             raise BenchError(f"the search found no p95 crossing: {answer['stop_reason']}")
-        # around each answer: the p95 crossing and the binding limit's (a pool fills smoothly, so its
-        # crossing needs steps on both sides too)
-        centres = [t["users"] for t in found.values() if t["users"]]
-        loads = sorted({round(c * f) for c in centres for f in (0.8, 0.9, 1.0, 1.1, 1.2)})
+        order = truth.interleaved(truth.grid_loads(p95["users"]))
         confirm_env = {**env, "CAPKIT_STORE_URL": f"sqlite:///{work / 'confirm.sqlite'}"}
-        _timed([sys.executable, "-m", "capkit", "run", "--stages", "0x10," + ",".join(f"{u}x15" for u in loads),
-                "--warmup", "4"], confirm_env)
-        from capkit import analysis as ca
-        from capkit.analysis.answer.capacity import resource_capacity
-
-        steps = valid_steps(resource_capacity(ca.read_run(confirm_env["CAPKIT_STORE_URL"])).steps)
-        for metric, t in found.items():
-            column, value = (("p95_ms", 500.0) if metric == "Response time (p95)" else
-                             ("model_slots", 0.95 * float(steps["model_slots_size"].median()))
-                             if metric == "Model slots" else (None, None))
-            if column is None or column not in steps:
-                continue
-            truth = measured_crossing(steps["users"], steps[column], value)
-            if truth is None or t["users"] is None or truth.low <= 0:  # not bracketed by the confirming steps
-                rows.append(row(f"capacity accuracy: {metric} — not bracketed by the confirming run's steps "
-                                f"{loads[0]}…{loads[-1]}", float("nan"), "% off"))
-                continue
-            error = 100 * abs(t["users"] - truth.estimate) / truth.estimate
-            rows.append(row(f"capacity accuracy: {metric} — search {t['users']:.1f} users, confirming run "
-                            f"{truth.estimate:.1f}", error, "% off", goal=10.0, better="lower"))
+        _timed([sys.executable, "-m", "capkit", "run", "--stages", truth.stage_plan(order, 30), "--warmup", "5"],
+               confirm_env)
+        steps = truth.usable_steps(truth.read_steps(confirm_env["CAPKIT_STORE_URL"], order))
+        crossing = truth.fit_crossing(steps["users"], steps["p95_ms"])
+        grid = f"{order[0][1]}…{order[4][1]} users"
+        if crossing.users is None:
+            rows.append(row(f"capacity accuracy: p95 500 ms — search {p95['users']:.1f} users, confirming grid "
+                            f"{grid}: {crossing.reason}", float("nan"), "% off"))
+        else:
+            verdict = truth.judge(p95, crossing)
+            rows.append(row(f"capacity accuracy: p95 500 ms — search {p95['users']:.1f} "
+                            f"({truth.span(p95['low'], p95['high'])}) users, confirming fit {crossing.users:.1f} "
+                            f"({truth.span(crossing.low, crossing.high)}); the search's range "
+                            f"{'holds' if verdict['range_holds'] else 'misses'} it", abs(verdict["error_pct"]),
+                            "% off", goal=10.0, better="lower"))
+        binding = answer["binding"]
+        if binding["limit"] == "Model slots" and binding["users"] and "model_slots" in steps:
+            value = 0.95 * float(steps["model_slots_size"].median())
+            measured = measured_crossing(steps["users"], steps["model_slots"], value)
+            if measured is None or measured.low <= 0:
+                rows.append(row(f"capacity accuracy: Model slots — not bracketed by the confirming grid {grid}",
+                                float("nan"), "% off"))
+            else:
+                error = 100 * abs(binding["users"] - measured.estimate) / measured.estimate
+                rows.append(row(f"capacity accuracy: Model slots — search {binding['users']:.1f} users, confirming "
+                                f"grid {measured.estimate:.1f}", error, "% off", goal=10.0, better="lower"))
         return rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
