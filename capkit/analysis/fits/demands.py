@@ -36,6 +36,7 @@ from capkit.analysis.data.steps import (
     step_windows,
     summarize_steps,
 )
+from capkit.analysis.fits.regression import odd_step
 from capkit.schemas import REFERENCE_CLASSES, Interval, NotMeasured
 
 # resources held by open sessions (fitted against users per class), the rest follow throughput
@@ -244,25 +245,3 @@ def fit_demands(table: pd.DataFrame, resource: str, *, classes: tuple[str, ...] 
                      resid_sd=math.sqrt(s2), df_resid=df, condition=cond, params=params, cov=cov,
                      set_aside=set_aside)
 
-
-ODD_SHARE = 0.05  # an honest step is set aside this often (family-wise over a run's steps)
-
-
-def odd_step(X: np.ndarray, y: np.ndarray) -> int | None:
-    """The step (row) whose externally studentized residual is largest, when it is beyond the
-    Bonferroni-corrected t quantile (:data:`ODD_SHARE` family-wise); None otherwise or with fewer
-    than parameters + 3 steps (too few to tell an odd step from the line)."""
-    n, p = X.shape
-    if n < p + 3:
-        return None
-    params = np.linalg.lstsq(X, y, rcond=None)[0]
-    resid = y - X @ params
-    hat = np.einsum("ij,jk,ik->i", X, np.linalg.pinv(X.T @ X), X)
-    sse = float(resid @ resid)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s2_i = (sse - resid ** 2 / (1 - hat)) / (n - p - 1)  # the residual variance without step i
-        t = np.abs(resid) / np.sqrt(s2_i * (1 - hat))
-    t = np.where(np.isfinite(t), t, 0.0)
-    worst = int(np.argmax(t))
-    cut = float(stats.t.ppf(1 - ODD_SHARE / (2 * n), n - p - 1))
-    return worst if t[worst] > cut else None

@@ -16,6 +16,10 @@ benchmarks/README.md, "Measurements behind the models"). The fit leaves such ste
 (:attr:`ResourceFit.cold_idle` keeps what they measured), so the
 baseline is the warm service's idle level, extrapolated from the loaded steps.
 
+One odd step does not decide a cost: the step whose externally studentized residual is beyond the
+Bonferroni t quantile (5 % family-wise, :func:`odd_step`) is set aside, named in
+:attr:`ResourceFit.set_aside`, and the line refitted without it (per-class demands do the same).
+
 The prediction interval predicts **a new step's mean** at that load (not one second of it).
 """
 
@@ -62,6 +66,7 @@ class ResourceFit:
     df_resid: float = field(repr=False, default=1.0)
     t_mid_h: float = field(repr=False, default=0.0)  # hours (since the run's first step) predictions use
     cold_idle: float | None = None  # mean of the idle step(s) before the first load, left out of the fit
+    set_aside: tuple = ()  # users of a step the line through the others could not predict (odd_step)
     capacity: Interval | NotMeasured = NotMeasured("not computed")
 
     @property
@@ -206,6 +211,12 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
     if with_time:
         cols.append(t_h)
     X = np.column_stack(cols)
+    set_aside: tuple = ()
+    odd = odd_step(X, y)
+    if odd is not None and len(np.unique(np.delete(u, odd))) >= 2:  # one odd step does not decide a cost
+        set_aside = (float(u[odd]),)
+        X, y, means = np.delete(X, odd, axis=0), np.delete(y, odd), means.drop(index=means.index[odd])
+        t_h = means["t_h"].to_numpy(float)
     params, cov, resid_sd, df = _ols(X, y)
     tq = float(stats.t.ppf(0.5 + level / 2, max(df, 1)))
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
@@ -220,9 +231,32 @@ def fit_resource_regression(users, values, *, resource: str, limit: float, level
         drift_per_hour=(Interval(float(params[2]), float(params[2] - tq * se[2]), float(params[2] + tq * se[2]),
                                  level) if with_time else None),
         r2=1 - rss / tss if tss > 0 else math.nan, resid_sd=resid_sd, params=params, cov=cov, df_resid=df,
-        t_mid_h=float(np.nanmean(t_h)) if with_time else 0.0, cold_idle=cold_idle)
+        t_mid_h=float(np.nanmean(t_h)) if with_time else 0.0, cold_idle=cold_idle, set_aside=set_aside)
     fit.capacity = fit.users_at(limit)
     return fit
+
+
+ODD_SHARE = 0.05  # an honest step is set aside this often (family-wise over a run's steps)
+
+
+def odd_step(X: np.ndarray, y: np.ndarray) -> int | None:
+    """The step (row) whose externally studentized residual is largest, when it is beyond the
+    Bonferroni-corrected t quantile (:data:`ODD_SHARE` family-wise); None otherwise or with fewer
+    than parameters + 3 steps (too few to tell an odd step from the line)."""
+    n, p = X.shape
+    if n < p + 3:
+        return None
+    params = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = y - X @ params
+    hat = np.einsum("ij,jk,ik->i", X, np.linalg.pinv(X.T @ X), X)
+    sse = float(resid @ resid)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2_i = (sse - resid ** 2 / (1 - hat)) / (n - p - 1)  # the residual variance without step i
+        t = np.abs(resid) / np.sqrt(s2_i * (1 - hat))
+    t = np.where(np.isfinite(t), t, 0.0)
+    worst = int(np.argmax(t))
+    cut = float(stats.t.ppf(1 - ODD_SHARE / (2 * n), n - p - 1))
+    return worst if t[worst] > cut else None
 
 
 def _ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
