@@ -161,3 +161,15 @@ def test_one_odd_step_does_not_decide_a_demand():
     honest = sum(bool(fit_demands(mix_step_table(DESIGN, truth, seed=s, default_mix=BASE), "cpu_cores").set_aside)
                  for s in range(40))
     assert honest <= 4  # an honest step is rarely set aside
+
+
+def test_what_if_names_a_step_its_demands_were_fitted_without(tmp_path):
+    truth = MixTruth()
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    write_mix_run(store, "r", DESIGN, truth, seed=3, default_mix=BASE)
+    model = mix_model(read_run(store, "r"))
+    fit = model.fits["cpu_cores"]
+    model.fits["cpu_cores"] = type(fit)(**{**fit.__dict__, "set_aside": (7,)})  # as fit_demands names one
+    answer = model.what_if(NEW_MIX, users=30)
+    assert "\nCPU: step 7 set aside — the fit through the other steps could not predict it" in answer.summary()
+    assert answer.to_dict()["set_aside"] == {"cpu_cores": [7]}

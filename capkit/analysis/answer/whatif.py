@@ -81,6 +81,7 @@ class WhatIf:
     resources: list[ResourcePrediction]
     level: float
     top_users: float = math.nan  # the most users a clean step of the run carried
+    set_aside: dict = field(default_factory=dict)  # resource -> steps its demands were fitted without
 
     def basis_at(self, users: float) -> Basis:
         """``projected`` up to 1.25× :attr:`top_users`, ``extrapolated`` beyond (or when unknown)."""
@@ -128,7 +129,9 @@ class WhatIf:
         tail = (f"binding limit: {resource_label(b.resource)[0]} · users per replica: {upr.low:,.0f} (plan; mean "
                 f"{upr.estimate:,.0f}, {self.basis_at(upr.low)}{self._beyond(upr.low)})"
                 if b is not None and isinstance(upr, Interval) else f"binding limit: none ({upr})")
-        return f"{head}\n{self.table().to_string(index=False)}\n{tail}"
+        odd = "".join(f"\n{resource_label(r)[0]}: step {', '.join(map(str, steps))} set aside — the fit through the "
+                      f"other steps could not predict it" for r, steps in self.set_aside.items())
+        return f"{head}\n{self.table().to_string(index=False)}\n{tail}{odd}"
 
     def to_dict(self) -> dict:
         b, upr = self.binding, self.users_per_replica
@@ -140,7 +143,8 @@ class WhatIf:
                 "binding_limit": b.resource if b is not None else None,
                 "users_per_replica": (upr.low if isinstance(upr, Interval) and math.isfinite(upr.low) else None),
                 "users_per_replica_mean": (upr.estimate if isinstance(upr, Interval) and math.isfinite(upr.estimate)
-                                           else None)}
+                                           else None),
+                "set_aside": {r: list(steps) for r, steps in self.set_aside.items()}}
 
 
 @dataclass
@@ -239,8 +243,9 @@ class MixModel:
             else:
                 at = NotMeasured("its limit was neither given nor reported")
             out.append(ResourcePrediction(resource, value, limit, critical, at))
+        odd = {r: f.set_aside for r, f in fits.items() if isinstance(f, DemandFit) and f.set_aside}
         return WhatIf(mix=dict(mix), users=users, rate=users * per_user_rate, resources=out, level=self.level,
-                      top_users=self.top_users)
+                      top_users=self.top_users, set_aside=odd)
 
     def _predict(self, fit: DemandFit, shares: dict[str, float], users: float) -> Interval:
         n = {c: users * shares[c] for c in self.classes}
