@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?=
 RUN ?=
 PGBOUNCER ?=
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 SERVICE ?= reference
 REPEATS ?= 5
 

@@ -429,22 +429,24 @@ class SearchPlanner:
     def _p95_by_load(self, usable: pd.DataFrame) -> pd.DataFrame:
         """Per load with enough requests: the p95 (geometric mean of its steps), its interval (their
         combined sd) and its :func:`p95_verdict`."""
-        rows = usable[(usable["requests"] >= self.rules.min_requests) & np.isfinite(usable["p95_ms"])
-                      & (usable["p95_ms"] > 0)]
-        if rows.empty:
-            return pd.DataFrame(columns=["p95_ms", "p95_low_ms", "p95_high_ms", "verdict"])
-        low = rows["p95_low_ms"] if "p95_low_ms" in rows else pd.Series(np.nan, index=rows.index)
-        high = rows["p95_high_ms"] if "p95_high_ms" in rows else pd.Series(np.nan, index=rows.index)
+        ok = ((usable["requests"] >= self.rules.min_requests) & np.isfinite(usable["p95_ms"])
+              & (usable["p95_ms"] > 0)).to_numpy()
+        load = usable["load"].to_numpy(float)[ok]
+        log = np.log(usable["p95_ms"].to_numpy(float)[ok])
+        nan = np.full(len(usable), np.nan)
+        low = (usable["p95_low_ms"].to_numpy(float) if "p95_low_ms" in usable else nan)[ok]
+        high = (usable["p95_high_ms"].to_numpy(float) if "p95_high_ms" in usable else nan)[ok]
         z = float(stats.norm.ppf(0.5 + self.rules.criteria.level / 2))
         with np.errstate(divide="ignore", invalid="ignore"):
-            frame = pd.DataFrame({"load": rows["load"], "log": np.log(rows["p95_ms"]),
-                                  "var": ((np.log(high) - np.log(low)) / (2 * z)) ** 2})
-        agg = frame.groupby("load").agg(log=("log", "mean"), var=("var", "sum"), k=("log", "size"))
-        sd = np.sqrt(agg["var"]) / agg["k"]
-        out = pd.DataFrame({"p95_ms": np.exp(agg["log"]), "p95_low_ms": np.exp(agg["log"] - z * sd),
-                            "p95_high_ms": np.exp(agg["log"] + z * sd)}, index=agg.index)
-        out["verdict"] = [p95_verdict(r, self.rules.criteria.p95_warning_ms) for _, r in out.iterrows()]
-        return out
+            var = ((np.log(high) - np.log(low)) / (2 * z)) ** 2
+        loads = np.unique(load)
+        mean = np.array([log[load == x].mean() for x in loads])
+        sd = np.array([math.sqrt(var[load == x].sum()) / (load == x).sum() for x in loads])
+        limit = math.log(self.rules.criteria.p95_warning_ms)
+        verdict = np.where(~np.isfinite(sd), np.where(mean >= limit, "above", "below"),
+                           np.where(mean - z * sd >= limit, "above", np.where(mean + z * sd < limit, "below",
+                                                                               "unsure")))
+        return pd.DataFrame({"p95_ms": np.exp(mean), "verdict": verdict}, index=pd.Index(loads, name="load"))
 
     def _widest(self) -> str | None:
         """The bracket to narrow next: p95 first, then the others, widest relative width first."""
