@@ -48,6 +48,18 @@ def _tree(pid):
         return []
 
 
+def _end_tree(proc) -> None:
+    """A plan that did not end: end it and everything it started (service, Locust), by PID."""
+    if proc.poll() is not None:
+        return
+    for p in reversed(_tree(proc.pid)):
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=10)
+
+
 def _check_kept(tmp_path, reason_part, *, report_too: bool):
     store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}", create=False)
     run = store.list_runs().iloc[0]
@@ -74,8 +86,7 @@ def test_orchestrator_interrupted(tmp_path, sig):
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _end_tree(proc)
     assert proc.returncode == 130 and "interrupted" in err
     time.sleep(0.5)
     assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
@@ -93,8 +104,7 @@ def test_load_generator_killed(tmp_path):
             p.kill()  # SIGKILL: the load process dies without a word
         out, err = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _end_tree(proc)
     assert proc.returncode == 2 and "incomplete" in err and "Traceback" not in err
     assert "Baseline Metrics" in out  # what was kept is still analysed
     time.sleep(0.5)
