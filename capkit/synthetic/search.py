@@ -29,22 +29,16 @@ from scipy import stats
 
 
 @dataclass
-class MessyService:
+class ClosedSystem:
+    """The noiseless closed system the module docstring describes; ``speed`` scales the pool's hold
+    time (a slower service fills its pool at a lower throughput)."""
+
     sigma: float = 0.0005
     kappa: float = 0.000001
     z: float = 0.8
     pool: float = 8.0
     hold: float = 0.08
     cpu_per_req: float = 0.006
-    offset_sd: float = 0.03
-    drift_sd: float = 0.005
-    within_sd: tuple[float, float] = (0.04, 0.12)
-    burst_share: float = 0.05
-    burst: float = 0.4
-    carry: float = 0.2
-    level: float = 0.95
-    _drift: float = field(default=0.0, repr=False)
-    _previous: tuple[float, float] | None = field(default=None, repr=False)  # (load, p95 ms) of the last step
 
     @property
     def lam(self) -> float:
@@ -63,6 +57,21 @@ class MessyService:
 
     def in_use(self, n, speed: float = 1.0):
         return np.minimum(self.offered(n) * self.hold * speed, self.pool)
+
+
+@dataclass
+class MessyService(ClosedSystem):
+    """:class:`ClosedSystem` measured as messily as real runs (see the module docstring)."""
+
+    offset_sd: float = 0.03
+    drift_sd: float = 0.005
+    within_sd: tuple[float, float] = (0.04, 0.12)
+    burst_share: float = 0.05
+    burst: float = 0.4
+    carry: float = 0.2
+    level: float = 0.95
+    _drift: float = field(default=0.0, repr=False)
+    _previous: tuple[float, float] | None = field(default=None, repr=False)  # (load, p95 ms) of the last step
 
     def typical(self, what: str, n) -> np.ndarray:
         """``what`` (``p95`` or ``model_slots``) of the typical step at ``n``: the geometric mean over

@@ -23,44 +23,21 @@ from capkit.analysis.design.search import (
 from capkit.errors import ConfigError
 from capkit.records.histograms import new_histogram
 from capkit.schemas import Criteria
+from capkit.synthetic.search import ClosedSystem
 
 RULES = SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=400)
 
 
 @dataclass
-class Service:
-    """A closed system: users think ``z`` s and wait 0.1 s at low load; throughput follows the USL
-    (λ = 1 / (z + 0.1)) until a pool of ``pool`` slots, each held ``hold`` s per request, is full (then
-    X = pool / hold); p95 = 2.2 × R(N), R(N) = N/X − z (the response-time law)."""
+class Service(ClosedSystem):
+    """The closed system of :class:`~capkit.synthetic.search.ClosedSystem` (users think ``z`` s;
+    throughput follows the USL until a pool of ``pool`` slots, each held ``hold`` s per request, is
+    full; p95 = 2.2 × R(N)) with plain log-normal noise, and switches for each stop rule."""
 
-    sigma: float = 0.0005
-    kappa: float = 0.000001
-    z: float = 0.8
-    pool: float = 8.0
-    hold: float = 0.08
-    cpu_per_req: float = 0.006
     noise: float = 0.04
     errors_from: float = math.inf
     down_from: float = math.inf  # every request fails from here on (down or wedged)
     generator_from: float = math.inf
-
-    @property
-    def lam(self) -> float:
-        return 1.0 / (self.z + 0.1)
-
-    def offered(self, n):
-        n = np.asarray(n, float)
-        return self.lam * n / (1 + self.sigma * (n - 1) + self.kappa * n * (n - 1))
-
-    def x(self, n):
-        return np.minimum(self.offered(n), self.pool / self.hold)
-
-    def p95(self, n):
-        n = np.asarray(n, float)
-        return 1000 * 2.2 * np.maximum(n / self.x(n) - self.z, 0.1)
-
-    def in_use(self, n):
-        return np.minimum(self.x(n) * self.hold, self.pool)
 
     def truth(self, curve, value):
         grid = np.linspace(1, 2000, 400_000)
