@@ -29,10 +29,17 @@ SETTLE_BAND = 0.20  # the settled range is at least ± this share of the second 
 
 
 def _settle(steps: pd.DataFrame) -> pd.Series:
-    """Seconds each step waits, beyond the warm-up, for a heavier step's backlog to drain (0 if none)."""
+    """Seconds each step waits beyond its warm-up for its latency to settle (:func:`with_settling`;
+    0 where it was not computed)."""
     if "settle_s" not in steps:
         return pd.Series(0.0, index=steps.index)
     return steps["settle_s"].fillna(0.0).astype(float)
+
+
+def _settle_of(step) -> float:
+    """:func:`_settle` of one step (a row)."""
+    value = step.get("settle_s", 0.0)
+    return float(value) if pd.notna(value) else 0.0
 
 
 def _window(steps: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
@@ -124,8 +131,7 @@ def _whole_seconds(st, warmup_s: float, trimmed: bool = False) -> float:
     else:
         if pd.isna(st["ended_at"]):
             return 0.0
-        settle = st.get("settle_s", 0.0)
-        lo, hi = st["started_at"] + warmup_s + (settle if pd.notna(settle) else 0.0), st["ended_at"]
+        lo, hi = st["started_at"] + warmup_s + _settle_of(st), st["ended_at"]
     return float(max(np.floor(hi) - np.ceil(lo), 0))
 
 
@@ -194,7 +200,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         window = _whole_seconds(st, warmup_s)
         row = {
             "step": int(st["step"]), "users": int(st["users"]), "complete": bool(st["complete"]),
-            "seconds": window, "settle_s": float(_settle(st.to_frame().T).iloc[0]), "requests": count,
+            "seconds": window, "settle_s": _settle_of(st), "requests": count,
             # throughput the service served: 429s are a rate limit's answer, not the service's work
             "rps": (count - limited) / window if window > 0 else np.nan,
             "failures": failures, "rate_limited": limited,
