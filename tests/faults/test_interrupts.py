@@ -20,8 +20,11 @@ def _start_plan(tmp_path):
     env = {**os.environ, "CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}",
            "CAPKIT_RUNS_DIR": str(tmp_path / "runs"), "CAPKIT_REPORTS_DIR": str(tmp_path / "reports"),
            "CAPKIT_DATABASE_URL": f"sqlite:///{tmp_path / 'svc.sqlite'}"}
+    # Ctrl-C as at a terminal: a shell starts background jobs with SIGINT ignored and children inherit
+    # that (a suite run with `&` then failed here, the plan never seeing the signal)
     return subprocess.Popen([sys.executable, "-m", "capkit", "plan", "--stages", STAGES, "--no-report"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_third_step(tmp_path, proc, timeout=90):
