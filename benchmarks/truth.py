@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--step-seconds", type=float, default=30.0, help="length of each confirming step")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds trimmed from the start of each step")
-    parser.add_argument("--budget", default=None, help="the search's time budget (capkit's default: 3m)")
+    parser.add_argument("--budget", default=None, help="the search's time budget (capkit's default: 4m)")
     parser.add_argument("--search-step-seconds", type=float, default=None,
                         help="the search's step length (third-party services; capkit's default: 15)")
     parser.add_argument("--out", type=Path, default=HERE, help="where truth-results.md and .json go")
