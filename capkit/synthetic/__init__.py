@@ -35,6 +35,9 @@ class SyntheticTruth:
     Optional truths for the other models: ``usl`` (σ, κ, λ) with ``think_time_s`` makes a closed
     system — throughput X(N) from the USL and mean latency R(N) = N / X(N) − Z, so the p95 curve is
     known (:meth:`p95_ms`); ``breaks`` adds ``extra`` per user above ``users`` (a backtest break);
+    ``demand`` makes a metric follow throughput (use per req/s, so it bends where X(N) does) and
+    ``pools`` caps a metric at a pool's size (each second's reading too), reported as the reference
+    service reports its pools (``model_slots_busy`` and ``model_slots_size``);
     ``drift`` adds a per-second climb within every step (a leak); ``sources`` names the collector
     of a metric that is not the service's; ``endpoints`` shares the requests between names.
     """
@@ -61,6 +64,8 @@ class SyntheticTruth:
     usl: tuple[float, float, float] | None = None
     think_time_s: float = 1.0
     breaks: dict = field(default_factory=dict)  # metric -> (users, extra per user above it)
+    demand: dict = field(default_factory=dict)  # metric -> its use per req/s (the utilization law U = U₀ + D·X)
+    pools: dict = field(default_factory=dict)  # metric -> the pool's size: slots held never exceed it
     drift: dict = field(default_factory=dict)  # metric -> increase per second within a step
     sources: dict = field(default_factory=dict)  # metric -> source (default "service")
     endpoints: dict = field(default_factory=lambda: {"POST /api/chat/message": 1.0})
@@ -100,7 +105,13 @@ class SyntheticTruth:
         if metric in self.breaks:
             at, extra = self.breaks[metric]
             v += extra * max(users - at, 0.0)
-        return v
+        if metric in self.demand:
+            v += self.demand[metric] * float(self.throughput(users))
+        return min(v, self.pools[metric]) if metric in self.pools else v
+
+    def observed(self, metric: str, values: np.ndarray) -> np.ndarray:
+        """Per-second readings as the collector sees them: a pool never holds more than its size."""
+        return np.minimum(values, self.pools[metric]) if metric in self.pools else values
 
 
 def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, start: float = 1.7e9,
@@ -120,7 +131,8 @@ def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, 
         draws = draw_step(rng, truth, stage.users, t, seconds, requests_cap)
         _record(agg, rng, truth, draws.times, draws.latencies_ms, names_, shares)
         cold = is_cold(plan, index)
-        values = {metric: true_values(truth, metric, stage.users, t - start, seconds, cold) + draws.noise[metric]
+        values = {metric: truth.observed(metric, true_values(truth, metric, stage.users, t - start, seconds, cold)
+                                         + draws.noise[metric])
                   for metric in truth.baseline}
         for sec in range(seconds):
             ts = int(t) + sec
@@ -128,6 +140,9 @@ def synthetic_records(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, 
             for metric in truth.baseline:
                 samples.append({"ts": ts + 0.5, "source": truth.sources.get(metric, "service"), "metric": metric,
                                 "value": float(values[metric][sec])})
+            for metric, size in truth.pools.items():
+                samples.append({"ts": ts + 0.5, "source": "service", "metric": f"{metric.removesuffix('_busy')}_size",
+                                "value": float(size)})
             if truth.generator_cpu_per_user > 0:
                 samples.append({"ts": ts + 0.5, "source": "generator", "metric": "cpu_cores",
                                 "value": float(truth.generator_cpu_per_user * stage.users)})

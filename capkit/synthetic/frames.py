@@ -44,8 +44,8 @@ def synthetic_frames(plan: StagePlan, truth: SyntheticTruth, *, seed: int = 0, s
         keep = (ts >= t + warmup) & (ts <= t + stage.seconds)
         frame = {"ts": ts[keep], "step": index, "users": stage.users}
         for metric in truth.baseline:
-            values = (true_values(truth, metric, stage.users, t - start, seconds, is_cold(plan, index))
-                      + draws.noise[metric])
+            values = truth.observed(metric, true_values(truth, metric, stage.users, t - start, seconds,
+                                                        is_cold(plan, index)) + draws.noise[metric])
             frame[metric] = values[keep]
         seconds_rows.append(pd.DataFrame(frame))
         lo, hi = t + warmup, t + stage.seconds

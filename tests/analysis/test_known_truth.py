@@ -143,3 +143,35 @@ def test_memory_that_grows_with_time_has_no_per_user_cost_on_the_quick_profile()
     assert "no significant per-user cost" in baseline_table(rep.fits).set_index("Resource").loc[
         "Memory (MiB RSS)", "Max capacity"]
     assert rep.fits["cpu_cores"].per_user.contains(0.02)  # the other resources keep their costs
+
+
+def test_backtest_follows_throughput_and_a_pool_stays_at_its_size():
+    """CPU that follows throughput (U = U₀ + D·X) bends where X(N) does, and the model slots
+    (busy = X·S) fill and stay at the pool's size: the backtest predicts the held-out steps along
+    the answer's projection (the USL's X(N), the pool capped), not along a straight line in users
+    that runs through the knee. Over seeds, the held-out steps fall inside their intervals about as
+    often as the level says, and the predictions are close."""
+    st = store()
+    inside, errors = {"CPU": [], "Model slots": []}, {"CPU": [], "Model slots": []}
+    for seed in range(8):
+        truth = SyntheticTruth(
+            usl=(0.03, 0.0008, 1.0), think_time_s=1.0,
+            baseline={"cpu_cores": 0.02, "model_slots_busy": 0.0},
+            per_user={"cpu_cores": 0.0, "model_slots_busy": 0.0},
+            noise={"cpu_cores": 0.01, "model_slots_busy": 0.3},
+            step_offset={"cpu_cores": 0.004, "model_slots_busy": 0.1},
+            demand={"cpu_cores": 0.02, "model_slots_busy": 0.8}, pools={"model_slots_busy": 8.0})
+        r, _ = run(st, f"bend{seed}", truth, users=(4, 8, 12, 16, 20, 24, 30, 36, 42), idle_s=10, seed=seed,
+                   start=1.7e9 + 5000 * seed)
+        bt = backtest(resource_capacity(r), train_share=0.6, bootstrap=100, seed=seed)
+        assert bt.test_users == [24, 30, 36, 42]
+        pred = bt.predictions.set_index("quantity")
+        for quantity in inside:
+            rows = pred.loc[[quantity]]
+            assert (rows["predicted"] <= 8.0).all() or quantity == "CPU"  # a pool never predicted past its size
+            inside[quantity] += rows["inside"].astype(bool).tolist()
+            errors[quantity] += rows["error_pct"].abs().tolist()
+    # 32 held-out steps each; a line in users predicts 42 users' slots at ~13 of 8 (all outside)
+    for quantity in inside:
+        assert np.mean(inside[quantity]) >= 0.8, (quantity, np.mean(inside[quantity]))
+        assert np.median(errors[quantity]) < 10, (quantity, np.median(errors[quantity]))

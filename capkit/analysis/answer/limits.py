@@ -62,63 +62,6 @@ def basis_of(users: Interval, top_load: float) -> Basis:
     return load_basis(users.estimate, top_load)
 
 
-@dataclass(frozen=True)
-class ThroughputCurve:
-    """A resource that follows throughput: its line against req/s per step (``a + b·X``), carried
-    through the USL's X(N) on a grid of users — once for the fit and once per bootstrap draw."""
-
-    grid: np.ndarray  # users
-    curve: np.ndarray  # the resource along the grid, from the USL fit
-    draws: np.ndarray  # one curve per (thinned) bootstrap draw; empty without a bootstrap
-    slope: float
-    level: float
-
-    def users_at(self, value: float) -> Interval:
-        """Users at which the resource first reaches ``value``, with the draws' interval."""
-        if self.slope <= 0:
-            return Interval(math.inf, math.inf, math.inf, self.level)
-        est = _first(self.grid, self.curve[None, :], value)[0]
-        if not len(self.draws):
-            return Interval(est, est, est, self.level)
-        draws = _first(self.grid, self.draws, value)
-        q = (1 - self.level) / 2
-        return Interval(est, float(np.quantile(draws, q, method="lower")),
-                        float(np.quantile(draws, 1 - q, method="higher")), self.level)
-
-
-def _first(grid: np.ndarray, curves: np.ndarray, value: float) -> np.ndarray:
-    """Per row of ``curves``, the first grid point at or above ``value`` (∞ where none is)."""
-    hit = curves >= value
-    return np.where(hit.any(axis=1), grid[hit.argmax(axis=1)], math.inf)
-
-
-def throughput_curve(steps: pd.DataFrame, column: str, usl, level: float = 0.95) -> ThroughputCurve | None:
-    """The :class:`ThroughputCurve` of step column ``column``; None when the resource follows users
-    more closely than throughput, or there is no USL."""
-    rows = steps[["users", "rps", column]].dropna()
-    rows = rows[rows["users"] > 0]
-    if usl is None or len(rows) < 3 or rows["rps"].nunique() < 3:
-        return None
-    x, y, n = rows["rps"].to_numpy(float), rows[column].to_numpy(float), rows["users"].to_numpy(float)
-    if not (_r2(x, y) > _r2(n, y)):
-        return None
-    b, a = np.polyfit(x, y, 1)
-    grid = np.linspace(1.0, 20 * float(n.max()), 4000)
-    from capkit.analysis.fits.usl import usl_throughput
-
-    curve = a + b * usl_throughput(grid, usl.sigma, usl.kappa, usl.lambda_)
-    samples = usl.draws(level) if usl.samples is not None and len(usl.samples) else []
-    samples = samples[:: max(1, len(samples) // 100)]
-    draws = np.array([a + b * usl_throughput(grid, *theta) for theta in samples]).reshape(len(samples), len(grid))
-    return ThroughputCurve(grid, curve, draws, float(b), level)
-
-
-def _r2(x: np.ndarray, y: np.ndarray) -> float:
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return -math.inf
-    return float(np.corrcoef(x, y)[0, 1] ** 2)
-
-
 def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None,
            level: float = 0.95) -> tuple[Interval | NotMeasured, Basis]:
     """Users at which step column ``column`` reaches ``value``: measured when the valid steps

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from capkit.analysis.answer.limits import locate, throughput_curve, with_failure
+from capkit.analysis.answer.limits import locate, with_failure
 from capkit.analysis.fits.regression import ResourceFit
+from capkit.analysis.fits.utilization import throughput_curve
 from capkit.schemas import BINDING_ACTIONS, DEFAULT_CRITERIA, POOL_RESOURCES, Basis, Criteria, Interval, NotMeasured
 
 ACTIONS = {
@@ -130,7 +131,9 @@ class ResourceLocator:
     def curve(self, key: str):
         if key not in self._curves:
             steps = self.resources.steps
-            self._curves[key] = throughput_curve(steps[steps["clean"]], key, self.usl, level=self.resources.level)
+            size = self.resources.limits.limit_for(key) if key in POOL_RESOURCES else math.inf
+            self._curves[key] = throughput_curve(steps[steps["clean"]], key, self.usl, level=self.resources.level,
+                                                 cap=size)
         return self._curves[key]
 
     def __call__(self, key: str, value: float, *, fit=None) -> tuple[Interval | NotMeasured, Basis]:

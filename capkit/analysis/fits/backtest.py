@@ -6,6 +6,7 @@ range can be trusted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +15,9 @@ import pandas as pd
 from capkit.analysis.fits.latency import fit_latency
 from capkit.analysis.fits.regression import fit_resource_regression
 from capkit.analysis.fits.usl import fit_usl, usl_throughput
+from capkit.analysis.fits.utilization import throughput_curve
 from capkit.errors import CapkitError, InsufficientDataError, ParameterError
-from capkit.schemas import RESOURCES
+from capkit.schemas import POOL_RESOURCES, RESOURCES
 
 
 @dataclass
@@ -63,6 +65,13 @@ def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootst
     train_all, train, test = _split(resources.steps, float(train_share))
     rows = []
     ps = resources.per_second
+    q = (1 - level) / 2
+    usl = None
+    if len(train) >= 3:
+        try:
+            usl = fit_usl(train["users"], train["rps"], bootstrap=bootstrap, seed=seed)
+        except CapkitError:
+            usl = None
     for resource in RESOURCES:
         if resource not in ps.columns:
             continue
@@ -73,36 +82,41 @@ def backtest(resources, *, train_share: float = 0.6, level: float = 0.95, bootst
                                           steps=d["step"])
         except CapkitError:
             continue
+        # the answer's projection: along throughput through the USL when the resource follows it
+        # (a pool capped at its size), else its line in users
+        size = resources.limits.limit_for(resource) if resource in POOL_RESOURCES else math.inf
+        curve = (throughput_curve(train, resource, usl, level=level, cap=size)
+                 if fit.significant and resource in train else None)
         for st in test.itertuples():
             obs = ps.loc[ps["step"] == st.step, resource].dropna()
             if obs.empty:
                 continue
+            if curve is not None:
+                pred = curve.at(st.users)
+                rows.append(_row(RESOURCES[resource][0], st.users, float(obs.mean()), pred.estimate, pred.low,
+                                 pred.high))
+                continue
             pred = fit.predict([st.users]).iloc[0]  # its prediction interval is a new step's mean
-            rows.append(_row(RESOURCES[resource][0], st.users, float(obs.mean()), float(pred["mean"]),
-                             float(pred["pi_low"]), float(pred["pi_high"])))
-    q = (1 - level) / 2
-    if len(train) >= 3:
+            cap = size if np.isfinite(size) and size > 0 else math.inf
+            rows.append(_row(RESOURCES[resource][0], st.users, float(obs.mean()), min(float(pred["mean"]), cap),
+                             min(float(pred["pi_low"]), cap), min(float(pred["pi_high"]), cap)))
+    if usl is not None:
+        n = test["users"].to_numpy(float)
+        # three parameters through three training steps leave no residual: no interval, not a
+        # zero-width one (the prediction is an exact fit's, and "outside" would be meaningless)
+        boot = (np.array([usl_throughput(n, *s) for s in usl.draws(level)])
+                if usl.samples is not None and usl.df_residual > 0 else np.full((2, n.size), np.nan))
+        for i, st in enumerate(test.itertuples()):
+            rows.append(_row("Throughput (req/s)", st.users, st.rps, float(usl.predict(n[i])),
+                             float(np.quantile(boot[:, i], q)), float(np.quantile(boot[:, i], 1 - q))))
         try:
-            usl = fit_usl(train["users"], train["rps"], bootstrap=bootstrap, seed=seed)
-        except CapkitError:
-            usl = None
-        if usl is not None:
-            n = test["users"].to_numpy(float)
-            # three parameters through three training steps leave no residual: no interval, not a
-            # zero-width one (the prediction is an exact fit's, and "outside" would be meaningless)
-            boot = (np.array([usl_throughput(n, *s) for s in usl.draws(level)])
-                    if usl.samples is not None and usl.df_residual > 0 else np.full((2, n.size), np.nan))
+            lat = fit_latency(train, usl, level=level, seed=seed)
+            pred = lat.predict(n)
             for i, st in enumerate(test.itertuples()):
-                rows.append(_row("Throughput (req/s)", st.users, st.rps, float(usl.predict(n[i])),
-                                 float(np.quantile(boot[:, i], q)), float(np.quantile(boot[:, i], 1 - q))))
-            try:
-                lat = fit_latency(train, usl, level=level, seed=seed)
-                pred = lat.predict(n)
-                for i, st in enumerate(test.itertuples()):
-                    rows.append(_row("p95 latency (ms)", st.users, st.p95_ms, float(pred["p95_ms"].iloc[i]),
-                                     float(pred["p95_low"].iloc[i]), float(pred["p95_high"].iloc[i])))
-            except CapkitError:
-                pass
+                rows.append(_row("p95 latency (ms)", st.users, st.p95_ms, float(pred["p95_ms"].iloc[i]),
+                                 float(pred["p95_low"].iloc[i]), float(pred["p95_high"].iloc[i])))
+        except CapkitError:
+            pass
     preds = pd.DataFrame(rows, columns=["quantity", "users", "observed", "predicted", "low", "high", "error_pct",
                                         "inside"])
     summary = (preds.groupby("quantity", sort=False)
