@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from capkit.analysis.answer.limits import measured_crossing, p95_crossing, valid_steps
@@ -49,9 +50,11 @@ def test_search_agrees_with_a_confirming_run_within_10_percent(tmp_path):
     assert p95["basis"] == "measured" and slots["basis"] == "measured", found
     assert (p95["high"] - p95["low"]) / 2 / p95["users"] <= 0.20  # honest, and not as wide as the axis
     assert found["binding"]["limit"] == "Model slots" and "One replica carries about" in search.stdout
-    # confirm: fixed steps of 9 s around both answers (p95 and the slots), at the same settings
-    users = sorted({max(2, round(t["users"] * f)) for t in (p95, slots) for f in (0.88, 0.96, 1.04, 1.12)})
-    stages = "0x5," + ",".join(f"{u}x9" for u in users)
+    # confirm: six fixed steps of 9 s from 0.88× the lower answer to 1.12× the higher (p95 and the
+    # slots), at the same settings
+    lo, hi = min(p95["users"], slots["users"]), max(p95["users"], slots["users"])
+    users = sorted({max(2, round(u)) for u in np.linspace(0.88 * lo, 1.12 * hi, 6)})
+    stages = "0x4," + ",".join(f"{u}x9" for u in users)
     confirm = run_cli("run", "--stages", stages, "--warmup", "2", *LOAD, "--json", str(tmp_path / "confirm.json"),
                       env={**env, "CAPKIT_STORE_URL": f"sqlite:///{tmp_path / 'confirm.sqlite'}"}, timeout=300)
     assert confirm.returncode == 0, confirm.stderr[-2000:]
@@ -59,7 +62,7 @@ def test_search_agrees_with_a_confirming_run_within_10_percent(tmp_path):
     from capkit.analysis.answer.capacity import resource_capacity
 
     steps = valid_steps(resource_capacity(ca.read_run(f"sqlite:///{tmp_path / 'confirm.sqlite'}")).steps)
-    truth_p95 = p95_crossing(steps, 500.0)  # a fit over all eight steps: one step is one draw
+    truth_p95 = p95_crossing(steps, 500.0)  # a fit over all six steps: one step is one draw
     truth_slots = measured_crossing(steps["users"], steps["model_slots"], 0.95 * 8)
     print(f"search: p95 500 ms at {p95['users']:.1f} ({p95['low']:g}–{p95['high']:g}), slots at "
           f"{slots['users']:.1f}; confirming run: {truth_p95}, {truth_slots}")
