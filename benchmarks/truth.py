@@ -155,6 +155,34 @@ def drift(steps) -> float | None:
     return float(ratio.mean()) if len(ratio) else None
 
 
+def pool_crossing(steps, size: float | None, share: float = 0.95) -> Crossing:
+    """Where the binding pool reaches ``share`` of its ``size`` on the grid: per load, the mean of its
+    steps (both passes), interpolated between the last load below and the first at or above it (a
+    pool fills along a curve and stays full: no line through it); its range from the same on each
+    pass alone (None on a side where a pass does not bracket it)."""
+    if size is None or not size > 0 or steps.empty or "model_slots" not in steps:
+        return Crossing(None, None, None, "no pool size or no pool readings", None, None, 0)
+    level = share * size
+
+    def first(rows) -> float | None:
+        by = rows.groupby("users")["model_slots"].mean().dropna().sort_index()
+        at = by[by >= level]
+        if at.empty or at.index[0] == by.index[0]:
+            return None  # not reached, or reached already at the lowest load: not bracketed
+        hi_u = at.index[0]
+        lo_u = by.index[by.index < hi_u][-1]
+        lo_v, hi_v = by[lo_u], by[hi_u]
+        return float(lo_u + (level - lo_v) * (hi_u - lo_u) / (hi_v - lo_v)) if hi_v > lo_v else float(hi_u)
+
+    est = first(steps)
+    if est is None:
+        return Crossing(None, None, None, f"the grid does not bracket {100 * share:g} % of {size:g} slots",
+                        None, None, len(steps))
+    passes = [first(steps[steps["pass"] == p]) for p in (1, 2)] if "pass" in steps else []
+    seen = [v for v in passes if v is not None]
+    return Crossing(est, min(seen + [est]), max(seen + [est]), None, None, None, len(steps))
+
+
 def judge(answer: dict, crossing: Crossing) -> dict:
     """The answer (``users``, ``low``, ``high``) against the confirming crossing."""
     if answer.get("users") is None or crossing.users is None:
@@ -168,7 +196,10 @@ def judge(answer: dict, crossing: Crossing) -> dict:
 def summary(repeats: list[dict]) -> dict:
     judged = [r for r in repeats if r.get("error_pct") is not None]
     errs = [abs(r["error_pct"]) for r in judged]
-    return {"repeats": len(repeats), "judged": len(judged),
+    pools = [r["pool"] for r in repeats if (r.get("pool") or {}).get("pool_error_pct") is not None]
+    return {"pool_judged": len(pools), "pool_within_10": sum(p["pool_within_10"] for p in pools),
+            "pool_range_holds": sum(p["pool_range_holds"] for p in pools),
+            "repeats": len(repeats), "judged": len(judged),
             "within_10": sum(r["within_10"] for r in judged), "within_15": sum(r["within_15"] for r in judged),
             "range_holds": sum(r["range_holds"] for r in judged),
             "median_abs_error_pct": float(np.median(errs)) if errs else None,
@@ -213,7 +244,10 @@ def read_steps(store_url: str, order: list[tuple[int, int]]):
         from capkit.analysis.data.steps import summarize_steps
 
         steps = summarize_steps(run.steps, run.requests, run.samples, warmup_s=run.warmup_s)
+    sizes = run.samples[run.samples["metric"] == "model_slots_size"] if "metric" in run.samples else []
+    size = float(sizes["value"].median()) if len(sizes) else None
     steps = steps.sort_values("step").reset_index(drop=True)
+    steps.attrs["model_slots_size"] = size
     loaded = steps.index[steps["users"] > 0]
     steps["pass"] = 0
     if len(loaded) == len(order):
@@ -261,7 +295,11 @@ def one_repeat(service: str, index: int, args, work: Path) -> dict:
         rec["crossing"] = asdict(crossing)
         rec["drift"] = drift(use)
         keep = [c for c in ("step", "pass", "users", "p95_ms", "p95_low_ms", "p95_high_ms", "rps", "error_rate",
-                            "cpu_cores", "flags", "clean") if c in steps]
+                            "cpu_cores", "model_slots", "flags", "clean") if c in steps]
+        if rec["binding"].get("limit") == "Model slots":  # the binding pool, judged as the p95 answer is
+            pool = pool_crossing(use, steps.attrs.get("model_slots_size"))
+            rec["pool_crossing"] = asdict(pool)
+            rec["pool"] = {f"pool_{k}": v for k, v in judge(rec["binding"], pool).items()}
         rec["steps"] = json.loads(steps[keep].assign(usable=steps.index.isin(use.index)).to_json(orient="records"))
         return rec | judge(rec["answer"], crossing)
     finally:
@@ -297,7 +335,10 @@ def to_markdown(results: dict) -> str:
                   f"**{s['judged']} of {s['repeats']} repeats judged; within 10 %: {s['within_10']}, within 15 %: "
                   f"{s['within_15']}; the answer's range holds the confirming crossing: {s['range_holds']}**"
                   + (f"; median |error| {s['median_abs_error_pct']:.1f} %, max {s['max_abs_error_pct']:.1f} %."
-                     if s["median_abs_error_pct"] is not None else "."), "",
+                     if s["median_abs_error_pct"] is not None else ".")
+                  + (f" Binding pool (model slots at 95 %): {s['pool_judged']} judged, within 10 %: "
+                     f"{s['pool_within_10']}, range holds: {s['pool_range_holds']}." if s.get("pool_judged") else ""),
+                  "",
                   "| # | search p95 answer (range) | basis | capacity; binding limit | confirming crossing (range) "
                   "| error | range holds | drift pass 2/1 | steps in run order: users → p95 ms |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -312,7 +353,13 @@ def to_markdown(results: dict) -> str:
                     else f"none: {c['reason']}")
             cap, bind = r.get("capacity") or {}, r.get("binding") or {}
             limits = f"{cap.get('limit')} {_users(cap.get('users'))}" + (
-                f"; {bind['limit']} {_users(bind.get('users'))}" if bind.get("limit") else "")
+                f"; {bind['limit']} {_users(bind.get('users'))} ({span(bind.get('low'), bind.get('high'))})"
+                if bind.get("limit") else "")
+            pc = r.get("pool_crossing")
+            if pc and pc.get("users") is not None:
+                pj = r["pool"]
+                limits += (f" vs grid {pc['users']:.1f} ({span(pc['low'], pc['high'])}), "
+                           f"{pj['pool_error_pct']:+.1f} %, {'holds' if pj['pool_range_holds'] else 'misses'}")
             err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.1f} %"
             dr = "–" if r.get("drift") is None else f"{math.exp(r['drift']):.2f}×"
             steps = " ".join(f"{s['users']}→" + ("–" if s["p95_ms"] is None else f"{s['p95_ms']:.0f}")

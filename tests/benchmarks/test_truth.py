@@ -127,3 +127,21 @@ def test_the_markdown_shows_each_repeat_and_failures():
     md = truth.to_markdown(json.loads(json.dumps(results)))
     assert "84.0 (78.0–90.0)" in md and "80.0 (75.0–86.0)" in md and "+5.0 %" in md
     assert "60→300 70→400✗" in md and "failed: RuntimeError" in md and "within 10 %: 1" in md
+
+
+def test_the_binding_pool_is_judged_where_the_grid_fills_it():
+    # 8 slots, 95 % = 7.6: pass 1 reaches it between 80 and 90 users, pass 2 between 70 and 80
+    steps = pd.DataFrame({"pass": [1, 1, 1, 1, 2, 2, 2, 2], "users": [60, 70, 80, 90, 90, 80, 70, 60],
+                          "model_slots": [5.0, 6.4, 7.2, 7.9, 7.95, 7.8, 7.0, 5.4]})
+    pool = truth.pool_crossing(steps, 8.0)
+    # mean by load: 70 → 6.7, 80 → 7.5, 90 → 7.925: 80 + (7.6 − 7.5) / 0.425 × 10
+    assert pool.users == pytest.approx(80 + 0.1 / 0.425 * 10)
+    assert pool.low == pytest.approx(70 + 0.6 / 0.8 * 10) and pool.high == pytest.approx(80 + 0.4 / 0.7 * 10)
+    assert truth.judge({"users": 79.0, "low": 75.0, "high": 85.0}, pool)["range_holds"]
+    full = truth.pool_crossing(steps.assign(model_slots=7.9), 8.0)  # full at the lowest load: not bracketed
+    assert full.users is None and "does not bracket" in full.reason
+    assert truth.pool_crossing(steps, None).users is None
+    s = truth.summary([{"repeat": 1, **truth.judge({"users": 84, "low": 80, "high": 88}, pool),
+                        "pool": {f"pool_{k}": v for k, v in truth.judge({"users": 79.0, "low": 75.0, "high": 85.0},
+                                                                         pool).items()}}])
+    assert (s["pool_judged"], s["pool_within_10"], s["pool_range_holds"]) == (1, 1, 1)
