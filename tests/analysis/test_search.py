@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from capkit.analysis.answer.limits import measured_crossing, p95_crossing
+from capkit.analysis.answer.limits import p95_crossing, resource_crossing
 from capkit.analysis.design.search import (
     COARSE,
     CONFIRM_STEPS,
@@ -71,7 +71,7 @@ def test_the_search_finds_the_p95_crossing_and_the_pool_saturation_within_10_per
     for seed in seeds:
         planner, steps = _run(service, seed=seed)
         p95 = p95_crossing(steps, 500.0)
-        pool = measured_crossing(steps["users"], steps["model_slots"], 0.95 * service.pool)
+        pool = resource_crossing(steps, "model_slots", 0.95 * service.pool, size=service.pool)
         hits_p95 += p95 is not None and abs(p95.estimate - p95_truth) / p95_truth <= 0.10
         hits_pool += pool is not None and abs(pool.estimate - pool_truth) / pool_truth <= 0.10
         lengths.append(len(steps))
@@ -117,16 +117,27 @@ def test_the_answers_range_holds_the_truth_of_a_messy_service():
     rules = SearchRules(step_s=15, warmup_s=3, idle_s=10, budget_s=240)
     for service in (dict(), dict(pool=1e9, kappa=0.0002)):
         truth = MessyService(**service).crossing()
-        errors, held, widths = [], 0, []
+        pool_truth = MessyService(**service).crossing("model_slots", 0.95 * 8.0) if not service else math.inf
+        errors, held, widths, pool_errors, pool_held, pools = [], 0, [], [], 0, 0
         for seed in range(200):
             _, steps = _run(MessyService(**service), rules, seed=seed)
             answer = p95_crossing(steps, 500.0)
             errors.append(abs(answer.estimate - truth) / truth)
             held += answer.low <= truth <= answer.high
             widths.append((answer.high - answer.low) / 2 / answer.estimate)
+            pool = (resource_crossing(steps, "model_slots", 0.95 * 8.0, size=8.0) if math.isfinite(pool_truth)
+                    else None)
+            if pool is not None:  # the pool's 95 % as the answer locates it: a local fit, not a chord
+                pools += 1
+                pool_errors.append(abs(pool.estimate - pool_truth) / pool_truth)
+                pool_held += pool.low <= pool_truth <= pool.high
         print(f"{service or 'default'}: truth {truth:.1f}, held {held / 2:.1f} %, median error "
-              f"{100 * np.median(errors):.1f} %, median half-width {100 * np.median(widths):.1f} %")
+              f"{100 * np.median(errors):.1f} %, median half-width {100 * np.median(widths):.1f} %"
+              + (f"; pool truth {pool_truth:.1f}, located in {pools}, held {100 * pool_held / pools:.1f} %, median "
+                 f"error {100 * np.median(pool_errors):.1f} %" if pools else ""))
         assert 180 <= held <= 196 and np.median(errors) <= 0.05
+        if math.isfinite(pool_truth):
+            assert pools >= 190 and 0.90 <= pool_held / pools <= 0.99 and np.median(pool_errors) <= 0.05
 
 
 @pytest.mark.parametrize("case, service, rules, expect", [

@@ -1,9 +1,10 @@
 """The capacity answer: where each limit is reached, from measurements near it, with its basis.
 
 A users-at-limit figure is **measured** when valid steps bracket it (a load below the limit and one
-at or above it). For p95 it is the root of a local fit over every step near it, its range carrying
-each step's own noise and the step-to-step offset (:mod:`capkit.analysis.fits.crossing`); for the
-other limits it is interpolated between the two bracketing steps, and its interval is the bracket.
+at or above it). It is the root of a local fit over every step near it, its range carrying each
+step's own noise and the step-to-step offset (:mod:`capkit.analysis.fits.crossing`): of log p95
+for latency, of the plain value for a resource or a pool; the error limit, a step from working to
+failing, is interpolated between the two bracketing steps, and its interval is the bracket.
 Otherwise it is **projected** from a model — the latency model for p95; for a resource,
 its line against users, or, when it follows throughput more closely (the utilization law
 U = U₀ + D·X), its line against throughput carried through the USL curve X(N), so that a
@@ -57,13 +58,36 @@ def p95_crossing(steps: pd.DataFrame, threshold: float, level: float = 0.95) -> 
     return found.interval if found is not None else None
 
 
+FULL = 0.98  # a pool's share read at or above this is "full": its −log(1 − share) is clipped here
+
+
+def resource_crossing(steps: pd.DataFrame, column: str, value: float, level: float = 0.95,
+                      size: float | None = None) -> Interval | None:
+    """Where a resource or a pool reaches ``value``: the local fit over every step near it (plain,
+    not log; :func:`~capkit.analysis.fits.crossing.local_crossing`), so that a pool, which fills
+    along a curve and is nearly flat near full, gets a range that carries the steps' scatter, not
+    the bracket of whichever two steps happened to straddle it (``size``: the pool's, fitted on
+    −log(1 − share)). None when no step reaches it."""
+    seen = steps[steps[column].notna()]
+    values, target = seen[column], value
+    if size is not None and math.isfinite(size) and 0 < value < size:
+        # a pool fills along a curve and stays full: in −log(1 − share) its approach to full is
+        # about straight (an exponential approach to the size), where a line in the share bends;
+        # a step read at the size itself (its share clipped) says only "full"
+        share = np.minimum(values / size, FULL)
+        values, target = -np.log1p(-share), -math.log1p(-value / size)
+    found = local_crossing(seen["users"], values, target, order=seen.get("step", seen["users"]), level=level,
+                           log=False)
+    return found.interval if found is not None else None
+
+
 def basis_of(users: Interval, top_load: float) -> Basis:
     """:func:`load_basis` of an interval's estimate."""
     return load_basis(users.estimate, top_load)
 
 
-def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None,
-           level: float = 0.95) -> tuple[Interval | NotMeasured, Basis]:
+def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None, level: float = 0.95,
+           size: float | None = None) -> tuple[Interval | NotMeasured, Basis]:
     """Users at which step column ``column`` reaches ``value``: measured when the valid steps
     bracket it, else ``projection(value)`` (an Interval, or NotMeasured) labelled by its distance
     from the highest valid load."""
@@ -72,7 +96,8 @@ def locate(steps: pd.DataFrame, column: str, value: float, *, projection=None,
         return NotMeasured(f"{column} was not measured in this run"), Basis.NOT_MEASURED
     seen = valid[valid[column].notna()]
     found = (p95_crossing(seen, value, level) if column == "p95_ms"
-             else measured_crossing(seen["users"], seen[column], value, level))
+             else measured_crossing(seen["users"], seen[column], value, level) if column == "error_rate"
+             else resource_crossing(seen, column, value, level, size=size))
     if found is not None:
         return found, Basis.MEASURED
     if projection is None:

@@ -52,6 +52,7 @@ class CapacityResult:
     backtest: Backtest | None
     cache_hit_rate: float
     errors: dict[str, NotMeasured]
+    locator: ResourceLocator | None = None  # where each resource reaches a value; its throughput curves
 
     @property
     def run_id(self) -> str:
@@ -157,7 +158,7 @@ def analyse_run(run: RunData, params: ReportParameters | None = None) -> Capacit
                                  p95_ms=c.p95_warning_ms),
         recommendations=recommendations(resources, diagnostics=diagnostics, latency=latency, cache_hit_rate=hit,
                                         answer=answer, p95_ms=c.p95_warning_ms),
-        backtest=bt, cache_hit_rate=hit, errors=errors)
+        backtest=bt, cache_hit_rate=hit, errors=errors, locator=locator)
 
 
 def full_at(key: str, limits, criteria) -> float:

@@ -147,7 +147,8 @@ class ResourceLocator:
                 return curve.users_at(v)
             return fit.users_at(v) if isinstance(fit, ResourceFit) else NotMeasured("no fit to project it")
 
-        return locate(self.resources.steps, key, value, projection=project, level=self.resources.level)
+        size = self.resources.limits.limit_for(key) if key in POOL_RESOURCES else None
+        return locate(self.resources.steps, key, value, projection=project, level=self.resources.level, size=size)
 
 
 def thresholds_table(rows: list[Threshold]) -> pd.DataFrame:

@@ -47,21 +47,27 @@ class ThroughputCurve:
                         float(np.quantile(draws, 1 - q, method="higher")), self.level)
 
     def at(self, users: float) -> Interval:
-        """The resource a new step at ``users`` reads: the curve, its range from the draws widened by
-        the steps' own scatter around the line (a prediction interval for one step), capped."""
-        est = float(np.interp(users, self.grid, self.curve))
+        """The resource a new step at ``users`` reads, with its prediction interval (:meth:`band`)."""
+        est, low, high = self.band([users])
+        return Interval(float(est[0]), float(low[0]), float(high[0]), self.level)
+
+    def band(self, users) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(curve, low, high) at each of ``users``: the range of the draws widened by the steps' own
+        scatter around the line (a prediction interval for one new step), capped at the pool's size."""
+        u = np.atleast_1d(np.asarray(users, dtype=float))
+        est = np.interp(u, self.grid, self.curve)
         q = (1 - self.level) / 2
         if len(self.draws):
-            along = np.array([np.interp(users, self.grid, d) for d in self.draws])
-            low, high = float(np.quantile(along, q)), float(np.quantile(along, 1 - q))
+            along = np.array([np.interp(u, self.grid, d) for d in self.draws])
+            low, high = np.quantile(along, q, axis=0), np.quantile(along, 1 - q, axis=0)
         else:
-            low = high = est
+            low, high = est.copy(), est.copy()
         if self.df_resid > 0 and self.resid_sd > 0:
             half = float(stats.t.ppf(1 - q, self.df_resid)) * self.resid_sd
-            low, high = min(low, est) - half, max(high, est) + half
+            low, high = np.minimum(low, est) - half, np.maximum(high, est) + half
         else:  # a line through two points: nothing says how far a new step strays from it
-            low, high = -math.inf, math.inf
-        return Interval(min(est, self.cap), min(low, self.cap), min(high, self.cap), self.level)
+            low, high = np.full_like(est, -math.inf), np.full_like(est, math.inf)
+        return np.minimum(est, self.cap), np.minimum(low, self.cap), np.minimum(high, self.cap)
 
 
 def _first(grid: np.ndarray, curves: np.ndarray, value: float) -> np.ndarray:

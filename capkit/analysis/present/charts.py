@@ -152,10 +152,20 @@ def plot_capacity(result):
         share = 100 / fit.limit
         res_ax.scatter(steps.loc[clean, "users"], steps.loc[clean, fit.resource] * share, color="tab:blue", zorder=3,
                        label=f"{label} per step (mean)")
-        pred = fit.predict(np.r_[0.0, grid])
-        res_ax.plot(pred["users"], pred["mean"] * share, color="tab:green", lw=1.6, label=f"{label} fit")
-        res_ax.fill_between(pred["users"], pred["pi_low"] * share, pred["pi_high"] * share, color="tab:green",
-                            alpha=0.18, lw=0, label=f"{fit.level:.0%} prediction band")
+        # the answer's own model of it: along throughput through the USL (a pool capped at its
+        # size) when it follows throughput, else its line in users
+        curve = result.locator.curve(fit.resource) if result.locator is not None and fit.significant else None
+        if curve is not None:
+            mean, low, high = curve.band(grid)
+            res_ax.plot(grid, mean * share, color="tab:green", lw=1.6,
+                        label=f"{label} along throughput\n(U = U₀ + D·X, X from the USL)")
+            res_ax.fill_between(grid, low * share, high * share, color="tab:green", alpha=0.18, lw=0,
+                                label=f"{fit.level:.0%} prediction band")
+        else:
+            pred = fit.predict(np.r_[0.0, grid])
+            res_ax.plot(pred["users"], pred["mean"] * share, color="tab:green", lw=1.6, label=f"{label} fit")
+            res_ax.fill_between(pred["users"], pred["pi_low"] * share, pred["pi_high"] * share, color="tab:green",
+                                alpha=0.18, lw=0, label=f"{fit.level:.0%} prediction band")
         metric = {"cpu_cores": "CPU usage", "rss_mib": "Memory usage"}.get(fit.resource)
         for t in result.thresholds:
             if t.metric == metric:
