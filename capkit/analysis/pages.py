@@ -282,14 +282,16 @@ def scaling_plan(store_url=None, run_id=None, output_dir=None, *, traffic=None, 
     cell: the run analysed once per kernel, the traffic (a CSV path, a peak for the bundled weekday, or
     the bundled weekday), and ``scaling`` (``target_share``, ``risk``, ``draws``, ``seed``, the
     autoscaler's ``sync_s``, ``pod_start_s``, ``stabilization_s``, ``tolerance``). Writes
-    ``scaling_timeline.csv``, ``scaling_comparison.csv`` and ``scaling_plan.json`` into ``output_dir``."""
+    ``scaling_timeline.csv``, ``scaling_comparison.csv`` and ``scaling_plan.json`` into ``output_dir``.
+    A run whose capacity per replica is not measured gives :class:`~capkit.schemas.NotMeasured` (why),
+    which the page's other helpers show as such: no replica count without a measurement behind it."""
     import json
 
     from capkit.analysis.answer.autoscale import HpaTiming
     from capkit.analysis.answer.scaling import scaling_plan as plan_for
     from capkit.analysis.answer.traffic import parse_headroom, traffic_for
     from capkit.analysis.present.scaling import comparison_table
-    from capkit.errors import ParameterError
+    from capkit.errors import InsufficientDataError, ParameterError
 
     params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
     options = dict(scaling or {})
@@ -298,9 +300,12 @@ def scaling_plan(store_url=None, run_id=None, output_dir=None, *, traffic=None, 
         raise ParameterError(f"unknown scaling parameter(s) {', '.join(unknown)}; known: "
                              f"{', '.join(SCALING_KEYS + TIMING_KEYS)}")
     timing = HpaTiming(**{k: float(options.pop(k)) for k in TIMING_KEYS if k in options})
-    plan = plan_for(result_for(params), traffic_for(traffic, peak_users=peak_users, session_minutes=session_minutes),
-                    growth=growth, headroom=parse_headroom(headroom), replica_cost=replica_cost, timing=timing,
-                    **options)
+    day = traffic_for(traffic, peak_users=peak_users, session_minutes=session_minutes)
+    try:
+        plan = plan_for(result_for(params), day, growth=growth, headroom=parse_headroom(headroom),
+                        replica_cost=replica_cost, timing=timing, **options)
+    except InsufficientDataError as exc:
+        return NotMeasured(str(exc))
     if output_dir:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +320,7 @@ def scaling_md(plan) -> str:
     """The plan's facts, one a line, as Markdown."""
     from capkit.analysis.present.scaling import scaling_md as md
 
-    return md(plan)
+    return f"**Scaling plan {plan}.**" if isinstance(plan, NotMeasured) else md(plan)
 
 
 def scaling_chart(plan, output_dir=None):
@@ -323,6 +328,8 @@ def scaling_chart(plan, output_dir=None):
     from capkit.analysis.present.figstyle import save_figure
     from capkit.analysis.present.scaling import plot_scaling
 
+    if isinstance(plan, NotMeasured):
+        return None
     fig = plot_scaling(plan)
     save_figure(fig, figures_dir(output_dir), "scaling_plan")
     return fig
@@ -332,11 +339,11 @@ def scaling_comparison(plan):
     """The policy against the static plan, for ``display``."""
     from capkit.analysis.present.scaling import comparison_table
 
-    return table(comparison_table(plan))
+    return None if isinstance(plan, NotMeasured) else table(comparison_table(plan))
 
 
 def scaling_policy(plan):
     """The policy and the pod's resources as the manifests carry them, for ``display``."""
     from capkit.analysis.present.scaling import policy_table
 
-    return table(policy_table(plan))
+    return None if isinstance(plan, NotMeasured) else table(policy_table(plan))

@@ -109,8 +109,9 @@ def traffic_from_frame(frame: pd.DataFrame, *, session_minutes: float | None = N
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
     if bad.size:
+        value = frame[column].iloc[bad[0]]
         raise ConfigError(f"traffic {source}: {column} must be numbers ≥ 0; row {bad[0] + 2} has "
-                          f"{frame[column].iloc[bad[0]]!r}")
+                          f"{'nothing' if pd.isna(value) else value}")
     if column == "arrivals_per_s":
         if session_minutes is None or not session_minutes > 0:
             raise ConfigError(f"traffic {source} gives arrivals_per_s: --session-minutes (the mean session "

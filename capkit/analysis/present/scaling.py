@@ -99,7 +99,6 @@ def comparison_table(plan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@report_figure(vgap=0.6)
 def policy_table(plan) -> pd.DataFrame:
     """What the manifests say, and where each number comes from."""
     policy, pod, signal = plan.policy, plan.pod, plan.policy.signal
@@ -122,6 +121,7 @@ def policy_table(plan) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["", "Value", "From"])
 
 
+@report_figure(vgap=0.6)
 def plot_scaling(plan):
     """Three panels over the day: traffic; replicas (static rule, static plan, autoscaled); each replica's p95."""
     import matplotlib.pyplot as plt
