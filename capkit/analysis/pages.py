@@ -29,7 +29,7 @@ CONSOLIDATED_COLUMNS = ["Component", "Test scenario", "Throughput", "Response ti
 __all__ = ["open_result", "answer", "answer_md", "answer_html", "table", "views", "capacity_chart", "figures_dir",
            "usl_md", "overview_md", "notes_md", "consolidated", "backtest_md", "comparison", "comparison_display",
            "markdown_table", "fits_table", "endpoint_costs", "what_if_table", "what_if_view", "scaling_plan",
-           "scaling_md", "scaling_chart", "scaling_comparison", "scaling_policy"]
+           "scaling_answer", "scaling_md", "scaling_chart", "scaling_comparison", "scaling_policy"]
 
 
 def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> CapacityResult:
@@ -314,6 +314,15 @@ def scaling_plan(store_url=None, run_id=None, output_dir=None, *, traffic=None, 
         comparison_table(plan).to_csv(out / "scaling_comparison.csv", index=False)
         (out / "scaling_plan.json").write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")
     return plan
+
+
+def scaling_answer(plan):
+    """The plan's answer (a sentence and its key numbers) in the answer box, for ``display``."""
+    from IPython.display import HTML, Markdown
+
+    from capkit.analysis.present.scaling import scaling_html
+
+    return Markdown(f"**Scaling plan {plan}.**") if isinstance(plan, NotMeasured) else HTML(scaling_html(plan))
 
 
 def scaling_md(plan) -> str:

@@ -112,9 +112,18 @@ def validate(objects: dict[str, dict], version: str = KUBERNETES_VERSION) -> Non
 
 
 def to_yaml(obj: dict) -> str:
+    """YAML as a person writes it: no anchors, multi-line strings as literal blocks."""
     import yaml
 
-    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=120)
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    def text(dumper, value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
 def write_manifests(objects: dict[str, dict], folder: Path) -> list[Path]:

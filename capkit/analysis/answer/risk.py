@@ -5,10 +5,12 @@ Two things are uncertain. The capacity per replica (where p95 reaches its warnin
 first limit that ends a replica's useful load) is known as an interval: it is drawn from a split
 log-normal whose median is the estimate and whose central ``level`` interval is the measured one
 (each side its own spread). The per-user cost of the autoscaler's metric is known as a fit: (a, b)
-is drawn from its normal approximation. The policy's target is fixed in metric units, so a cost drawn
-higher makes the HPA hold fewer users per replica, and lower, more. At the peak the HPA settles at
-the fewest replicas whose metric is within target, ``ceil(peak · b / (target − a))`` within
-[min, max]; the peak breaches when ``peak / replicas`` exceeds the drawn capacity.
+is drawn from its normal approximation (for a pool read between its measured steps, the drawn line's
+difference from the fitted one moves that curve). The policy's target is fixed in metric units, so a
+cost drawn higher makes the HPA hold fewer users per replica, and lower, more. At the peak the HPA
+settles at the fewest replicas whose metric is within target, ``ceil(peak / users at the target)``
+(a line: ``ceil(peak · b / (target − a))``) within [min, max]; the peak breaches when
+``peak / replicas`` exceeds the drawn capacity.
 
 The replicas for a risk need no sampling: with the static plan's replicas ``r`` the peak breaches
 when the capacity is below ``peak / r``, so ``r = ceil(peak / q)`` with ``q`` the capacity's
@@ -88,13 +90,13 @@ class Risk:
     policy_replicas: tuple[int, int, int]  # 5th, 50th, 95th percentile of the replicas the HPA holds at the peak
 
 
-def settled_replicas(peak: float, a, b, target: float, lo: int, hi: int) -> np.ndarray:
-    """Replicas an HPA with ``target`` (metric units) holds at ``peak`` users when one replica's metric is
-    ``a + b · users`` (arrays of draws); a cost ≤ 0 never scales (``lo``), a target ≤ a always wants more."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
+def settled_replicas(peak: float, users_at_target, lo: int, hi: int) -> np.ndarray:
+    """Replicas an HPA holds at ``peak`` users when one replica reads its target at ``users_at_target``
+    (an array of draws): ⌈peak / users⌉ within [lo, hi] (a replica that never reaches the target: ``lo``;
+    one at its target with no user: ``hi``)."""
+    u = np.asarray(users_at_target, float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        need = np.ceil(peak * b / (target - a) - 1e-9)
-    need = np.where(b <= 0, lo, np.where(target <= a, hi, need))
+        need = np.where(u > 0, np.ceil(peak / np.where(u > 0, u, 1.0) - 1e-9), hi)
     return np.clip(need, lo, hi).astype(int)
 
 
@@ -128,7 +130,8 @@ def peak_risk(capacity: CapacityDistribution, policy, peak_users: float, *, head
     cov = np.asarray(signal.cov, float)
     ab = rng.multivariate_normal(mean, cov, size=draws) if np.any(cov) else np.tile(mean, (draws, 1))
     target = float(signal.value(policy.target_users))
-    replicas = settled_replicas(peak_users, ab[:, 0], ab[:, 1], target, policy.min_replicas, policy.max_replicas)
+    at_target = signal.users_at(target, ab[:, 0] - signal.a, ab[:, 1] - signal.b)
+    replicas = settled_replicas(peak_users, at_target, policy.min_replicas, policy.max_replicas)
     breach = peak_users / replicas > cap
     p = float(breach.mean())
     q = capacity.quantile(risk)

@@ -37,7 +37,8 @@ from capkit.schemas import Basis, Interval, NotMeasured
 @dataclass(frozen=True)
 class PodResources:
     """A pod's requests and limits: requests from the measured idle + per-user cost at the planned
-    users per replica (the upper bound of the fit's line), limits those the run was measured against."""
+    users per replica (the upper confidence bound of the fit's mean there, never above the limit),
+    limits those the run was measured against."""
 
     cpu_request: float | NotMeasured  # cores
     memory_request: float | NotMeasured  # MiB
@@ -55,6 +56,7 @@ class Policy:
     max_replicas: int
     timing: HpaTiming = field(default_factory=HpaTiming)
     cpu_request: float | NotMeasured = NotMeasured("not computed")
+    target_why: str = ""  # where target_users comes from, in words
 
     @property
     def target_value(self) -> float:
@@ -166,14 +168,14 @@ def fleet_max(resources, peak_users: float, upto: int) -> int | NotMeasured:
 
 
 def pod_resources(result, users_per_replica: int) -> PodResources:
-    """Requests at ``users_per_replica`` from the CPU and memory fits (their line's upper bound)."""
+    """Requests at ``users_per_replica`` from the CPU and memory fits (the mean's upper confidence bound)."""
     limits = result.resources.limits
 
     def request(key):
         fit = result.resources.fits.get(key)
         if not isinstance(fit, ResourceFit):
             return NotMeasured(fit.reason if isinstance(fit, NotMeasured) else f"{key} not in this run")
-        return float(fit.baseline.high + max(fit.per_user.high, 0.0) * users_per_replica)
+        return float(min(fit.predict(users_per_replica)["ci_high"].iloc[0], fit.limit))
 
     return PodResources(request("cpu_cores"), request("rss_mib"), limits.cpu_cores, limits.memory_mib)
 
@@ -226,8 +228,10 @@ def scaling_plan(result, traffic, *, growth: float = 1.0, headroom: int = 1, rep
     q = dist.quantile(risk)
     ceiling = max(at_peak, math.ceil(peak / q - 1e-9) + headroom if q > 0 else at_peak)
     fleet_cap = fleet_max(result.resources, peak, 4 * ceiling + 10)
-    policy = Policy(signal, target_share * upr, min_replicas=1 + headroom, max_replicas=ceiling,
-                    timing=timing or HpaTiming(), cpu_request=pod.cpu_request)
+    target, target_why = pool_target(signal, target_share, upr, crit.pool_shares[0])
+    ceiling = max(ceiling, math.ceil(peak / target - 1e-9) + headroom)  # room for the target at the peak, + k
+    policy = Policy(signal, target, min_replicas=1 + headroom, max_replicas=ceiling, timing=timing or HpaTiming(),
+                    cpu_request=pod.cpu_request, target_why=target_why)
     the_risk = peak_risk(dist, policy, peak, headroom=headroom, static_replicas=at_peak, risk=risk, draws=draws,
                          seed=seed)
     if result.latency is None:
@@ -242,6 +246,27 @@ def scaling_plan(result, traffic, *, growth: float = 1.0, headroom: int = 1, rep
     return ScalingPlan(result.run_id, grown, float(growth), int(headroom), cap, upr, peak, at_peak, over_time, fleet,
                        fleet_cap, policy, pod, auto, static, the_risk, replica_cost, crit.p95_warning_ms,
                        crit.p95_critical_ms)
+
+
+def pool_target(signal: Signal, target_share: float, users_per_replica: int, warning_share: float):
+    """(target users per replica, why): ``target_share`` of the planning figure — for a pool, no more
+    than where it reaches its warning share: a pool reads nearly full above it (it fills along a curve),
+    and an autoscaler whose target sits there sees no room for more load (its ratio tops out at
+    size / target, inside the tolerance)."""
+    share = target_share * users_per_replica
+    why = f"{100 * target_share:.0f} % of the planning figure {users_per_replica}"
+    if signal.kind == "pods" and math.isfinite(signal.cap):
+        warn = float(signal.users_at(warning_share * signal.cap))
+        if warn < share:
+            return warn, (f"where {signal.resource.replace('_', ' ')} reach their warning share "
+                          f"({100 * warning_share:.0f} % in use, {number(warning_share * signal.cap)} of "
+                          f"{signal.cap:g}), below {why}: above it the pool reads nearly full and the "
+                          f"autoscaler could not see more load")
+    return share, why
+
+
+def number(x: float) -> str:
+    return f"{x:.3g}"
 
 
 def _finite_p95(p95_at):

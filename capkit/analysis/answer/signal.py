@@ -9,6 +9,9 @@ flight, from Little's law on the run's throughput and latency curves.
 
 Each signal is a line per replica, ``value = a + b · users`` (capped at a pool's size), with the
 covariance of (a, b) when it comes from a resource fit: the Monte-Carlo draws the per-user cost from it.
+A pool fills along a curve, not a line (the reference service's slots read 95 % at 76 users where
+their line says 101): its value is read between the measured steps (``points``), the line's slope
+carrying it beyond them.
 """
 
 from __future__ import annotations
@@ -46,16 +49,41 @@ class Signal:
     b: float  # per user
     cov: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((2, 2)))
     cap: float = math.inf  # a pool cannot read above its size
+    short: str = ""  # the reason in a few words, for a headline
+    points: tuple = ()  # (users, values) of the measured steps, non-decreasing: read between them
     series: str = ""  # a per-pod metric: the service's series behind it
     query: str = ""  # and the adapter's query of that series (its <<.Series>> templates)
 
     def value(self, users) -> np.ndarray:
         """The metric of one replica carrying ``users``."""
-        return np.minimum(self.a + self.b * np.asarray(users, dtype=float), self.cap)
+        u = np.asarray(users, dtype=float)
+        if not self.points:
+            return np.minimum(self.a + self.b * u, self.cap)
+        xs, ys = self.points
+        beyond = np.where(u > xs[-1], ys[-1] + self.b * (u - xs[-1]), ys[0] + self.b * (u - xs[0]))
+        inside = (u >= xs[0]) & (u <= xs[-1])
+        return np.minimum(np.where(inside, np.interp(u, xs, ys), beyond), self.cap)
 
-    def users_at(self, value: float) -> float:
-        """Users one replica carries when its metric reads ``value``."""
-        return (value - self.a) / self.b if self.b > 0 else math.inf
+    def users_at(self, value, da=0.0, db=0.0) -> np.ndarray:
+        """Users one replica carries when its metric reads ``value`` — with the line's intercept and slope
+        moved by ``da`` and ``db`` (arrays of draws: the Monte-Carlo's); ∞ where it never gets there."""
+        da, db = np.broadcast_arrays(np.asarray(da, float), np.asarray(db, float))
+        if not self.points:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                b = self.b + db
+                return np.where(b > 0, np.maximum((value - self.a - da) / np.where(b > 0, b, 1.0), 0.0), np.inf)
+        f = lambda u: self.value(u) + da + db * u - value  # noqa: E731 (non-decreasing in u)
+        lo, hi = np.zeros(da.shape), np.full(da.shape, 1.0)
+        for _ in range(60):  # the bracket: double until the metric reaches the value (or give up)
+            short = f(hi) < 0
+            if not short.any():
+                break
+            hi = np.where(short, 2 * hi, hi)
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            below = f(mid) < 0
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return np.where(f(hi) < 0, np.inf, hi)
 
 
 def line_of(fit: ResourceFit) -> tuple[float, float, np.ndarray]:
@@ -79,11 +107,12 @@ def choose_signal(result, users_per_replica: float) -> Signal | NotMeasured:
     bind = answer.binding if _usable(answer.binding) else None
     key = bind.key if bind is not None else None
     cpu = fits.get("cpu_cores")
-    cpu_text = ""
+    cpu_text = cpu_short = ""
     if bind is not None and isinstance(cpu, ResourceFit):
         limit = result.resources.limits.cpu_cores
         at = cpu.baseline.estimate + cpu.per_user.estimate * bind.users.estimate
         cpu_text = f", reached at {at:.2g} cores of its {limit:g}-core limit ({100 * at / limit:.0f} %)"
+        cpu_short = f", with CPU at {at:.2g} of {limit:g} cores"
     if key in ("cpu_cores", "rss_mib"):
         fit = fits.get(key)
         if not isinstance(fit, ResourceFit):
@@ -93,17 +122,19 @@ def choose_signal(result, users_per_replica: float) -> Signal | NotMeasured:
         why = (f"{name} binds: it reaches {bind.describe_value()} at {bind.users.estimate:,.0f} users "
                f"({bind.basis}) before any other limit, so the autoscaler scales on {name} utilization "
                f"of the pod's request")
-        return Signal(kind, kind, key, why, a, b, cov)
+        return Signal(kind, kind, key, why, a, b, cov, short=f"{name} binds first")
     if key is not None and key not in SHARED_KEYS and isinstance(fits.get(key), ResourceFit):
         a, b, cov = line_of(fits[key])
+        points = measured_points(result.resources.steps, key)
         metric, series, query = POOL_METRICS.get(key, (key, key, f"avg_over_time({SERIES}[1m])"))
         cap = result.resources.limits.limit_for(key)
         why = (f"the binding limit is {bind.metric.lower()} ({bind.describe_value()} at "
                f"{bind.users.estimate:,.0f} users, {bind.basis}){cpu_text}: CPU utilization would read as "
-               f"spare while requests queue, so a CPU target would scale too late or never; the autoscaler "
-               f"scales on {metric}, the pool's own use, per pod through a Prometheus adapter")
-        return Signal("pods", metric, key, why, a, b, cov, cap=cap if math.isfinite(cap) else math.inf,
-                      series=series, query=query)
+               f"spare while requests queue, so a CPU target would scale too late or never — scale on the "
+               f"pool's own use, per pod, served by a Prometheus adapter")
+        short = f"{bind.metric.lower()} fill first ({bind.users.estimate:,.0f} users{cpu_short}), not CPU"
+        return Signal("pods", metric, key, why, a, b, cov, cap=cap if math.isfinite(cap) else math.inf, short=short,
+                      points=points, series=series, query=query)
     # no resource of a replica binds (the capacity is the p95 warning, or the database's shared limit
     # binds): requests in flight, N − X·Z by Little's law on the run's curves
     if result.usl is None or result.latency is None:
@@ -115,5 +146,21 @@ def choose_signal(result, users_per_replica: float) -> Signal | NotMeasured:
               if key in SHARED_KEYS else "no resource of a replica binds before its capacity; ")
     why = (shared + f"the autoscaler scales on the requests in flight ({IN_FLIGHT[0]}), "
                     f"{in_flight:.3g} per replica at {u:,.0f} users (Little's law on the run's curves)")
-    return Signal("pods", IN_FLIGHT[0], "in_flight", why, 0.0, in_flight / u if u > 0 else 0.0,
+    short = ("the database binds, not a replica" if key in SHARED_KEYS else
+             "no resource binds before the p95 limit")
+    return Signal("pods", IN_FLIGHT[0], "in_flight", why, 0.0, in_flight / u if u > 0 else 0.0, short=short,
                   series=IN_FLIGHT[1], query=IN_FLIGHT[2])
+
+
+def measured_points(steps, key: str) -> tuple:
+    """(users, mean value) of the valid steps that measured ``key`` (a repeated load averaged), made
+    non-decreasing; () with fewer than two loads."""
+    from capkit.analysis.answer.limits import valid_steps
+
+    valid = valid_steps(steps)
+    if key not in valid:
+        return ()
+    seen = valid[["users", key]].dropna().groupby("users")[key].mean().sort_index()
+    if len(seen) < 2:
+        return ()
+    return seen.index.to_numpy(float), np.maximum.accumulate(seen.to_numpy(float))

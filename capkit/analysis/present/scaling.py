@@ -29,6 +29,17 @@ def replay_text(replay: Replay | NotMeasured, warning_ms: float, critical_ms: fl
             f"{_hours(replay.replica_hours)}{_cost(replay)}, at most {replay.peak_replicas} replicas")
 
 
+def _probability(risk) -> str:
+    """The breach probability with its sampling error; none in n draws is "below 3/n" (the rule of three)."""
+    if risk.breach_probability == 0:
+        return f"below {percent(3 / risk.draws, 2)} (no breach in any draw"
+    return f"{percent(risk.breach_probability)} (± {percent(risk.standard_error)}"
+
+
+def _span(pct) -> str:
+    return str(pct[0]) if pct[0] == pct[2] else f"{pct[0]}–{pct[2]}"
+
+
 def policy_text(plan) -> str:
     policy, signal = plan.policy, plan.policy.signal
     if signal.kind in KIND_TEXT:
@@ -37,7 +48,7 @@ def policy_text(plan) -> str:
         target = f"{signal.metric} at {number(policy.target_value, 3)} per pod on average"
     t = policy.timing
     return (f"HorizontalPodAutoscaler on {target} — each replica aimed at {policy.target_users:,.0f} users "
-            f"({percent(policy.target_users / plan.users_per_replica, 0)} of {plan.users_per_replica}), "
+            f"({policy.target_why}), "
             f"{policy.min_replicas}–{policy.max_replicas} replicas; sync every {t.sync_s:g} s, a new pod ready "
             f"after {t.pod_start_s:g} s, scale-down window {t.stabilization_s:g} s, tolerance {t.tolerance:g}")
 
@@ -71,9 +82,9 @@ def scaling_lines(plan) -> list[str]:
         f"Replayed over the day — {replay_text(plan.replay, plan.warning_ms, plan.critical_ms)}; "
         f"{replay_text(plan.static, plan.warning_ms, plan.critical_ms)}.",
         f"At the peak the policy puts p95 over {plan.warning_ms:,.0f} ms with probability "
-        f"{percent(risk.breach_probability)} (± {percent(risk.standard_error)}, {risk.draws:,} draws over the "
-        f"capacity's range and the per-user cost; the HPA holds {risk.policy_replicas[0]}–{risk.policy_replicas[2]} "
-        f"replicas there); the static plan's {plan.replicas_at_peak}: {percent(risk.static_breach_probability, 2)}.",
+        f"{_probability(risk)}, {risk.draws:,} draws over the capacity's range and the per-user cost; the HPA "
+        f"holds {_span(risk.policy_replicas)} replicas "
+        f"there); the static plan's {plan.replicas_at_peak}: {percent(risk.static_breach_probability, 2)}.",
     ]
     lines += [f"Database: {text}." for text in fleet_text(plan)]
     return lines
@@ -82,6 +93,48 @@ def scaling_lines(plan) -> list[str]:
 def scaling_md(plan) -> str:
     """The plan's facts as a Markdown list (the page's opening)."""
     return "\n".join(f"- {line}" for line in scaling_lines(plan))
+
+
+def scaling_facts(plan) -> tuple[str, list]:
+    """The plan's answer: a sentence (Markdown bold) and its key numbers
+    (:class:`~capkit.analysis.present.headline.KeyNumber`)."""
+    from capkit.analysis.present.headline import KeyNumber
+
+    signal, policy, risk = plan.policy.signal, plan.policy, plan.risk
+    auto, static = plan.replay, plan.static
+    text = (f"**Scale on {signal.metric}**: {signal.short}. For {plan.traffic.source} (peak "
+            f"{plan.peak_users:,.0f} users) the autoscaler runs **{policy.min_replicas}–{policy.max_replicas} "
+            f"replicas**")
+    if not isinstance(auto, NotMeasured):
+        text += (f": {number(auto.replica_hours, 3)} replica-hours a day against {number(static.replica_hours, 3)} "
+                 f"for {plan.replicas_at_peak} replicas all day, with {number(auto.minutes_over_warning, 2)} minutes "
+                 f"of p95 over {plan.warning_ms:,.0f} ms (static: {number(static.minutes_over_warning, 2)})")
+    numbers = [
+        KeyNumber("users per replica (planning)", f"{plan.users_per_replica}", str(plan.capacity.basis)),
+        KeyNumber(f"replicas at the peak (N+{plan.headroom})", str(plan.replicas_at_peak), "static plan"),
+        KeyNumber(f"replicas for ≤ {percent(risk.risk, 0)} risk", str(risk.replicas_for_risk), "at the peak"),
+        KeyNumber("breach at the peak", _probability(risk).split(" (")[0], "autoscaled"),
+    ]
+    if not isinstance(auto, NotMeasured):
+        numbers += [KeyNumber("replica-hours a day", number(auto.replica_hours, 3),
+                              f"static {number(static.replica_hours, 3)}"),
+                    KeyNumber(f"minutes p95 > {plan.warning_ms:,.0f} ms", number(auto.minutes_over_warning, 2),
+                              f"static {number(static.minutes_over_warning, 2)}")]
+    return text + ".", numbers
+
+
+def scaling_html(plan) -> str:
+    """The plan's answer in the report's answer box (``ck-answer``)."""
+    import html
+    import re
+
+    from capkit.analysis.present.text import STYLE
+
+    text, numbers = scaling_facts(plan)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+    keys = "".join(f'<div class="ck-key"><div class="l">{html.escape(n.label)}</div><div class="v">'
+                   f'{html.escape(n.value)}</div><div class="l">{html.escape(n.note)}</div></div>' for n in numbers)
+    return f'{STYLE}<div class="ck-answer"><p>{text}</p><div class="ck-keys">{keys}</div></div>'
 
 
 def comparison_table(plan) -> pd.DataFrame:
@@ -107,15 +160,15 @@ def policy_table(plan) -> pd.DataFrame:
               f"{policy.target_value:.0f} % of the memory request" if signal.kind == "memory" else
               f"{number(policy.target_value, 3)} per pod (average)")
     rows = [("Scale on", signal.metric, signal.why),
-            ("Target", target, f"one replica at {policy.target_users:,.0f} users "
-                               f"({percent(policy.target_users / plan.users_per_replica, 0)} of its planning figure)"),
+            ("Target", target, f"one replica at {policy.target_users:,.0f} users: {policy.target_why}"),
             ("Replicas", f"{policy.min_replicas}–{policy.max_replicas}",
-             f"min: 1 + headroom {plan.headroom}; max: the static plan's {plan.replicas_at_peak} or the "
-             f"{plan.risk.replicas_for_risk} a {percent(plan.risk.risk, 0)} risk needs, whichever is more"),
+             f"min: 1 + headroom {plan.headroom}; max: the most of the static plan's {plan.replicas_at_peak}, the "
+             f"{plan.risk.replicas_for_risk} a {percent(plan.risk.risk, 0)} risk needs, and the peak at the target "
+             f"+ {plan.headroom}"),
             ("CPU request", request(pod.cpu_request, "cores"),
-             "idle + per-user CPU at the planned users (upper bounds)"),
+             "idle + per-user CPU at the planned users (the mean's upper confidence bound, at most the limit)"),
             ("Memory request", request(pod.memory_request, "MiB"),
-             "idle + per-user memory at the planned users (upper bounds)"),
+             "idle + per-user memory at the planned users (the mean's upper confidence bound, at most the limit)"),
             ("Limits", f"{number(pod.cpu_limit, 3)} cores, {number(pod.memory_limit, 4)} MiB",
              "what one replica was measured against")]
     return pd.DataFrame(rows, columns=["", "Value", "From"])
