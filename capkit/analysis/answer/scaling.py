@@ -238,7 +238,9 @@ def scaling_plan(result, traffic, *, growth: float = 1.0, headroom: int = 1, rep
         why = NotMeasured(f"no latency model: {result.errors.get('latency')}")
         auto = static = why
     else:
-        p95_at = lambda users: result.latency.predict(np.maximum(users, 0.0))["p95_ms"].to_numpy()  # noqa: E731
+        # below the lowest measured load the model is not carried downwards: a replica there reads that load's p95
+        lowest = float(result.latency.observed["users"].min())
+        p95_at = lambda users: result.latency.predict(np.maximum(users, lowest))["p95_ms"].to_numpy()  # noqa: E731
         kw = dict(p95_at=_finite_p95(p95_at), warning_ms=crit.p95_warning_ms, critical_ms=crit.p95_critical_ms,
                   replica_cost=replica_cost)
         auto = replay_policy(grown, policy, **kw)
