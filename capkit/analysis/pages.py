@@ -290,7 +290,7 @@ def scaling_plan(store_url=None, run_id=None, output_dir=None, *, traffic=None, 
     from capkit.analysis.answer.autoscale import HpaTiming
     from capkit.analysis.answer.scaling import scaling_plan as plan_for
     from capkit.analysis.answer.traffic import parse_headroom, traffic_for
-    from capkit.analysis.present.scaling import comparison_table
+    from capkit.analysis.present.scaling_page import comparison_table
     from capkit.errors import InsufficientDataError, ParameterError
 
     params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
@@ -320,14 +320,14 @@ def scaling_answer(plan):
     """The plan's answer (a sentence and its key numbers) in the answer box, for ``display``."""
     from IPython.display import HTML, Markdown
 
-    from capkit.analysis.present.scaling import scaling_html
+    from capkit.analysis.present.scaling_page import scaling_html
 
     return Markdown(f"**Scaling plan {plan}.**") if isinstance(plan, NotMeasured) else HTML(scaling_html(plan))
 
 
 def scaling_md(plan) -> str:
     """The plan's facts, one a line, as Markdown."""
-    from capkit.analysis.present.scaling import scaling_md as md
+    from capkit.analysis.present.scaling_page import scaling_md as md
 
     return f"**Scaling plan {plan}.**" if isinstance(plan, NotMeasured) else md(plan)
 
@@ -335,7 +335,7 @@ def scaling_md(plan) -> str:
 def scaling_chart(plan, output_dir=None):
     """Traffic, replicas and each replica's p95 over the day; also ``figures/scaling_plan.png``/``.svg``."""
     from capkit.analysis.present.figstyle import save_figure
-    from capkit.analysis.present.scaling import plot_scaling
+    from capkit.analysis.present.scaling_page import plot_scaling
 
     if isinstance(plan, NotMeasured):
         return None
@@ -346,13 +346,13 @@ def scaling_chart(plan, output_dir=None):
 
 def scaling_comparison(plan):
     """The policy against the static plan, for ``display``."""
-    from capkit.analysis.present.scaling import comparison_table
+    from capkit.analysis.present.scaling_page import comparison_table
 
     return None if isinstance(plan, NotMeasured) else table(comparison_table(plan))
 
 
 def scaling_policy(plan):
     """The policy and the pod's resources as the manifests carry them, for ``display``."""
-    from capkit.analysis.present.scaling import policy_table
+    from capkit.analysis.present.scaling_page import policy_table
 
     return None if isinstance(plan, NotMeasured) else table(policy_table(plan))

@@ -65,7 +65,7 @@ def scale(run_id, store_url, peak_users, traffic_path, session_minutes, growth, 
     from capkit.analysis.answer.scaling import scaling_plan
     from capkit.analysis.answer.traffic import parse_headroom, traffic_for
     from capkit.analysis.data.read import read_run
-    from capkit.analysis.present.scaling import scaling_lines
+    from capkit.analysis.present.scaling_page import scaling_lines
     from capkit.deploy.k8s import manifests, validate
     from capkit.store import open_store
 
