@@ -249,3 +249,38 @@ def test_the_replay_frame_is_exact_segments(cpu_plan):
     tl = cpu_plan.replay.timeline
     assert tl["duration_s"].sum() == pytest.approx(24 * 3600)
     assert (tl["duration_s"] > 0).all() and isinstance(tl, pd.DataFrame)
+
+
+# --- a pool's signal: read between its measured steps ------------------------------------------------
+
+POOL = Signal("pods", "slots", "model_slots", "known truth", a=0.9, b=0.0665, cap=8.0,
+              points=(np.array([10.0, 50.0, 90.0]), np.array([1.0, 4.0, 7.6])))
+
+
+def test_a_pool_is_read_between_its_steps_and_capped_at_its_size():
+    assert POOL.value([30, 50, 70]).tolist() == pytest.approx([2.5, 4.0, 5.8])
+    assert float(POOL.value(100)) == 8.0  # 7.6 + 0.0665·10 is past the pool's size
+    assert float(POOL.users_at(6.4)) == pytest.approx(50 + 2.4 / 3.6 * 40, abs=1e-6)
+    assert float(POOL.users_at(7.9)) == pytest.approx(90 + 0.3 / 0.0665, abs=1e-6)
+    assert float(POOL.users_at(9.0)) == math.inf  # a pool never reads more than its size
+
+
+def test_a_pool_target_stays_below_its_warning_share():
+    from capkit.analysis.answer.scaling import pool_target
+
+    target, why = pool_target(POOL, 0.8, 98, 0.8)  # 80 % of 98 = 78.4 users, where the slots read 6.64 of 8
+    assert target == pytest.approx(50 + 2.4 / 3.6 * 40, abs=1e-6) and "warning share" in why
+    assert pool_target(POOL, 0.5, 98, 0.8)[0] == pytest.approx(49)  # below it: the share itself
+    # why: aimed at 90 users (7.6 of 8 slots) the HPA's ratio tops out at 8 / 7.6 < 1.1, inside the
+    # tolerance — a step to three times the users never scales out
+    traffic = _step_traffic((0, 180), (3605, 540))
+    stuck = Policy(POOL, target_users=90, min_replicas=2, max_replicas=20,
+                   timing=HpaTiming(sync_s=15, pod_start_s=60, stabilization_s=300, tolerance=0.1))
+    r = replay_policy(traffic, stuck, p95_at=lambda u: np.where(np.asarray(u) <= 98, 100.0, 1000.0),
+                      warning_ms=500, critical_ms=2000)
+    assert r.peak_replicas == 2 and r.minutes_over_warning == pytest.approx((7200 - 3605) / 60)
+    aimed = Policy(POOL, target_users=target, min_replicas=2, max_replicas=20, timing=stuck.timing)
+    ok = replay_policy(traffic, aimed, p95_at=lambda u: np.where(np.asarray(u) <= 98, 100.0, 1000.0),
+                       warning_ms=500, critical_ms=2000)
+    # ×1.25 at most per pod start: 3 → 4 (asked at 3615 s) → 5 (3675 s) → 7 (3735 s), ready at 3795 s
+    assert ok.peak_replicas == 7 and ok.minutes_over_warning == pytest.approx((3795 - 3605) / 60)
