@@ -112,7 +112,7 @@ def choose_signal(result, users_per_replica: float) -> Signal | NotMeasured:
         limit = result.resources.limits.cpu_cores
         at = cpu.baseline.estimate + cpu.per_user.estimate * bind.users.estimate
         cpu_text = f", reached at {at:.2g} cores of its {limit:g}-core limit ({100 * at / limit:.0f} %)"
-        cpu_short = f", with CPU at {at:.2g} of {limit:g} cores"
+        cpu_short = f", with CPU at {at:.2g} of {limit:g} core{'' if limit == 1 else 's'}"
     if key in ("cpu_cores", "rss_mib"):
         fit = fits.get(key)
         if not isinstance(fit, ResourceFit):

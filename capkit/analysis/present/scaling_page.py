@@ -60,7 +60,8 @@ def fleet_text(plan) -> list[str]:
     binds = plan.database_binds
     if binds is not None:
         lines.append(f"the database binds ({binds.describe()}): more replicas do not help — {MITIGATION}")
-    if isinstance(plan.fleet_max_replicas, int) and plan.fleet_max_replicas < plan.policy.max_replicas:
+    cap = plan.fleet_max_replicas
+    if binds is None and isinstance(cap, int) and cap < plan.policy.max_replicas:
         lines.append(f"the database's connections allow at most {plan.fleet_max_replicas} replicas at the peak, "
                      f"fewer than the policy's maximum {plan.policy.max_replicas}: {MITIGATION}")
     return lines
