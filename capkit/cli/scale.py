@@ -89,7 +89,7 @@ def scale(run_id, store_url, peak_users, traffic_path, session_minutes, growth, 
     plan = scaling_plan(result, traffic, **options)
     objects = manifests(plan, name=app_name, image=image)
     validate(objects)  # before anything is written
-    folder = Path(s.reports_dir) / run_id
+    folder = Path(s.reports_dir).resolve() / run_id
     if no_page:
         from capkit.deploy.k8s import write_manifests
 

@@ -153,7 +153,21 @@ def add_pages(run_id: str, names: tuple[str, ...], *, workspace: Workspace, para
     final.mkdir(exist_ok=True)
     for item in sorted(work.iterdir()):
         _move_into(item, final / item.name)
-    return [final / p.with_suffix(".html").name for p in executed]
+    html_pages = [final / p.with_suffix(".html").name for p in executed]
+    _link_pages(final / "index.html", html_pages)
+    return html_pages
+
+
+def _link_pages(index: Path, pages: list[Path]) -> None:
+    """Add each page to the report's list of pages in ``index`` (when there is one) unless it is there."""
+    if not index.exists():
+        return
+    text = index.read_text(encoding="utf-8")
+    head = "<h2>Pages</h2><ul>"
+    links = "".join(f'<li><a href="{p.name}">{p.stem.replace("_", " ").capitalize()}</a></li>' for p in pages
+                    if f'href="{p.name}"' not in text)
+    if links and head in text:
+        index.write_text(text.replace(head, head + links, 1), encoding="utf-8")
 
 
 def _move_into(source: Path, target: Path) -> None:

@@ -36,7 +36,7 @@ def scaled(store):
     folder, url = store
     reports = folder / "reports"
     (reports / CPU_RUN).mkdir(parents=True)
-    (reports / CPU_RUN / "index.html").write_text("the run's report")  # a published report stays
+    (reports / CPU_RUN / "index.html").write_text("the run's report<h2>Pages</h2><ul><li>…</li></ul>")  # it stays
     env = {"CAPKIT_STORE_URL": url, "CAPKIT_REPORTS_DIR": str(reports)}
     proc = run_cli("scale", CPU_RUN, "--peak-users", "300", "--growth", "1.3", "--replica-cost", "0.1",
                    "--json", str(folder / "plan.json"), "--bootstrap", "50", env=env)
@@ -58,7 +58,8 @@ def test_scale_prints_the_plan_and_writes_json_manifests_and_page(scaled):
     assert f"One replica carries {doc['users_per_replica']} users" in proc.stdout
     assert "Scale on cpu: CPU binds" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == f"page: {out / 'scaling_plan.html'}"
-    assert (out / "index.html").read_text() == "the run's report"
+    assert (out / "index.html").read_text() == ("the run's report<h2>Pages</h2><ul><li><a href=\"scaling_plan.html\">"
+                                                "Scaling plan</a></li><li>…</li></ul>")  # linked, the rest kept
 
 
 def test_the_manifests_validate_and_carry_the_plan(scaled):
