@@ -182,11 +182,11 @@ def plot_scaling(plan):
 
     fig, (ax_u, ax_r, ax_p) = plt.subplots(3, 1, figsize=(9, 8.5), sharex=True)
     t_h = np.append(plan.traffic.t_s, plan.traffic.end_s) / 3600
-    ax_u.stairs(plan.traffic.users, t_h, color="tab:blue", lw=1.5, label="concurrent users")
+    ax_u.stairs(plan.traffic.users, t_h, color="tab:blue", lw=1.5, label="concurrent users", baseline=None)
     ax_u.set_ylabel("users")
     ax_u.set_title(f"Traffic: {plan.traffic.source}")
     ax_r.stairs(plan.over_time["replicas"], t_h, color="tab:gray", lw=1, ls="--",
-                label=f"needed: ⌈users / {plan.users_per_replica}⌉ + {plan.headroom}")
+                label=f"needed: ⌈users / {plan.users_per_replica}⌉ + {plan.headroom}", baseline=None)
     ax_r.axhline(plan.replicas_at_peak, color="tab:red", lw=1, label=f"static plan ({plan.replicas_at_peak})")
     for replay in (plan.replay, plan.static):
         if isinstance(replay, NotMeasured):
@@ -194,10 +194,11 @@ def plot_scaling(plan):
         tl = replay.timeline
         edges = np.append(tl["t_s"], tl["t_s"].iloc[-1] + tl["duration_s"].iloc[-1]) / 3600
         if replay is plan.replay:
-            ax_r.stairs(tl["ready"], edges, color="tab:green", lw=1.5, label="autoscaled: ready replicas")
+            ax_r.stairs(tl["ready"], edges, color="tab:green", lw=1.5, label="autoscaled: ready replicas",
+                        baseline=None)
         p95 = np.minimum(tl["p95_ms"].to_numpy(float), 10 * plan.critical_ms)
         ax_p.stairs(p95, edges, lw=1.2, color="tab:green" if replay is plan.replay else "tab:red",
-                    label=replay.name)
+                    label=replay.name, baseline=None)
     ax_r.set_ylabel("replicas")
     ax_r.set_title("Replicas")
     ax_r.legend(loc="upper left")
