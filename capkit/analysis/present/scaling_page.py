@@ -184,6 +184,7 @@ def plot_scaling(plan):
     t_h = np.append(plan.traffic.t_s, plan.traffic.end_s) / 3600
     ax_u.stairs(plan.traffic.users, t_h, color="tab:blue", lw=1.5, label="concurrent users", baseline=None)
     ax_u.set_ylabel("users")
+    ax_u.set_ylim(bottom=0)
     ax_u.set_title(f"Traffic: {plan.traffic.source}")
     ax_r.stairs(plan.over_time["replicas"], t_h, color="tab:gray", lw=1, ls="--",
                 label=f"needed: ⌈users / {plan.users_per_replica}⌉ + {plan.headroom}", baseline=None)
@@ -200,6 +201,7 @@ def plot_scaling(plan):
         ax_p.stairs(p95, edges, lw=1.2, color="tab:green" if replay is plan.replay else "tab:red",
                     label=replay.name, baseline=None)
     ax_r.set_ylabel("replicas")
+    ax_r.set_ylim(bottom=0)
     ax_r.set_title("Replicas")
     ax_r.legend(loc="upper left")
     ax_p.axhline(plan.warning_ms, color="tab:olive", ls="--", lw=0.8, label=f"warning {plan.warning_ms:,.0f} ms")
