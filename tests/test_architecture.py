@@ -26,6 +26,7 @@ ALLOWED = {
     "analysis": {"schemas", "errors", "records", "store"},
     "synthetic": {"schemas", "records", "runs", "store"},
     "report": {"config", "errors", "schemas"},
+    "deploy": {"errors", "schemas"},
     "cli": None,  # everything
 }
 # the one place a lower package reaches up, by design: runs checks a port with the service's helper,

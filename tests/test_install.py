@@ -107,6 +107,7 @@ def test_the_wheel_and_the_sdist_carry_the_notebooks_and_the_metadata(installed)
     names = wheel.namelist()
     assert sorted(Path(n).name for n in names if n.startswith("capkit/_notebooks/")) == ours
     assert not [n for n in names if n.startswith(("notebooks/", "tests/"))]
+    assert "capkit/analysis/answer/weekday.csv" in names  # `capkit scale`'s bundled day
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "capkit").rglob("*.py")}
     assert modules <= set(names), sorted(modules - set(names))  # namespace packages (capkit/runs) included
     for name in ours:  # the same bytes as the checkout's: one source

@@ -28,7 +28,8 @@ CONSOLIDATED_COLUMNS = ["Component", "Test scenario", "Throughput", "Response ti
 
 __all__ = ["open_result", "answer", "answer_md", "answer_html", "table", "views", "capacity_chart", "figures_dir",
            "usl_md", "overview_md", "notes_md", "consolidated", "backtest_md", "comparison", "comparison_display",
-           "markdown_table", "fits_table", "endpoint_costs", "what_if_table", "what_if_view"]
+           "markdown_table", "fits_table", "endpoint_costs", "what_if_table", "what_if_view", "scaling_plan",
+           "scaling_answer", "scaling_md", "scaling_chart", "scaling_comparison", "scaling_policy"]
 
 
 def open_result(store_url=None, run_id=None, output_dir=None, **parameters) -> CapacityResult:
@@ -269,3 +270,89 @@ def llm_serving(store_url=None, run_id=None, output_dir=None, **parameters) -> L
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         table.to_csv(Path(output_dir) / "llm_steps.csv", index=False)
     return serving
+
+
+SCALING_KEYS = ("target_share", "risk", "draws", "seed")
+TIMING_KEYS = ("sync_s", "pod_start_s", "stabilization_s", "tolerance")
+
+
+def scaling_plan(store_url=None, run_id=None, output_dir=None, *, traffic=None, peak_users=None, session_minutes=None,
+                 growth=1.0, headroom="N+1", replica_cost=None, scaling=None, **parameters):
+    """The Scaling plan page's :class:`~capkit.analysis.answer.scaling.ScalingPlan` from its ``parameters``
+    cell: the run analysed once per kernel, the traffic (a CSV path, a peak for the bundled weekday, or
+    the bundled weekday), and ``scaling`` (``target_share``, ``risk``, ``draws``, ``seed``, the
+    autoscaler's ``sync_s``, ``pod_start_s``, ``stabilization_s``, ``tolerance``). Writes
+    ``scaling_timeline.csv``, ``scaling_comparison.csv`` and ``scaling_plan.json`` into ``output_dir``.
+    A run whose capacity per replica is not measured gives :class:`~capkit.schemas.NotMeasured` (why),
+    which the page's other helpers show as such: no replica count without a measurement behind it."""
+    import json
+
+    from capkit.analysis.answer.autoscale import HpaTiming
+    from capkit.analysis.answer.scaling import scaling_plan as plan_for
+    from capkit.analysis.answer.traffic import parse_headroom, traffic_for
+    from capkit.analysis.present.scaling_page import comparison_table
+    from capkit.errors import InsufficientDataError, ParameterError
+
+    params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
+    options = dict(scaling or {})
+    unknown = sorted(set(options) - set(SCALING_KEYS) - set(TIMING_KEYS))
+    if unknown:
+        raise ParameterError(f"unknown scaling parameter(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(SCALING_KEYS + TIMING_KEYS)}")
+    timing = HpaTiming(**{k: float(options.pop(k)) for k in TIMING_KEYS if k in options})
+    day = traffic_for(traffic, peak_users=peak_users, session_minutes=session_minutes)
+    try:
+        plan = plan_for(result_for(params), day, growth=growth, headroom=parse_headroom(headroom),
+                        replica_cost=replica_cost, timing=timing, **options)
+    except InsufficientDataError as exc:
+        return NotMeasured(str(exc))
+    if output_dir:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if not isinstance(plan.replay, NotMeasured):
+            plan.replay.timeline.to_csv(out / "scaling_timeline.csv", index=False)
+        comparison_table(plan).to_csv(out / "scaling_comparison.csv", index=False)
+        (out / "scaling_plan.json").write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")
+    return plan
+
+
+def scaling_answer(plan):
+    """The plan's answer (a sentence and its key numbers) in the answer box, for ``display``."""
+    from IPython.display import HTML, Markdown
+
+    from capkit.analysis.present.scaling_page import scaling_html
+
+    return Markdown(f"**Scaling plan {plan}.**") if isinstance(plan, NotMeasured) else HTML(scaling_html(plan))
+
+
+def scaling_md(plan) -> str:
+    """The plan's facts, one a line, as Markdown."""
+    from capkit.analysis.present.scaling_page import scaling_md as md
+
+    return f"**Scaling plan {plan}.**" if isinstance(plan, NotMeasured) else md(plan)
+
+
+def scaling_chart(plan, output_dir=None):
+    """Traffic, replicas and each replica's p95 over the day; also ``figures/scaling_plan.png``/``.svg``."""
+    from capkit.analysis.present.figstyle import save_figure
+    from capkit.analysis.present.scaling_page import plot_scaling
+
+    if isinstance(plan, NotMeasured):
+        return None
+    fig = plot_scaling(plan)
+    save_figure(fig, figures_dir(output_dir), "scaling_plan")
+    return fig
+
+
+def scaling_comparison(plan):
+    """The policy against the static plan, for ``display``."""
+    from capkit.analysis.present.scaling_page import comparison_table
+
+    return None if isinstance(plan, NotMeasured) else table(comparison_table(plan))
+
+
+def scaling_policy(plan):
+    """The policy and the pod's resources as the manifests carry them, for ``display``."""
+    from capkit.analysis.present.scaling_page import policy_table
+
+    return None if isinstance(plan, NotMeasured) else table(policy_table(plan))

@@ -1,5 +1,6 @@
 """The `capkit` command: parses, calls the library, prints. One module per command group:
 :mod:`~capkit.cli.measure` (plan, run, worker), :mod:`~capkit.cli.results` (report, check, usl),
+:mod:`~capkit.cli.scale` (scale),
 :mod:`~capkit.cli.store` (runs, load, import, db-create), :mod:`~capkit.cli.service` (serve, seed, token)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import sys
 
 import click
 
-from capkit.cli import measure, results, service, store
+from capkit.cli import measure, results, scale, service, store
 from capkit.errors import CapkitError
 
 
@@ -19,7 +20,7 @@ def cli():
     """Measured capacity planning: stepped load, resource metrics, capacity models, reports."""
 
 
-for _module in (measure, results, store, service):
+for _module in (measure, results, scale, store, service):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -8,6 +8,7 @@ run in one kernel (see :mod:`capkit.report.pages`): kernel start-up and imports 
 
 from __future__ import annotations
 
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,3 +116,67 @@ def _failing_page(merged: Path, names: list[str]) -> str:
     return names[0]
 
 
+
+
+def add_pages(run_id: str, names: tuple[str, ...], *, workspace: Workspace, parameters: dict | None = None,
+              overrides: dict | None = None, notebook_dir: Path | None = None) -> list[Path]:
+    """Execute ``names`` for ``run_id`` and add them to ``reports/run_id/`` beside the pages already there.
+
+    Like :func:`publish`, but the rest of the run's report stays: the pages, their figures and tables,
+    and anything the caller wrote into ``workspace.folder`` first (``capkit scale``: ``k8s/``) are
+    built aside and moved in at the end, each replacing its namesake; a failure moves nothing.
+    ``parameters`` are the notebooks' own beyond the report's (``run_id``, ``output_dir``, ``parameters``).
+    Returns the HTML pages.
+    """
+    work, km = workspace.folder, workspace.km
+    if km is None:
+        raise ValueError("a Workspace holds one report: open a new one for the next")
+    pages = notebook_paths(list(names), notebook_dir)
+    exporter = html_exporter()
+    params = {"store_url": f"env:{STORE_ENV}", "run_id": run_id, "output_dir": str(work / "tables"),
+              "parameters": dict(overrides or {}), **(parameters or {})}
+    import nbformat
+
+    merged = work / ".merged.ipynb"
+    nbformat.write(merge_notebooks(pages), str(merged))
+    try:
+        execute_notebook(merged, merged, params, km=km)
+    except ReportError as exc:
+        raise ReportError(_failing_page(merged, list(names)), exc.ename, exc.evalue) from None
+    finally:
+        workspace.stop_kernel()
+    executed = split_pages(merged, list(names), work)
+    merged.unlink()
+    for page in executed:
+        to_html(page, exporter)
+    final = workspace.reports_dir / run_id
+    final.mkdir(exist_ok=True)
+    for item in sorted(work.iterdir()):
+        _move_into(item, final / item.name)
+    html_pages = [final / p.with_suffix(".html").name for p in executed]
+    _link_pages(final / "index.html", html_pages)
+    return html_pages
+
+
+def _link_pages(index: Path, pages: list[Path]) -> None:
+    """Add each page to the report's list of pages in ``index`` (when there is one) unless it is there."""
+    if not index.exists():
+        return
+    text = index.read_text(encoding="utf-8")
+    head = "<h2>Pages</h2><ul>"
+    links = "".join(f'<li><a href="{p.name}">{p.stem.replace("_", " ").capitalize()}</a></li>' for p in pages
+                    if f'href="{p.name}"' not in text)
+    if links and head in text:
+        index.write_text(text.replace(head, head + links, 1), encoding="utf-8")
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """``source`` to ``target``: a file replaces its namesake; a folder's files join the folder there
+    (``figures/``, ``tables/``), except ``k8s/``, replaced whole (its manifests are one set)."""
+    if source.is_dir() and target.is_dir() and source.name != "k8s":
+        for item in sorted(source.iterdir()):
+            _move_into(item, target / item.name)
+        return
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(source, target)
