@@ -13,5 +13,5 @@ setup(
     # namespace packages too (capkit/runs has no __init__.py), as pyproject's packages.find found them
     packages=find_namespace_packages(include=["capkit", "capkit.*"], exclude=["*.__pycache__"]) + ["capkit._notebooks"],
     package_dir={"capkit._notebooks": "notebooks"},
-    package_data={"capkit._notebooks": ["*.ipynb"]},
+    package_data={"capkit._notebooks": ["*.ipynb"], "capkit.records.data": ["*.jsonl", "*.md"]},
 )
