@@ -42,7 +42,12 @@ who so no out up said what its about than into them only time some could new two
 any like my now over such our man me even most made after also did many before must through back years
 where much your way well down should because each just those people how too little state good very make
 world still own see men work long get here between both life being under never day same another know
-while last might us great old year off come since against go came right used take three""".split())
+while last might us great old year off come since against go came right used take three house
+school water money point room place number group problem fact hand part case week company system
+program question night word home side head story city book line end name team power country service
+family change game light open small large high short best next early young local public free
+full real able sure clear hard late black white red green blue study order market health
+music road rate level price data test plan""".split())
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def test_sharegpt_conversations_keep_their_human_turns_in_order(tmp_path):
 def test_the_bundled_conversations_load():
     convs = load_dataset("capkit:conversations")
     assert len(convs) == 24 and all(2 <= len(c.turns) <= 4 for c in convs)
-    assert sum(len(c.turns) for c in convs) == 67
+    assert sum(len(c.turns) for c in convs) == 64
 
 
 @pytest.mark.parametrize("text, line, needle", [
