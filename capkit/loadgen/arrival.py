@@ -109,8 +109,13 @@ class Pacer:
         return float(self._np.gamma(self.burstiness, 1.0 / (rate * self.burstiness)))
 
     def _first(self, now: float) -> float:
-        self._start = now
-        return now + self._schedule[0][0] if self._schedule else (math.inf if self._schedule is not None else now)
+        # a trace starts on the next whole second of the clock: the per-second records then hold
+        # whole seconds of it, and the step's analysis window (whole seconds) loses none of it
+        wall = time.time()
+        self._start = now + (math.ceil(wall) - wall if self._schedule is not None else 0.0)
+        if self._schedule is None:
+            return now
+        return self._start + self._schedule[0][0] if self._schedule else math.inf
 
     def _advance(self, rate: float) -> None:
         self._k += 1

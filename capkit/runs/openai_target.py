@@ -213,11 +213,12 @@ def parse_prefix(text: str | None) -> tuple[float, int]:
 
 
 def trace_plan(trace: list[TraceRequest], *, seed: int = 0) -> StagePlan:
-    """The one stage that replays ``trace``: its length plus a tail for the last answers
-    (max(3 s, 10 %)), users enough for 4× its busiest second (at least 16), no warm-up trimmed."""
+    """The one stage that replays ``trace``: up to a second to its clock's next whole second (where the
+    replay starts), its length, a tail for the last answers (max(3 s, 10 %)); users enough for 4× its
+    busiest second (at least 16); no warm-up trimmed."""
     duration = trace[-1].at_s
     users = min(max(16, 4 * peak_arrivals(trace)), 2000)
-    stage = Stage(users=users, seconds=math.ceil(duration + max(3.0, 0.1 * duration)),
+    stage = Stage(users=users, seconds=math.ceil(1 + duration + max(3.0, 0.1 * duration)),
                   rate=len(trace) / max(duration, 1.0), trace=True)
     return StagePlan(stages=(stage,), warmup_s=0.0, seed=seed)
 

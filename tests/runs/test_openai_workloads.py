@@ -81,6 +81,7 @@ def test_a_trace_is_replayed_at_its_recorded_times_with_its_lengths(stub, tmp_pa
     assert errors_ms[26] < 15 and errors_ms[-1] < 60
     table = llm_steps(run.steps, run.llm, warmup_s=run.warmup_s)
     both = table[table["cls"] == "all"].iloc[0]
+    # the replay starts on a whole second, so the step's window of whole seconds holds every request
     assert both["requests"] == 30 and both["output_tokens"] == sum(r["output_length"] for r in rows)
     assert run.meta.spec.notes["trace_scale"] == 0.5 and run.meta.spec.plan.stages[0].trace
 
