@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from capkit.analysis.fits.llm import LlmServing
 
@@ -69,6 +70,7 @@ def plot_ttft_by_turn(serving: LlmServing):
         ax.plot(part["turn"], part["ttft_p50_ms"], "-o", color=f"C{i % 10}", label=f"step {step} ({load}) p50")
         ax.plot(part["turn"], part["ttft_p99_ms"], ":^", color=f"C{i % 10}", label="p99")
     ax.set(title="TTFT by conversation turn", xlabel="turn (depth in the conversation)", ylabel="TTFT (ms)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if t["mean_input_tokens"].notna().any():
         tokens = t.groupby("turn")["mean_input_tokens"].mean()
         ax2 = ax.twinx()
