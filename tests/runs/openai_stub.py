@@ -1,7 +1,9 @@
 """A tiny OpenAI-compatible streaming server for the tests: every ``POST /v1/chat/completions`` is
 logged (arrival time, roles, words of every message, the system message, max_tokens) as one JSON line
 to LOG, then answered with ``max_tokens`` (default 4) streamed tokens ``tokN`` a few ms apart and a
-usage chunk whose ``prompt_tokens`` counts the words of the messages. ``python openai_stub.py PORT LOG``."""
+usage chunk whose ``prompt_tokens`` counts the words of the messages. ``GET /metrics`` answers in
+vLLM's names: the requests in flight as running, and a KV cache that each of them fills by an
+eighth. ``python openai_stub.py PORT LOG``."""
 
 import json
 import socket
@@ -11,7 +13,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GAP_S = 0.002
+KV_PER_REQUEST = 0.125
 _lock = threading.Lock()
+_in_flight = [0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -29,7 +33,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/v1/models":
+        if self.path == "/metrics":
+            n = _in_flight[0]
+            text = (f"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{engine=\"0\"}} {n}\n"
+                    f"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{engine=\"0\"}} 0\n"
+                    f"# TYPE vllm:kv_cache_usage_perc gauge\n"
+                    f"vllm:kv_cache_usage_perc{{engine=\"0\"}} {min(n * KV_PER_REQUEST, 1.0)}\n")
+            self._send(200, text.encode(), "text/plain; version=0.0.4")
+        elif self.path == "/v1/models":
             self._send(200, b'{"object": "list", "data": [{"id": "stub", "object": "model"}]}')
         else:
             self._send(200, b"ok", "text/plain")
@@ -45,6 +56,16 @@ class Handler(BaseHTTPRequestHandler):
             log.write(json.dumps({"t": arrived, "roles": [m.get("role") for m in messages], "words": words,
                                   "last_words": len(str(messages[-1].get("content") or "").split()),
                                   "system": system, "max_tokens": doc.get("max_tokens")}) + "\n")
+            _in_flight[0] += 1
+        try:
+            self._stream(tokens, words)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (the target check reads one event; a run's end closes streams)
+        finally:
+            with _lock:
+                _in_flight[0] -= 1
+
+    def _stream(self, tokens: int, words: int) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
