@@ -13,5 +13,6 @@ setup(
     # namespace packages too (capkit/runs has no __init__.py), as pyproject's packages.find found them
     packages=find_namespace_packages(include=["capkit", "capkit.*"], exclude=["*.__pycache__"]) + ["capkit._notebooks"],
     package_dir={"capkit._notebooks": "notebooks"},
-    package_data={"capkit._notebooks": ["*.ipynb"], "capkit.analysis.answer": ["*.csv"]},  # the bundled weekday
+    package_data={"capkit._notebooks": ["*.ipynb"], "capkit.analysis.answer": ["*.csv"],  # the bundled weekday
+                  "capkit.records.data": ["*.jsonl", "*.md"]},  # the bundled conversations
 )

@@ -22,6 +22,7 @@ class Stage(BaseModel):
     seconds: float = Field(gt=0, le=86_400)
     rate: float | None = Field(None, ge=0, description="open model: requests/s instead of users")
     poisson: bool = Field(False, description="with rate: exponential gaps (Poisson arrivals) instead of constant")
+    trace: bool = Field(False, description="with rate: the arrivals of the run's --trace (rate: their mean)")
     mix: dict[str, float] | None = Field(None, description="users per class in this step's proportions "
                                                            "(--design mix); None: the scenario weights")
 
@@ -35,6 +36,8 @@ class StagePlan(BaseModel):
     warmup_s: float = Field(2.0, ge=0)
     spawn_rate: float = Field(50.0, gt=0)
     seed: int = Field(0, description="seed of the Poisson arrival gaps")
+    burstiness: float = Field(1.0, gt=0, description="pRATE stages: gamma gaps of this shape (1: Poisson; "
+                                                     "CV = 1/sqrt(burstiness), vLLM's --burstiness)")
     soak_s: float = Field(0.0, ge=0, description="the last stage is a soak of this length (leak detection)")
 
     @field_validator("stages")
@@ -55,7 +58,8 @@ class StagePlan(BaseModel):
         return sum(s.seconds for s in self.stages)
 
     def to_spec(self) -> str:
-        return ",".join(f"{'p' if s.poisson else 'r'}{s.rate:g}x{s.seconds:g}@{s.users}" if s.rate is not None
+        return ",".join(f"trace{s.seconds:g}@{s.users}" if s.trace else
+                        f"{'p' if s.poisson else 'r'}{s.rate:g}x{s.seconds:g}@{s.users}" if s.rate is not None
                         else f"{s.users}x{s.seconds:g}" for s in self.stages)
 
     @property

@@ -13,7 +13,7 @@ from capkit.analysis.answer.parameters import ReportParameters
 from capkit.analysis.answer.result import CapacityResult, result_for
 from capkit.analysis.data.read import read_run
 from capkit.analysis.fits.compare import compare_runs
-from capkit.analysis.fits.llm import LlmServing, corrected_percentiles, goodput_knee, llm_steps, slo_of
+from capkit.analysis.fits.llm import LlmServing, corrected_percentiles, goodput_knee, llm_steps, llm_turns, slo_of
 from capkit.analysis.present import tables as views
 from capkit.analysis.present.export import export_tables, fits_table, markdown_table
 from capkit.analysis.present.headline import answer_html, answer_md
@@ -258,17 +258,20 @@ def what_if_view(result: CapacityResult, *, interactive: bool = False, users: fl
 
 
 def llm_serving(store_url=None, run_id=None, output_dir=None, **parameters) -> LlmServing:
-    """The LLM serving page's result, from its ``parameters`` cell (writes ``llm_steps.csv`` into
-    ``output_dir`` when given and measured)."""
+    """The LLM serving page's result, from its ``parameters`` cell (writes ``llm_steps.csv`` and, with
+    conversation turns, ``llm_turns.csv`` into ``output_dir`` when given and measured)."""
     params = ReportParameters.from_notebook(store_url=store_url, run_id=run_id, output_dir=output_dir, **parameters)
     run = read_run(params.store_url, params.run_id)
     slo = slo_of(run)
     table = llm_steps(run.steps, run.llm, warmup_s=run.warmup_s, slo=slo)
     serving = LlmServing(run, table, slo, goodput_knee(table),
-                         corrected_percentiles(run.steps, run.corrected, warmup_s=run.warmup_s))
+                         corrected_percentiles(run.steps, run.corrected, warmup_s=run.warmup_s),
+                         llm_turns(run.steps, run.llm, warmup_s=run.warmup_s, slo=slo))
     if output_dir and serving.measured:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         table.to_csv(Path(output_dir) / "llm_steps.csv", index=False)
+        if not serving.turns.empty:
+            serving.turns.to_csv(Path(output_dir) / "llm_turns.csv", index=False)
     return serving
 
 

@@ -92,7 +92,7 @@ def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, st
 @llm_options
 def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, budget, step_seconds, json_path,
          p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps,
-         mix, think, sample_interval, slo, seed):
+         mix, think, sample_interval, slo, seed, burstiness):
     """Measure the reference service and publish its capacity report (the main job).
 
     By default it searches: a ramp until the service stops meeting its limits, then bisection
@@ -106,6 +106,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
     stage_plan_, planner = chosen_plan(search=profile is None and stages is None, profile=profile, stages=stages,
                                        warmup=warmup, soak=soak, seed=seed, budget=budget, step_seconds=step_seconds,
                                        criteria=crit, cpu_limit=1.0, memory_limit_mib=memory_limit_mib)
+    stage_plan_ = with_burstiness(stage_plan_, burstiness)
     s = settings(store_url=store_url)
     lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
     if not no_report:
@@ -226,6 +227,20 @@ def write_answer(path: Path, answer) -> None:
               help="openai-chat: prompts file, one a line or JSONL (default: built-in prompts, each unique).")
 @click.option("--max-tokens", type=click.IntRange(1, 1_000_000), help="openai-chat: max_tokens of each request.")
 @click.option("--api-key-env", help="openai-chat: name of the environment variable holding the API key.")
+@click.option("--turns", help="openai-chat: turns per conversation, MEAN[,SD[,MIN,MAX]] (normal, rounded, clipped; "
+                              "default 1); the history is resent every turn, --think waits between turns.")
+@click.option("--input-tokens", help="openai-chat: synthetic prompts of MEAN[,SD[,MIN,MAX]] tokens (instead of "
+                                     "--prompts), e.g. 512,128,64,2048.")
+@click.option("--output-tokens", help="openai-chat: max_tokens drawn per request, MEAN[,SD[,MIN,MAX]] (instead of "
+                                      "--max-tokens).")
+@click.option("--shared-prefix", help="openai-chat: SHARE,TOKENS: that share of conversations opens with the same "
+                                      "system prompt of TOKENS tokens (server prefix caching shows in TTFT).")
+@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path),
+              help="openai-chat: replay a timestamped trace (JSONL: timestamp ms, input_length, output_length; "
+                   "Mooncake's shape) instead of --stages.")
+@click.option("--trace-scale", type=float, help="With --trace: multiply its times (0.5 replays twice as fast).")
+@click.option("--server", help="The inference server at --target: vllm, sglang, tgi or ollama; maps its queue, "
+                               "running batch and KV-cache series (--prometheus, default TARGET/metrics) to limits.")
 @click.option("--design", type=click.Choice(["mix"]),
               help="mix: every loaded stage becomes the --mix and one step per class tilted halfway to all of the "
                    "users, so per-class demands can be told apart (for `capkit what-if`); keep the loads below the "
@@ -235,25 +250,40 @@ def write_answer(path: Path, answer) -> None:
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
                 expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds,
                 json_path, p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit,
-                bandwidth_mbps, scenario, model, prompts, max_tokens, api_key_env, design, mix, think, sample_interval,
-                slo, seed):
+                bandwidth_mbps, scenario, model, prompts, max_tokens, api_key_env, turns, input_tokens, output_tokens,
+                shared_prefix, trace, trace_scale, server, design, mix, think, sample_interval, slo, seed, burstiness):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
     or the reference service."""
     from capkit.store import open_store
 
-    custom = check_limits(limits_, metrics)
+    prometheus, metrics, server_limits = _server(server, target, prometheus, metrics)
+    custom = {**server_limits, **check_limits(limits_, metrics)}
     crit = criteria(p95_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
     if search_mode and (profile or stages):
         raise ConfigError("--search decides its own steps: leave out --profile and --stages")
-    plan, planner = chosen_plan(search=bool(search_mode), profile=profile, stages=stages, warmup=warmup, soak=soak,
-                                seed=seed, budget=budget, step_seconds=step_seconds, criteria=crit,
-                                cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
-                                custom=custom, budget_without_search="--budget goes with --search")
+    workload = _workload(scenario, prompts=prompts, max_tokens=max_tokens, turns=turns, input_tokens=input_tokens,
+                         output_tokens=output_tokens, shared_prefix=shared_prefix, trace=trace,
+                         trace_scale=trace_scale, seed=seed)
+    trace_requests = workload.check() if workload is not None else None
+    if trace_requests is not None:
+        if profile or stages or search_mode or soak or warmup is not None:
+            raise ConfigError("--trace is the plan: leave out --profile, --stages, --search, --soak and --warmup")
+        from capkit.runs.openai_target import trace_plan
+
+        plan, planner = trace_plan(trace_requests, seed=seed), None
+    else:
+        plan, planner = chosen_plan(search=bool(search_mode), profile=profile, stages=stages, warmup=warmup,
+                                    soak=soak, seed=seed, budget=budget, step_seconds=step_seconds, criteria=crit,
+                                    cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
+                                    custom=custom, budget_without_search="--budget goes with --search")
     mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
+    plan = with_burstiness(plan, burstiness)
     if design == "mix":
         plan = _mix_design(plan, planner, mix, locustfile=locustfile, scenario=scenario, soak=soak)
     s = settings(store_url=store_url)
-    openai_only = {"--model": model, "--prompts": prompts, "--max-tokens": max_tokens, "--api-key-env": api_key_env}
+    openai_only = {"--model": model, "--prompts": prompts, "--max-tokens": max_tokens, "--api-key-env": api_key_env,
+                   "--turns": turns, "--input-tokens": input_tokens, "--output-tokens": output_tokens,
+                   "--shared-prefix": shared_prefix, "--trace": trace, "--trace-scale": trace_scale}
     if scenario != "openai-chat" and any(v is not None for v in openai_only.values()):
         given = ", ".join(k for k, v in openai_only.items() if v is not None)
         raise ConfigError(f"{given}: only with --scenario openai-chat --target URL")
@@ -267,10 +297,11 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
         target = target.rstrip("/")
         result = run_openai_chat(store=open_store(s.store_url), target=target, plan=plan, runs_dir=Path(s.runs_dir),
-                                 model=model or target_model(target, api_key_env), prompts=prompts,
-                                 max_tokens=max_tokens, api_key_env=api_key_env, slo=slo, think=think, pid=pid,
+                                 model=model or target_model(target, api_key_env), workload=workload,
+                                 api_key_env=api_key_env, slo=slo, think=think, pid=pid,
                                  prometheus=prometheus, metrics=list(metrics), processes=processes,
-                                 sample_interval_s=sample_interval, say=click.echo, criteria=crit)
+                                 sample_interval_s=sample_interval, say=click.echo, criteria=crit, limits=custom,
+                                 server=server)
     elif target is None:
         if locustfile or pid or prometheus or master:
             raise ConfigError("--locustfile, --pid, --prometheus and --master need --target URL")
@@ -309,6 +340,58 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
         _say_soak(s.store_url, result.run_id, plan)
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
+
+
+def _server(server: str | None, target: str | None, prometheus: str | None, metrics: tuple) -> tuple:
+    """(prometheus URL, metric mappings, limits) with ``--server``'s series added (ConfigError when unknown)."""
+    from capkit.metrics.prometheus import DEFAULT_MAPPING
+    from capkit.metrics.servers import server_signals
+
+    signals = server_signals(server)
+    if signals is None:
+        return prometheus, metrics, {}
+    if target is None:
+        raise ConfigError("--server names the inference server at --target URL: give --target")
+    if not signals.mappings:
+        if prometheus:
+            raise ConfigError(f"--server {signals.name}: {signals.note}; leave out --prometheus")
+    else:
+        prometheus = prometheus or target.rstrip("/") + "/metrics"
+        metrics = (*metrics, *(() if metrics else DEFAULT_MAPPING), *signals.mappings)
+    if signals.note:
+        click.echo(f"--server {signals.name}: {signals.note}")
+    return prometheus, metrics, dict(signals.limits)
+
+
+def _workload(scenario: str, *, prompts, max_tokens, turns, input_tokens, output_tokens, shared_prefix, trace,
+              trace_scale, seed):
+    """The openai-chat workload of these options (parsed, not yet read: ``check()`` reads the files);
+    None for the other scenarios."""
+    if scenario != "openai-chat":
+        return None
+    from capkit.records.prompts import LengthDist
+    from capkit.runs.openai_target import ChatWorkload, parse_prefix
+
+    if trace_scale is not None and trace is None:
+        raise ConfigError("--trace-scale goes with --trace")
+    share, tokens = parse_prefix(shared_prefix)
+    return ChatWorkload(prompts=prompts, max_tokens=max_tokens, turns=LengthDist.parse(turns, "--turns"),
+                        input_tokens=LengthDist.parse(input_tokens, "--input-tokens"),
+                        output_tokens=LengthDist.parse(output_tokens, "--output-tokens"), prefix_share=share,
+                        prefix_tokens=tokens, trace=trace, trace_scale=1.0 if trace_scale is None else trace_scale,
+                        seed=seed)
+
+
+def with_burstiness(plan, burstiness: float | None):
+    """``plan`` with ``--burstiness`` (gamma gaps of its pRATE stages); ConfigError when ≤ 0 or without one."""
+    if burstiness is None:
+        return plan
+    if not (burstiness > 0) or burstiness == float("inf"):
+        raise ConfigError(f"--burstiness {burstiness:g} must be > 0 (1: Poisson; smaller: burstier; larger: "
+                          f"more regular)")
+    if not any(s.poisson for s in plan.stages):
+        raise ConfigError("--burstiness shapes the gaps of Poisson stages: give pRATExSECONDS[@USERS] stages")
+    return plan.model_copy(update={"burstiness": float(burstiness)})
 
 
 def _mix_design(plan, planner, mix: str | None, *, locustfile, scenario: str, soak):

@@ -105,12 +105,15 @@ def check_slo(slo: str | None):
 
 
 def llm_options(fn):
-    """``--slo`` and ``--seed`` (Poisson arrivals), shared by `capkit plan` and `capkit run`."""
+    """``--slo``, ``--seed`` and ``--burstiness`` (Poisson/gamma arrivals), shared by `capkit plan` and `capkit run`."""
     for opt in reversed([
         click.option("--slo", help="Service level objective for goodput, e.g. ttft=500ms,itl=50ms,e2e=5s "
                                    "(bounds: ttft, itl, tpot, e2e; units ms or s)."),
         click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seed of the Poisson arrival gaps (pRATExSECONDS stages)."),
+                     help="Seed of the Poisson arrival gaps (pRATExSECONDS stages) and of openai-chat's draws."),
+        click.option("--burstiness", type=float,
+                     help="pRATExSECONDS stages: gamma-distributed gaps of this shape, mean 1/RATE (vLLM's "
+                          "--burstiness: 1 is Poisson, < 1 burstier; CV = 1/sqrt(B))."),
     ]):
         fn = opt(fn)
     return fn

@@ -122,7 +122,7 @@ class CapkitStepShape(LoadTestShape):
                 self.index += 1
                 stage = self.stages[self.index]
                 _state["step"] = self.index
-                self._set_rate(stage.get("rate"), bool(stage.get("poisson")), f"{_plan().get('seed', 0)}:{self.index}")
+                self._set_rate(stage, f"{_plan().get('seed', 0)}:{self.index}")
                 counts = self._set_mix(stage)
                 _write({"type": "step", "step": self.index, "users": int(stage["users"]),
                         "rate": stage.get("rate"), "planned_s": float(stage["seconds"]),
@@ -145,13 +145,18 @@ class CapkitStepShape(LoadTestShape):
             cls.fixed_count = counts.get(getattr(cls, "capkit_class", cls.__name__), 0)
         return counts
 
-    def _set_rate(self, rate, poisson: bool = False, seed: str = "0") -> None:
+    def _set_rate(self, stage: dict, seed: str = "0") -> None:
         runner = self.runner
+        rate, poisson, trace = stage.get("rate"), bool(stage.get("poisson")), bool(stage.get("trace"))
+        burstiness = float(_plan().get("burstiness", 1.0))
         if isinstance(runner, MasterRunner):
             share = rate / max(runner.worker_count, 1) if rate else None
-            runner.send_message("capkit_rate", {"rate": share, "poisson": poisson, "seed": seed})
+            runner.send_message("capkit_rate", {"rate": share, "poisson": poisson, "seed": seed,
+                                                "burstiness": burstiness, "trace": trace,
+                                                "workers": max(runner.worker_count, 1)})
         else:
-            PACER.set_rate(rate, poisson=poisson, seed=seed)
+            PACER.set_rate(rate, poisson=poisson, seed=seed, burstiness=burstiness,
+                           schedule=trace_schedule() if trace else None)
 
 
 def class_counts(users: int, mix: dict[str, float]) -> dict[str, int]:
@@ -167,10 +172,22 @@ def class_counts(users: int, mix: dict[str, float]) -> dict[str, int]:
     return counts
 
 
+def trace_schedule(worker: int = 0, workers: int = 1) -> list[tuple[float, int]]:
+    """(offset s, line number) of this process's share of the ``CAPKIT_TRACE`` requests (every
+    ``workers``-th, from ``worker``), times scaled by ``CAPKIT_TRACE_SCALE``."""
+    from capkit.records.traces import load_trace
+
+    trace = load_trace(os.environ["CAPKIT_TRACE"], scale=float(os.environ.get("CAPKIT_TRACE_SCALE", "1")))
+    return [(r.at_s, i) for i, r in enumerate(trace) if i % workers == worker]
+
+
 def _on_rate_message(environment, msg, **_kw):
     # each worker its own Poisson stream: the same seed on every worker would synchronise them
-    seed = f"{msg.data.get('seed', 0)}:{getattr(environment.runner, 'worker_index', 0)}"
-    PACER.set_rate(msg.data.get("rate"), poisson=bool(msg.data.get("poisson")), seed=seed)
+    index = getattr(environment.runner, "worker_index", 0)
+    seed = f"{msg.data.get('seed', 0)}:{index}"
+    schedule = trace_schedule(index, int(msg.data.get("workers", 1))) if msg.data.get("trace") else None
+    PACER.set_rate(msg.data.get("rate"), poisson=bool(msg.data.get("poisson")), seed=seed,
+                   burstiness=float(msg.data.get("burstiness", 1.0)), schedule=schedule)
 
 
 def _tick(ts: int, users: int) -> None:

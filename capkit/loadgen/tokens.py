@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 
 from capkit.loadgen.timing import record_stream
 from capkit.records.llm import TokenTiming
@@ -38,11 +39,23 @@ def _drain(resp) -> None:
             pass
 
 
-def read_sse(raw, t0: float) -> tuple[list[float], int | None, bool, float]:
-    """(token event times in ms since ``t0``, the server's completion_tokens or None, cached, E2E ms)."""
-    times: list[float] = []
-    usage = None
-    cached = False
+@dataclass
+class SseAnswer:
+    """What one streamed completion brought: token event times (ms since sending), the server's
+    usage counts (None when it sent none), the cached mark, E2E (ms) and the answer's text."""
+
+    times: list[float] = field(default_factory=list)
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+    cached: bool = False
+    e2e_ms: float = 0.0
+    text: str = ""
+
+
+def read_sse(raw, t0: float) -> SseAnswer:
+    """Read an OpenAI stream of server-sent events to its end (``[DONE]`` or the last byte)."""
+    out = SseAnswer()
+    parts: list[str] = []
     while True:
         line = raw.readline(b"\n")
         if not line:
@@ -54,43 +67,51 @@ def read_sse(raw, t0: float) -> tuple[list[float], int | None, bool, float]:
         now_ms = (time.perf_counter() - t0) * 1000
         if data == b"[DONE]":
             raw.read()
-            return times, usage, cached, now_ms
+            out.e2e_ms, out.text = now_ms, "".join(parts)
+            return out
         doc = json.loads(data)
         if doc.get("error") and not doc.get("choices"):
             raise StreamError(f"error event: {str(doc['error'])[:200]}")
-        cached = cached or bool((doc.get("capkit") or {}).get("cached"))
+        out.cached = out.cached or bool((doc.get("capkit") or {}).get("cached"))
         for choice in doc.get("choices") or ():
             delta = choice.get("delta") or {}
             if delta.get("content") or delta.get("reasoning_content"):
-                times.append(now_ms)
+                out.times.append(now_ms)
+                parts.append(delta.get("content") or "")  # the history resent holds the answer, not the reasoning
                 break
         if doc.get("usage"):
-            usage = doc["usage"].get("completion_tokens")
-    return times, usage, cached, (time.perf_counter() - t0) * 1000
+            out.completion_tokens = doc["usage"].get("completion_tokens")
+            out.prompt_tokens = doc["usage"].get("prompt_tokens")
+    out.e2e_ms, out.text = (time.perf_counter() - t0) * 1000, "".join(parts)
+    return out
 
 
 def stream_openai(user, body: dict, *, headers: dict | None = None, path: str = "/v1/chat/completions",
-                  name: str = "POST /v1/chat/completions") -> None:
-    """Send one streamed chat completion and record its token timing under ``name``."""
+                  name: str = "POST /v1/chat/completions", turn: int = 1) -> str | None:
+    """Send one streamed chat completion and record its token timing under ``name`` (with its
+    conversation ``turn``); the answer's text, or None when the request failed."""
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     t0 = time.perf_counter()
     with user.client.post(path, json=body, headers=headers, name=name, stream=True, catch_response=True) as resp:
         if resp.status_code != 200 or getattr(resp, "_response", None) is None:
             _drain(resp)
             resp.failure(f"HTTP {resp.status_code}")
-            return
+            return None
         if not (resp.headers.get("content-type") or "").startswith("text/event-stream"):
             _drain(resp)
             resp.failure(f"not a stream of server-sent events ({resp.headers.get('content-type')})")
-            return
+            return None
         try:
-            times, usage, cached, e2e = read_sse(resp._response, t0)
+            got = read_sse(resp._response, t0)
         except Exception as exc:  # noqa: BLE001 - a broken stream is a failed request
-            record_stream(name, TokenTiming(None, [], (time.perf_counter() - t0) * 1000, 0, ok=False))
+            record_stream(name, TokenTiming(None, [], (time.perf_counter() - t0) * 1000, 0, ok=False, turn=turn))
             resp.failure(f"stream broke: {exc}")
-            return
-        cached = cached or (resp.headers.get("x-cached") or "").lower() == "true"
-    record_stream(name, TokenTiming.from_events(times, e2e, output_tokens=usage, cached=cached, ok=bool(times)))
+            return None
+        cached = got.cached or (resp.headers.get("x-cached") or "").lower() == "true"
+    record_stream(name, TokenTiming.from_events(got.times, got.e2e_ms, output_tokens=got.completion_tokens,
+                                                cached=cached, ok=bool(got.times), turn=turn,
+                                                input_tokens=got.prompt_tokens))
+    return got.text if got.times else None
 
 
 def read_words(raw, t0: float) -> tuple[list[float], int, float]:
@@ -110,4 +131,4 @@ def read_words(raw, t0: float) -> tuple[list[float], int, float]:
     return times, size, (time.perf_counter() - t0) * 1000
 
 
-__all__ = ["StreamError", "read_sse", "read_words", "stream_openai"]
+__all__ = ["SseAnswer", "StreamError", "read_sse", "read_words", "stream_openai"]

@@ -2,7 +2,9 @@
 
 A mapping is ``NAME=SERIES[:OP]``: ``SERIES`` is a sample name as exposed (label sets are
 summed), ``OP`` is ``rate`` (per-second increase between scrapes, for counters), ``/N`` or
-``*N``. Example: ``cpu_cores=process_cpu_seconds_total:rate``,
+``*N``. A series name may hold colons (vLLM's ``vllm:num_requests_waiting``): what follows the
+last colon is an operation when it is one of those, part of the name when it has an underscore,
+and a mistyped operation otherwise (``:log``). Example: ``cpu_cores=process_cpu_seconds_total:rate``,
 ``rss_mib=process_resident_memory_bytes:/1048576``.
 """
 
@@ -35,7 +37,11 @@ class MetricMap:
     def parse(cls, text: str) -> "MetricMap":
         """Parse ``NAME=SERIES[:rate|:/N|:*N]``; raise :class:`ConfigError` naming the bad item."""
         name, sep, rest = text.partition("=")
-        series, _, op = rest.partition(":")
+        series, colon, op = rest.rpartition(":")
+        if not colon:
+            series, op = rest, ""
+        elif op.strip() != "rate" and op.strip()[:1] not in "/*" and "_" in op:
+            series, op = rest, ""  # a name with a colon (vLLM's ``vllm:num_requests_waiting``), no operation
         bad = ConfigError(f"metric mapping {text!r} is not NAME=SERIES[:rate|:/N|:*N] "
                           f"(example: --metric cpu_cores=process_cpu_seconds_total:rate)")
         if not sep or not name.strip() or not series.strip():

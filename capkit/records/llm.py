@@ -103,15 +103,18 @@ class TokenTiming:
     output_tokens: int  # the server's count (usage.completion_tokens) when it gives one
     cached: bool = False
     ok: bool = True
+    turn: int = 1  # the request's depth in its conversation (1: its first turn, or a single request)
+    input_tokens: int | None = None  # the server's usage.prompt_tokens (history included), None when not sent
 
     @classmethod
     def from_events(cls, token_times_ms: list[float], e2e_ms: float, *, output_tokens: int | None = None,
-                    cached: bool = False, ok: bool = True) -> "TokenTiming":
+                    cached: bool = False, ok: bool = True, turn: int = 1,
+                    input_tokens: int | None = None) -> "TokenTiming":
         """From the arrival times of the token events (ms since the request was sent)."""
         ttft = token_times_ms[0] if token_times_ms else None
         gaps = [b - a for a, b in zip(token_times_ms, token_times_ms[1:])]
         n = len(token_times_ms) if output_tokens is None else int(output_tokens)
-        return cls(ttft, gaps, e2e_ms, n, cached, ok)
+        return cls(ttft, gaps, e2e_ms, n, cached, ok, turn, None if input_tokens is None else int(input_tokens))
 
     @property
     def tpot_ms(self) -> float | None:
@@ -130,11 +133,13 @@ def _hdr(hist: HdrHistogram) -> str | None:
 
 @dataclass
 class LlmSecond:
-    """The streamed answers of one endpoint and class that ended in one second."""
+    """The streamed answers of one endpoint, class and conversation turn that ended in one second."""
 
     requests: int = 0
     failures: int = 0
     output_tokens: int = 0
+    input_tokens: int = 0  # the server's prompt tokens, of the input_count requests that had a count
+    input_count: int = 0
     ttft_sum_ms: float = 0.0
     tpot_sum_ms: float = 0.0
     tpot_count: int = 0
@@ -161,6 +166,9 @@ class LlmSecond:
             return
         self.requests += 1
         self.output_tokens += t.output_tokens
+        if t.input_tokens is not None:
+            self.input_tokens += t.input_tokens
+            self.input_count += 1
         self.e2e_sum_ms += t.e2e_ms
         self.e2e.record_value(clamp_us(t.e2e_ms))
         if t.ttft_ms is not None:
@@ -180,9 +188,11 @@ class LlmSecond:
             self.tps_sum += tps
             self.tps.record_value(min(max(math.ceil(tps * TPS_SCALE), 1), HDR_HIGHEST_US))
 
-    def to_row(self, ts: int, name: str, cls: str) -> dict:
-        return {"ts": ts, "name": name, "cls": cls, "requests": self.requests, "failures": self.failures,
-                "output_tokens": self.output_tokens, "ttft_sum_ms": round(self.ttft_sum_ms, 3),
+    def to_row(self, ts: int, name: str, cls: str, turn: int = 1) -> dict:
+        return {"ts": ts, "name": name, "cls": cls, "turn": turn, "requests": self.requests,
+                "failures": self.failures, "output_tokens": self.output_tokens,
+                "input_tokens": self.input_tokens, "input_count": self.input_count,
+                "ttft_sum_ms": round(self.ttft_sum_ms, 3),
                 "tpot_sum_ms": round(self.tpot_sum_ms, 3), "tpot_count": self.tpot_count,
                 "e2e_sum_ms": round(self.e2e_sum_ms, 3), "itl_sum_ms": round(self.itl_sum_ms, 3),
                 "itl_count": self.itl_count, "tps_sum": round(self.tps_sum, 3), "good": self.good,
@@ -192,7 +202,7 @@ class LlmSecond:
 
 
 class LlmSeconds:
-    """Accumulates :class:`TokenTiming` into (second, endpoint, class) buckets; flushes whole seconds.
+    """Accumulates :class:`TokenTiming` into (second, endpoint, class, turn) buckets; flushes whole seconds.
 
     ``slo`` decides each request's pass/fail as it is recorded: goodput is stored for the SLO the
     run was given (per bound too), because whether *one request* met all bounds cannot be
@@ -201,10 +211,10 @@ class LlmSeconds:
 
     def __init__(self, slo: Slo | None = None) -> None:
         self.slo = slo
-        self._buckets: dict[tuple[int, str, str], LlmSecond] = {}
+        self._buckets: dict[tuple[int, str, str, int], LlmSecond] = {}
 
     def record(self, ts: float, name: str, timing: TokenTiming) -> None:
-        key = (int(ts), name, "cached" if timing.cached else "generated")
+        key = (int(ts), name, "cached" if timing.cached else "generated", int(timing.turn))
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = LlmSecond()

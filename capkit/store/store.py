@@ -277,6 +277,21 @@ def open_store(url: str, *, create: bool = True) -> Store:
     return Store(engine, url)
 
 
+def _add_columns(conn) -> None:
+    """Columns added to a table since a store was made (``tables.ADDED_COLUMNS``), added to it: nullable,
+    so the rows it holds read as not measured there."""
+    inspector = inspect(conn)
+    for table, names in t.ADDED_COLUMNS.items():
+        if not inspector.has_table(table):
+            continue
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for name in names:
+            if name not in have:
+                col = t.metadata.tables[table].c[name]
+                kind = col.type.compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+
 def _open_schema(engine: Engine, safe: str, create: bool) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # one creator at a time (released at commit)
@@ -286,6 +301,7 @@ def _open_schema(engine: Engine, safe: str, create: bool) -> None:
             t.runs_created.create(conn, checkfirst=True)  # stores made before the index was added
         elif not inspect(conn).has_table(t.schema_version.name):
             raise StoreError(safe, "it holds no capkit results yet; run `capkit plan` or `capkit run` first")
+        _add_columns(conn)
         version = conn.execute(select(t.schema_version.c.version)).scalar()
         if version is None:
             conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))

@@ -84,9 +84,12 @@ llm_stats = Table(
     Column("users", Integer, nullable=False),
     Column("name", String(200), nullable=False),
     Column("cls", String(16), nullable=False),  # generated | cached
+    Column("turn", Integer),  # depth in the conversation (1: first turn); NULL in stores older than it
     Column("requests", Integer, nullable=False),
     Column("failures", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
+    Column("input_tokens", Integer),  # sum of the server's usage.prompt_tokens over input_count requests
+    Column("input_count", Integer),
     Column("ttft_sum_ms", Float, nullable=False, default=0.0),
     Column("tpot_sum_ms", Float, nullable=False, default=0.0),
     Column("tpot_count", Integer, nullable=False, default=0),
@@ -103,6 +106,8 @@ llm_stats = Table(
     Column("tps_hdr", Text),  # output tokens/s × 1000 per request: a rate, never a latency
 )
 Index("ix_llm_stats_run_ts", llm_stats.c.run_id, llm_stats.c.ts)
+# columns added to a table after stores were made with it: opening an older store adds them (nullable)
+ADDED_COLUMNS = {"llm_stats": ("turn", "input_tokens", "input_count")}
 
 # latency from each request's intended start (the arrival-rate schedule): coordinated omission corrected
 request_corrected = Table(

@@ -50,3 +50,14 @@ def test_goodput_counts_requests_meeting_every_bound_and_classes_stay_apart():
     itl = HdrHistogram.decode(gen["itl_hdr"])
     assert itl.get_total_count() == 4 and 69_000 <= itl.get_max_value() <= 70_100  # µs
     assert agg.flush(None)[0]["ts"] == 6
+
+
+def test_turns_are_their_own_rows_and_input_tokens_are_the_servers():
+    agg = LlmSeconds()
+    agg.record(7.1, "chat", TokenTiming.from_events([10.0, 20.0], 30.0, turn=1, input_tokens=12))
+    agg.record(7.2, "chat", TokenTiming.from_events([10.0, 20.0], 30.0, turn=2, input_tokens=40))
+    agg.record(7.3, "chat", TokenTiming.from_events([10.0, 20.0], 30.0, turn=2, input_tokens=44))
+    agg.record(7.4, "chat", TokenTiming.from_events([10.0], 15.0, turn=2))  # a server that sends no usage
+    rows = {r["turn"]: r for r in agg.flush()}
+    assert rows[1]["requests"] == 1 and (rows[1]["input_tokens"], rows[1]["input_count"]) == (12, 1)
+    assert rows[2]["requests"] == 3 and (rows[2]["input_tokens"], rows[2]["input_count"]) == (84, 2)

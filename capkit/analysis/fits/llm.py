@@ -14,7 +14,7 @@ histograms (exact to HDR precision per metric; the joint "every bound" share nee
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ NO_TOKEN_TIMING = "no token timing in this run"
 METRICS = ("ttft", "itl", "tpot", "e2e")
 QUANTILES = (50, 90, 95, 99)
 
-__all__ = ["LlmServing", "corrected_percentiles", "goodput_knee", "llm_steps", "share_within",
+__all__ = ["LlmServing", "corrected_percentiles", "goodput_knee", "llm_steps", "llm_turns", "share_within",
            "slo_of"]
 
 
@@ -58,6 +58,8 @@ def _step_rows(win: pd.DataFrame, r: pd.DataFrame, step: int, cls: str, seconds:
         for q, v in _pcts(r[f"{metric}_hdr"].tolist()).items():
             row[f"{metric}_p{q}_ms"] = v
     row["ttft_mean_ms"] = r["ttft_sum_ms"].sum() / requests if requests else np.nan
+    counted = r["input_count"].sum() if "input_count" in r else 0
+    row["mean_input_tokens"] = r["input_tokens"].sum() / counted if counted else np.nan  # the server's count
     row["itl_mean_ms"] = r["itl_sum_ms"].sum() / r["itl_count"].sum() if r["itl_count"].sum() else np.nan
     row["tpot_mean_ms"] = r["tpot_sum_ms"].sum() / r["tpot_count"].sum() if r["tpot_count"].sum() else np.nan
     row["e2e_mean_ms"] = r["e2e_sum_ms"].sum() / requests if requests else np.nan
@@ -99,6 +101,25 @@ def llm_steps(steps: pd.DataFrame, llm: pd.DataFrame, *, warmup_s: float, slo: S
                 out.append(_step_rows(win, part, int(step), cls, seconds, slo))
         out.append(_step_rows(win, r, int(step), "all", seconds, slo))
     return pd.DataFrame(out)
+
+
+def llm_turns(steps: pd.DataFrame, llm: pd.DataFrame, *, warmup_s: float, slo: Slo | None = None) -> pd.DataFrame:
+    """One row per step, conversation turn (``turn``: 1 is a conversation's first request) and class
+    (``generated``, ``all``): the columns of :func:`llm_steps` per turn depth, with the server's mean
+    input tokens (the history grows with the turn). Empty when the run recorded no turns (older runs)."""
+    if llm is None or llm.empty or steps.empty or "turn" not in llm or llm["turn"].isna().all():
+        return pd.DataFrame()
+    rows = request_window(llm[llm["turn"].notna()], steps, warmup_s)
+    win = step_windows(steps, warmup_s).set_index("step")
+    out = []
+    for (step, turn), r in rows.groupby(["step", "turn"]):
+        seconds = window_seconds(win.loc[step])
+        for cls, part in (("generated", r[r["cls"] == "generated"]), ("all", r)):
+            if len(part):
+                out.append({"turn": int(turn), **_step_rows(win, part, int(step), cls, seconds, slo)})
+    table = pd.DataFrame(out)
+    first = ["step", "users", "rate", "turn", "cls"]
+    return table[first + [c for c in table.columns if c not in first]] if len(table) else table
 
 
 def goodput_knee(table: pd.DataFrame) -> dict | NotMeasured:
@@ -173,6 +194,7 @@ class LlmServing:
     slo: Slo | None
     knee: dict | NotMeasured
     corrected: pd.DataFrame
+    turns: pd.DataFrame = field(default_factory=pd.DataFrame)  # per step and turn depth (llm_turns)
 
     @property
     def measured(self) -> bool:
@@ -187,6 +209,14 @@ class LlmServing:
                 "itl_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "output_tokens_per_s",
                 "request_tokens_per_s_p50", "goodput", "good_share"]
         return self.table.reindex(columns=cols)
+
+    def turn_table(self) -> pd.DataFrame | NotMeasured:
+        """Generated answers per step and turn depth: requests, TTFT/ITL/E2E p50 & p99, mean input tokens."""
+        if self.turns.empty:
+            return NotMeasured("no conversation turns recorded in this run")
+        t = self.turns[self.turns["cls"] == "generated"]
+        return t.reindex(columns=["step", "users", "rate", "turn", "requests", "mean_input_tokens", "ttft_p50_ms",
+                                  "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms"])
 
     def summary(self) -> str:
         """A few lines: classes measured, the SLO and the knee."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from capkit.analysis.fits.llm import LlmServing
 
-__all__ = ["plot_llm_serving"]
+__all__ = ["plot_llm_serving", "plot_ttft_by_turn"]
 
 
 def _load(t: pd.DataFrame) -> tuple[pd.Series, str]:
@@ -52,5 +53,31 @@ def plot_llm_serving(serving: LlmServing):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ttft_by_turn(serving: LlmServing):
+    """TTFT p50 and p99 of generated answers against the turn depth, one line per loaded step, with
+    the server's mean input tokens (the history resent) on a second axis; None without turns or
+    when every request was a conversation's first."""
+    if serving.turns.empty or serving.turns["turn"].max() < 2:
+        return None
+    t = serving.turns[(serving.turns["cls"] == "generated") & (serving.turns["users"] > 0)]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (step, part) in enumerate(t.sort_values("turn").groupby("step")):
+        load = f"{part['rate'].iloc[0]:g} req/s" if pd.notna(part["rate"].iloc[0]) else f"{part['users'].iloc[0]} users"
+        ax.plot(part["turn"], part["ttft_p50_ms"], "-o", color=f"C{i % 10}", label=f"step {step} ({load}) p50")
+        ax.plot(part["turn"], part["ttft_p99_ms"], ":^", color=f"C{i % 10}", label="p99")
+    ax.set(title="TTFT by conversation turn", xlabel="turn (depth in the conversation)", ylabel="TTFT (ms)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if t["mean_input_tokens"].notna().any():
+        tokens = t.groupby("turn")["mean_input_tokens"].mean()
+        ax2 = ax.twinx()
+        ax2.plot(tokens.index, tokens.values, "--", color="0.5", label="mean input tokens")
+        ax2.set_ylabel("input tokens (server's count)")
+        ax2.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
