@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     runs_dir: str = "runs"
     reports_dir: str = "reports"
 
+    # where the cgroup filesystem is (pod-like limits of the service under test: --cpu-limit, --memory-limit-mib)
+    cgroup_root: str = "/sys/fs/cgroup"
+    # the load balancer of a --replicas fleet (a name on PATH or a path)
+    haproxy_bin: str = "haproxy"
+
     # reference service: database, cache, auth
     database_url: str = "sqlite:///runs/service.sqlite"
     db_pool_size: int = Field(5, ge=1)

@@ -263,6 +263,30 @@ class Criteria(BaseModel):
 DEFAULT_CRITERIA = Criteria()
 
 
+class PodLimits(BaseModel):
+    """Pod-like limits of each replica of the service under test (``--cpu-limit``,
+    ``--memory-limit-mib`` given for a service capkit starts): a CFS quota and a memory limit.
+
+    ``enforced`` is False where cgroups could not be written (a single service then runs pinned,
+    as without limits, and the run says so)."""
+
+    cpu_cores: float | None = Field(None, gt=0)
+    memory_mib: float | None = Field(None, gt=0)
+    enforced: bool = False
+
+
+class FleetSpec(BaseModel):
+    """How a ``--replicas N`` run was set up: what a replica plan is checked against."""
+
+    replicas: int = Field(ge=1)
+    balancer: str = "haproxy"
+    balance: str = "leastconn"
+    db_connection_limit: int | None = Field(None, ge=1, description="the fleet's PostgreSQL role's CONNECTION LIMIT")
+    pgbouncer: bool = False
+    pgbouncer_pool_size: int | None = None
+    redis_prefix: str | None = None
+
+
 class RunSpec(BaseModel):
     """What a run was asked to do, stored with it."""
 
@@ -275,6 +299,8 @@ class RunSpec(BaseModel):
     service_cores: float | None = None
     criteria: Criteria = Field(default_factory=Criteria)  # runs stored before it existed read the defaults
     notes: dict = Field(default_factory=dict)
+    limits: PodLimits | None = None  # each replica's limits (None: none asked for)
+    fleet: FleetSpec | None = None  # a --replicas run (None: one service, no balancer)
 
 
 # the reference scenarios' request classes (a mix's names) and the endpoints each one's tasks

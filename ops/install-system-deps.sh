@@ -11,7 +11,8 @@ set -euo pipefail
 PACKAGES=(
   chromium           # the browser checks of the published pages, capkit report --screenshots
   fonts-dejavu-core  # figures and pages render the same everywhere
-  pgbouncer          # ops/plan-postgres.sh --pgbouncer, tests/service/test_pgbouncer.py
+  pgbouncer          # ops/plan-postgres.sh --pgbouncer, tests/service/test_pgbouncer.py, --replicas --pgbouncer
+  haproxy            # the load balancer of a --replicas fleet (docs/fleet.md), tests/runs/test_fleet.py
 )
 
 wanted=("$@")

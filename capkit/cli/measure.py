@@ -17,9 +17,11 @@ from capkit.cli.options import (
     check_think,
     criteria,
     criteria_options,
+    fleet_options,
     limit_options,
     limits,
     llm_options,
+    pod_limits,
     scenario_options,
     settings,
     soak_seconds,
@@ -87,33 +89,35 @@ def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, st
 @click.option("--soak", help=SOAK_HELP)
 @search_options
 @criteria_options
-@limit_options
+@limit_options(enforced=True)
+@fleet_options
 @scenario_options
 @llm_options
 def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, budget, step_seconds, json_path,
          p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps,
-         mix, think, sample_interval, slo, seed, burstiness):
+         replicas, pgbouncer, mix, think, sample_interval, slo, seed, burstiness):
     """Measure the reference service and publish its capacity report (the main job).
 
     By default it searches: a ramp until the service stops meeting its limits, then bisection
     around the answer, within --budget. --profile or --stages run a fixed grid instead."""
-    from capkit.runs.reference import run_reference
-
     slo = check_slo(slo)
+    check_fleet(replicas, pgbouncer, port=port)
     crit = criteria(p95_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
     if profile is None and stages is None and warmup is not None:
         raise ConfigError("--warmup goes with --stages; the search trims a quarter of each step (≤ 3 s)")
     stage_plan_, planner = chosen_plan(search=profile is None and stages is None, profile=profile, stages=stages,
                                        warmup=warmup, soak=soak, seed=seed, budget=budget, step_seconds=step_seconds,
-                                       criteria=crit, cpu_limit=1.0, memory_limit_mib=memory_limit_mib)
+                                       criteria=crit, **_search_limits(cpu_limit, memory_limit_mib, replicas))
     stage_plan_ = with_burstiness(stage_plan_, burstiness)
     s = settings(store_url=store_url)
-    lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps)
+    lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps, replicas=replicas or 1)
     if not no_report:
         _check_report_parts()
-    result = run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
-                           processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
-                           think=check_think(think), say=click.echo, planner=planner, slo=slo, criteria=crit)
+    result = _run_reference(s, stage_plan_, port=port, profile=profile if stages is None else "custom",
+                            processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
+                            think=check_think(think), say=click.echo, planner=planner, slo=slo, criteria=crit,
+                            limits=pod_limits(cpu_limit, memory_limit_mib), replicas=replicas, pgbouncer=pgbouncer,
+                            db_connection_limit=db_connection_limit)
     if result.store_failed:
         raise CapkitError(result.reason)
     baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report,
@@ -130,6 +134,38 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
         click.echo(f"report: {index}")
     if result.status != RunStatus.COMPLETE:
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
+
+
+def check_fleet(replicas: int | None, pgbouncer: bool, *, port: int | None = None) -> None:
+    """``--replicas`` ≥ 1, and ``--pgbouncer`` / ``--port`` only where they mean something."""
+    if replicas is not None and replicas < 1:
+        raise ConfigError(f"--replicas {replicas}: a fleet has at least 1 replica (1 is the fleet's baseline)")
+    if pgbouncer and replicas is None:
+        raise ConfigError("--pgbouncer puts PgBouncer in front of the fleet's PostgreSQL: give --replicas N with it")
+    if replicas is not None and port is not None:
+        raise ConfigError("--port is the single service's; a fleet's replicas and balancer take free ports")
+
+
+def _search_limits(cpu_limit, memory_limit_mib, replicas) -> dict:
+    """The search's CPU and memory limits: the service's (a fleet's: its replicas' together)."""
+    from capkit.cli.options import DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT_MIB
+
+    n = replicas or 1
+    return {"cpu_limit": n * (cpu_limit or DEFAULT_CPU_LIMIT),
+            "memory_limit_mib": n * (memory_limit_mib or DEFAULT_MEMORY_LIMIT_MIB)}
+
+
+def _run_reference(s, plan, *, replicas, pgbouncer, db_connection_limit, **kwargs):
+    """The reference service alone (``replicas`` None) or as a fleet."""
+    if replicas is None:
+        from capkit.runs.reference import run_reference
+
+        return run_reference(s, plan, cgroup_root=s.cgroup_root, **kwargs)
+    from capkit.runs.reference import run_fleet
+
+    kwargs.pop("port", None)
+    return run_fleet(s, plan, replicas=replicas, pgbouncer=pgbouncer, db_connection_limit=int(db_connection_limit),
+                     cgroup_root=s.cgroup_root, haproxy=s.haproxy_bin, **kwargs)
 
 
 def _check_report_parts() -> None:
@@ -219,7 +255,8 @@ def write_answer(path: Path, answer) -> None:
                    "(e.g. a pool gauge: --metric pool_in_use=my_pool_active --limit pool_in_use=20).")
 @search_options
 @criteria_options
-@limit_options
+@limit_options(enforced=True)
+@fleet_options
 @click.option("--scenario", type=click.Choice(["reference", "openai-chat"]), default="reference", show_default=True,
               help="With --target: capkit's reference users, or openai-chat (any OpenAI-compatible server).")
 @click.option("--model", help="openai-chat: the model name sent (default: the first of the target's /v1/models).")
@@ -250,14 +287,19 @@ def write_answer(path: Path, answer) -> None:
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
                 expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds,
                 json_path, p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit,
-                bandwidth_mbps, scenario, model, prompts, max_tokens, api_key_env, turns, input_tokens, output_tokens,
-                shared_prefix, trace, trace_scale, server, design, mix, think, sample_interval, slo, seed, burstiness):
+                bandwidth_mbps, replicas, pgbouncer, scenario, model, prompts, max_tokens, api_key_env, turns,
+                input_tokens, output_tokens, shared_prefix, trace, trace_scale, server, design, mix, think,
+                sample_interval, slo, seed, burstiness):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
     or the reference service."""
     from capkit.store import open_store
 
     prometheus, metrics, server_limits = _server(server, target, prometheus, metrics)
     custom = {**server_limits, **check_limits(limits_, metrics)}
+    check_fleet(replicas, pgbouncer)
+    if replicas is not None and (target or scenario != "reference"):
+        raise ConfigError("--replicas runs capkit's reference service as a fleet: leave out --target and --scenario "
+                          "(a fleet of your own: run it yourself and give its balancer's URL as --target)")
     crit = criteria(p95_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
     if search_mode and (profile or stages):
         raise ConfigError("--search decides its own steps: leave out --profile and --stages")
@@ -274,8 +316,9 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
     else:
         plan, planner = chosen_plan(search=bool(search_mode), profile=profile, stages=stages, warmup=warmup,
                                     soak=soak, seed=seed, budget=budget, step_seconds=step_seconds, criteria=crit,
-                                    cpu_limit=cpu_limit, memory_limit_mib=memory_limit_mib, rate=search_mode == "rate",
-                                    custom=custom, budget_without_search="--budget goes with --search")
+                                    **_search_limits(cpu_limit, memory_limit_mib, replicas),
+                                    rate=search_mode == "rate", custom=custom,
+                                    budget_without_search="--budget goes with --search")
     mix, think, slo = check_mix(mix), check_think(think), check_slo(slo)
     plan = with_burstiness(plan, burstiness)
     if design == "mix":
@@ -305,11 +348,11 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
     elif target is None:
         if locustfile or pid or prometheus or master:
             raise ConfigError("--locustfile, --pid, --prometheus and --master need --target URL")
-        from capkit.runs.reference import run_reference
-
-        result = run_reference(s, plan, profile=profile or "custom", processes=processes,
-                               sample_interval_s=sample_interval, mix=mix, think=think, say=click.echo,
-                               command="capkit run", planner=planner, slo=slo, criteria=crit)
+        result = _run_reference(s, plan, profile=profile or "custom", processes=processes,
+                                sample_interval_s=sample_interval, mix=mix, think=think, say=click.echo,
+                                command="capkit run", planner=planner, slo=slo, criteria=crit,
+                                limits=pod_limits(cpu_limit, memory_limit_mib), replicas=replicas,
+                                pgbouncer=pgbouncer, db_connection_limit=db_connection_limit)
     else:
         from capkit.loadgen import SCENARIOS
         from capkit.runs.reference import load_env
@@ -331,7 +374,8 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
     click.echo(f"run {result.run_id}: {result.status} · {result.steps} steps · {result.request_rows} request rows"
                f" · {result.samples} samples")
     if json_path is not None or planner is not None:
-        lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps).model_copy(
+        lim = limits(cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps,
+                     replicas=replicas or 1).model_copy(
             update={"custom": custom})
         _, headline, _ = _analyse_and_publish(s, result.run_id, lim, report=False, json_path=json_path,
                                               incomplete=result.reason)

@@ -15,21 +15,65 @@ def settings(**overrides):
     return get_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def limits(cpu, memory, db, network):
+def limits(cpu, memory, db, network, *, replicas: int = 1):
+    """The analysis' limits; a fleet's CPU and memory are its replicas' together."""
     from capkit.schemas import ResourceLimits
 
-    return ResourceLimits(cpu_cores=cpu, memory_mib=memory, db_connections=db, network_mbps=network)
+    return ResourceLimits(cpu_cores=replicas * (cpu or DEFAULT_CPU_LIMIT),
+                          memory_mib=replicas * (memory or DEFAULT_MEMORY_LIMIT_MIB), db_connections=db,
+                          network_mbps=network)
 
 
-def limit_options(fn):
-    """``--cpu-limit``, ``--memory-limit-mib``, ``--db-connection-limit``, ``--bandwidth-mbps``."""
+def pod_limits(cpu, memory):
+    """The limits to enforce on the reference service's replicas (None: none given)."""
+    from capkit.schemas import PodLimits
+
+    if cpu is None and memory is None:
+        return None
+    return PodLimits(cpu_cores=cpu, memory_mib=memory)
+
+
+def fleet_options(fn):
+    """``--replicas``, ``--pgbouncer``: the reference service as a fleet behind a load balancer."""
     for opt in reversed([
-        click.option("--cpu-limit", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-                     help="Cores given to the service (plan: the pinned cores)."),
-        click.option("--memory-limit-mib", type=click.FloatRange(min=0, min_open=True), default=1024.0,
-                     show_default=True, help="Memory limit of one replica."),
+        click.option("--replicas", type=int,
+                     help="Run the reference service as N replicas behind HAProxy, sharing one PostgreSQL (a role "
+                          "with CONNECTION LIMIT --db-connection-limit) and one Redis; 1 is the baseline of the "
+                          "same set-up (docs/fleet.md)."),
+        click.option("--pgbouncer", is_flag=True,
+                     help="With --replicas: PgBouncer (transaction pooling) between the replicas and PostgreSQL."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT_MIB = 1.0, 1024.0
+
+
+def limit_options(fn=None, *, enforced: bool = False):
+    """``--cpu-limit``, ``--memory-limit-mib``, ``--db-connection-limit``, ``--bandwidth-mbps``.
+
+    ``enforced`` (plan, run): no defaults, so that a limit given can be told from none and
+    enforced on the reference service (:func:`pod_limits`); :func:`limits` fills the defaults in."""
+    if fn is None:
+        return lambda f: limit_options(f, enforced=enforced)
+    cpu_help = "Cores given to the service (plan: the pinned cores)."
+    memory_help = "Memory limit of one replica."
+    if enforced:
+        cpu_help = (f"Cores of one replica (default {DEFAULT_CPU_LIMIT:g}; plan pins the service to a core). Given, it "
+                    f"is enforced on the reference service as a CFS quota (cgroups), like a pod's CPU limit.")
+        memory_help = (f"Memory limit of one replica (default {DEFAULT_MEMORY_LIMIT_MIB:g}). Given, it is enforced "
+                       f"on the reference service (cgroups): a breach is an OOM kill, which ends the run as the "
+                       f"service's failure.")
+    for opt in reversed([
+        click.option("--cpu-limit", type=click.FloatRange(min=0, min_open=True),
+                     default=None if enforced else DEFAULT_CPU_LIMIT, show_default=not enforced, help=cpu_help),
+        click.option("--memory-limit-mib", type=click.FloatRange(min=0, min_open=True),
+                     default=None if enforced else DEFAULT_MEMORY_LIMIT_MIB, show_default=not enforced,
+                     help=memory_help),
         click.option("--db-connection-limit", type=click.FloatRange(min=0, min_open=True), default=60.0,
-                     show_default=True, help="Database connection limit."),
+                     show_default=True, help="Database connection limit (with --replicas: the fleet's PostgreSQL "
+                                             "role's CONNECTION LIMIT)."),
         click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=100.0,
                      show_default=True, help="Network bandwidth limit."),
     ]):

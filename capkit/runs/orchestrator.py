@@ -18,6 +18,7 @@ from typing import Callable
 from capkit.errors import CapkitError, LoadError
 from capkit.metrics import DbTarget, LoopbackNetworkSampler, ProcessTreeSampler
 from capkit.metrics.machine import MachineSampler
+from capkit.metrics.replicas import Replica, ReplicaSampler
 from capkit.records.jsonl import JsonlWriter, read_new_lines
 from capkit.runs.ingest import Ingestor
 from capkit.runs.locust import start_locust
@@ -65,7 +66,8 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
              service_pid: int | None = None, db_url: str | None = None, env: dict[str, str] | None = None,
              generator_cpus: set[int] | None = None, on_progress: Callable[[Progress], None] | None = None,
              scrapers: list | None = None, extra_args: list[str] | None = None,
-             start_wait_s: float = 0.0, planner=None) -> RunResult:
+             start_wait_s: float = 0.0, planner=None, replicas: list[Replica] | None = None,
+             fleet: bool = False, say: Callable[[str], None] | None = None) -> RunResult:
     """Run the stage plan of ``spec`` against ``spec.target``; see the module docstring.
 
     ``scrapers`` are extra collectors with a ``sample() -> dict[metric, value]`` method and a
@@ -77,6 +79,12 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
     step its ``decide(steps, requests, samples, now)`` returns the next
     :class:`~capkit.schemas.Stage` or a stop reason (str); ``spec.plan`` then holds only the first
     stages, and the run may last ``planner.budget_s``. Its final ``outcome()`` is stored with the run.
+
+    ``replicas`` (instead of ``service_pid``) are the service's processes with their cgroups. An
+    OOM kill in a replica's cgroup ends the run as the service's failure at that load (a measured
+    finding: the memory limit was reached). With ``fleet``, a replica whose process dies otherwise
+    is a loss: an event (``replica_lost``) and a line to ``say``, ``replicas_alive`` falls, and
+    the run goes on while any replica is left.
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
     (raw_dir / "run.json").write_text(spec.model_dump_json(indent=2))
@@ -90,8 +98,10 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
     if planner is not None:
         env = {**(env or {}), "CAPKIT_STAGES_FILE": str(stages_file.resolve())}
     samples_out = JsonlWriter(open(raw_dir / "resources.jsonl", "a", encoding="utf-8"))
-    service = ProcessTreeSampler(service_pid, DbTarget.from_url(db_url)) if service_pid else None
-    network = LoopbackNetworkSampler() if service_pid else None
+    if replicas is None and service_pid:
+        replicas = [Replica("service", service_pid)]
+    service = ReplicaSampler(replicas, DbTarget.from_url(db_url), fleet=fleet) if replicas else None
+    network = LoopbackNetworkSampler() if replicas else None
     machine = MachineSampler()
     status, reason = RunStatus.INCOMPLETE, "interrupted"
     n_samples = n_rows = 0
@@ -102,7 +112,7 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
                             processes=spec.processes, env=env, cpu=generator_cpus, extra_args=extra_args)
         generator = ProcessTreeSampler(load.pid)
         if service:
-            service.sample()
+            service.rows(time.time())
         planned_s = planner.budget_s if planner is not None else spec.plan.duration_s
         deadline = time.time() + planned_s + 60 + start_wait_s
         decided: set[int] = set()
@@ -112,7 +122,8 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
         while True:
             time.sleep(spec.sample_interval_s - (time.time() % spec.sample_interval_s))
             now = time.time()
-            rows = _samples(now, service, network, generator, [*(scrapers or []), machine])
+            rows = (service.rows(now) if service else []) + _samples(now, network, generator,
+                                                                    [*(scrapers or []), machine])
             n_samples += store.add_samples(spec.run_id, rows)
             for row in rows:
                 samples_out.write(row)
@@ -125,6 +136,20 @@ def run_load(spec: RunSpec, *, store: Store, raw_dir: Path, locustfiles: list[Pa
                 _update_progress(progress, ingest, new, rows, spec, now,
                                  budget_end=(started_at + planner.budget_s) if planner is not None else None)
                 on_progress(progress)
+            killed = service.oom_killed() if service else []
+            if killed:
+                group = service.limit_of(killed[0])
+                limit = f" of {group.memory_mib:g} MiB" if group is not None and group.memory_mib else ""
+                reason = _service_exited(ingest, planner, f"OOM-killed under its memory limit{limit}"
+                                         + (f" ({', '.join(killed)})" if fleet else ""))
+                store.add_event(spec.run_id, "oom_kill", json.dumps({"replicas": killed, "ts": now}))
+                break
+            if service and fleet:
+                for name in service.newly_lost():
+                    store.add_event(spec.run_id, "replica_lost", json.dumps({"replica": name, "ts": now}))
+                    if say is not None:
+                        say(f"{name} is gone; the run goes on with {len(service.alive_names())} "
+                            f"of {len(replicas)} (steps from here on are flagged replicas_lost)")
             if service and not service.alive():
                 reason = _service_exited(ingest, planner)
                 break
@@ -194,19 +219,21 @@ def _plan_next(planner, ingest: Ingestor, samples: list[dict], spec: RunSpec, st
         fh.write(json.dumps(record) + "\n")
 
 
-def _service_exited(ingest: Ingestor, planner) -> str:
+def _service_exited(ingest: Ingestor, planner, how: str = "its process exited") -> str:
     """The reason a run ends when its service's process is gone, naming the step and load it died
-    in; a search ends on it, with that load as its finding."""
+    in (and ``how``, when not only its process exited); a search ends on it, with that load as its
+    finding."""
     step = ingest.current_step
+    detail = "" if how == "its process exited" else f": {how}"
     if step is None:
-        return f"{SERVICE_EXITED} before the load began"
+        return f"{SERVICE_EXITED} before the load began{detail}"
     started = ingest.steps[step]
     rate = started.get("rate")
     load = float(rate) if rate is not None and planner is not None and planner.rules.rate else float(started["users"])
     if planner is not None:
-        planner.failed(load, "its process exited")
+        planner.failed(load, how)
     unit = "req/s" if planner is not None and planner.rules.rate else "users"
-    return f"{SERVICE_EXITED} during the step at {load:g} {unit}"
+    return f"{SERVICE_EXITED} during the step at {load:g} {unit}{detail}"
 
 
 def _raise_interrupt(signum, frame):
@@ -224,11 +251,11 @@ def _wait_for(path: Path, load, timeout: float = 30.0):
     return open(path, encoding="utf-8")
 
 
-def _samples(now, service, network, generator, scrapers) -> list[dict]:
+def _samples(now, network, generator, scrapers) -> list[dict]:
     """One sample of every collector; a collector that returned nothing (it failed or the process
     is gone) leaves a ``missed`` sample, so the analysis can tell a step it did not cover."""
     rows = []
-    for source, sampler in (("service", service), ("service", network), ("generator", generator),
+    for source, sampler in (("service", network), ("generator", generator),
                             *((getattr(s, "source", "scrape"), s) for s in (scrapers or []))):
         if sampler is None:
             continue

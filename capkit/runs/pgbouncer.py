@@ -67,6 +67,15 @@ def _value(name: str, value: str) -> str:
     return value
 
 
+def pgbouncer_binary() -> str:
+    """The PgBouncer executable; one clear line when it is not installed."""
+    binary = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.path.exists(p)), None)
+    if binary is None:
+        raise ConfigError("pgbouncer is not installed; install it with: sudo ops/install-system-deps.sh pgbouncer")
+    return binary
+
+
 def write_config(database_url: str, workdir: Path, *, port: int | None = None,
                  pool_size: int = DEFAULT_POOL_SIZE, max_client_conn: int = 1000) -> PgBouncerConfig:
     """Write ``pgbouncer.ini`` and its auth file into ``workdir`` for ``database_url``.
@@ -129,11 +138,7 @@ ignore_startup_parameters = extra_float_digits,options
         owner = pwd.getpwnam(run_as)
         for path in (workdir, ini, users):
             os.chown(path, owner.pw_uid, owner.pw_gid)
-    binary = shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.path.exists(p)), None)
-    if binary is None:
-        raise ConfigError("pgbouncer is not installed; install it with: sudo ops/install-system-deps.sh pgbouncer")
-    command = (binary, *(("-u", run_as) if run_as else ()), str(ini))
+    command = (pgbouncer_binary(), *(("-u", run_as) if run_as else ()), str(ini))
     through = url.set(host=HOST, port=port).render_as_string(hide_password=False)
     return PgBouncerConfig(ini=ini, url=through, port=port, pool_size=pool_size, command=command)
 

@@ -1,4 +1,5 @@
-"""Processes a run starts (the service under test, Locust): start pinned, stop by PID, log tail."""
+"""Processes a run starts (the service under test, Locust): start pinned, in a cgroup with pod-like
+limits, stop by PID, log tail."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from capkit.errors import ServiceError
+from capkit.errors import ConfigError, ServiceError
+from capkit.metrics.cgroups import MIN_CPU_CORES, Cgroup, CgroupError
 from capkit.service.server import check_port_free
 
 
@@ -23,20 +25,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def core_split() -> tuple[set[int] | None, set[int] | None]:
-    """(service cores, generator cores): the last allowed core for the service, the rest for load."""
+def machine_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def core_split(service_cores: float = 1.0) -> tuple[set[int] | None, set[int] | None]:
+    """(service cores, generator cores): the last ⌈``service_cores``⌉ allowed cores for the service,
+    the rest for load; (None, None) when no core would be left for the load."""
     try:
         cores = sorted(os.sched_getaffinity(0))
     except AttributeError:
         return None, None
-    if len(cores) < 2:
+    need = max(1, -int(-service_cores // 1))
+    if len(cores) <= need:
         return None, None
-    return {cores[-1]}, set(cores[:-1])
+    return set(cores[-need:]), set(cores[:-need])
 
 
-def pinned_to(cpus: set[int] | None):
-    """A ``preexec_fn`` pinning the child to ``cpus`` (nothing when None or not supported)."""
+def pinned_to(cpus: set[int] | None, cgroup: Cgroup | None = None):
+    """A ``preexec_fn`` pinning the child to ``cpus`` (nothing when None or not supported) and
+    moving it into ``cgroup`` (its limits then hold for it and every process it starts)."""
     def pin():
+        if cgroup is not None:
+            cgroup.enter()
         if cpus:
             try:
                 os.sched_setaffinity(0, cpus)
@@ -45,12 +60,38 @@ def pinned_to(cpus: set[int] | None):
     return pin
 
 
+def check_limits(cpu_cores: float | None, memory_mib: float | None, *, replicas: int = 1) -> None:
+    """Refuse limits this machine cannot give (one :class:`ConfigError` line), before anything starts."""
+    cores = machine_cores()
+    if cpu_cores is not None and not MIN_CPU_CORES <= cpu_cores <= cores:
+        raise ConfigError(f"--cpu-limit {cpu_cores:g} is outside {MIN_CPU_CORES:g}–{cores} (this machine's cores)")
+    if memory_mib is not None and memory_mib < 32:
+        raise ConfigError(f"--memory-limit-mib {memory_mib:g} is below 32 MiB; the service alone needs more")
+    if replicas < 1:
+        raise ConfigError(f"--replicas {replicas} must be ≥ 1")
+
+
+def limited_cgroup(name: str, cpu_cores: float | None, memory_mib: float | None, *, root: str,
+                   required: bool) -> tuple[Cgroup | None, str | None]:
+    """(the cgroup holding these limits, None) or, where cgroups cannot be written and the limits
+    are not ``required``, (None, the one line saying they are not enforced)."""
+    if cpu_cores is None and memory_mib is None:
+        return None, None
+    try:
+        return Cgroup.create(name, cpu_cores=cpu_cores, memory_mib=memory_mib, root=root), None
+    except CgroupError as exc:
+        if required:
+            raise
+        return None, f"limits not enforced: {exc}; the service runs pinned as without them"
+
+
 @dataclass
 class ManagedProcess:
     """A child started in its own process group, writing its output to ``log_path``."""
 
     popen: subprocess.Popen
     log_path: Path
+    cgroup: Cgroup | None = None
 
     @property
     def pid(self) -> int:
@@ -72,6 +113,8 @@ class ManagedProcess:
                 self.popen.wait(wait)
             except subprocess.TimeoutExpired:
                 continue
+        if self.cgroup is not None:
+            self.cgroup.remove()
         return self.popen.returncode
 
     def log_tail(self, lines: int = 3) -> str:
@@ -82,12 +125,13 @@ class ManagedProcess:
 
 
 def spawn(cmd: list[str], *, log_path: Path, env: dict[str, str], cpus: set[int] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen:
-    """Start ``cmd`` in a new session (its own process group), output appended to ``log_path``."""
+          cwd: Path | None = None, cgroup: Cgroup | None = None) -> subprocess.Popen:
+    """Start ``cmd`` in a new session (its own process group), output appended to ``log_path``,
+    pinned to ``cpus`` and inside ``cgroup``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                preexec_fn=pinned_to(cpus), cwd=cwd)
+                                preexec_fn=pinned_to(cpus, cgroup), cwd=cwd)
 
 
 @dataclass
@@ -96,12 +140,19 @@ class ServiceProcess(ManagedProcess):
 
 
 def start_service(*, host: str, port: int, env: dict[str, str], log_path: Path, cpus: set[int] | None = None,
-                  workers: int = 1, timeout: float = 60.0) -> ServiceProcess:
-    """Start ``capkit serve`` on ``host:port`` pinned to ``cpus``; wait until ``/healthz`` answers."""
-    check_port_free(host, port)
-    cmd = [sys.executable, "-m", "capkit", "serve", "--host", host, "--port", str(port), "--workers", str(workers)]
-    popen = spawn(cmd, log_path=log_path, env={**os.environ, **env}, cpus=cpus)
-    svc = ServiceProcess(popen=popen, log_path=log_path, url=f"http://{host}:{port}")
+                  workers: int = 1, timeout: float = 60.0, cgroup: Cgroup | None = None) -> ServiceProcess:
+    """Start ``capkit serve`` on ``host:port`` pinned to ``cpus``, inside ``cgroup`` (its limits; the
+    service owns it from here and removes it when stopped); wait until ``/healthz`` answers."""
+    try:
+        check_port_free(host, port)
+        cmd = [sys.executable, "-m", "capkit", "serve", "--host", host, "--port", str(port),
+               "--workers", str(workers)]
+        popen = spawn(cmd, log_path=log_path, env={**os.environ, **env}, cpus=cpus, cgroup=cgroup)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.remove()
+        raise
+    svc = ServiceProcess(popen=popen, log_path=log_path, url=f"http://{host}:{port}", cgroup=cgroup)
     try:
         wait_healthy(svc.url, timeout=timeout, alive=svc.alive)
     except ServiceError as exc:

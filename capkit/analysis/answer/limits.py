@@ -35,7 +35,8 @@ def valid_steps(steps: pd.DataFrame) -> pd.DataFrame:
         return steps
     ok = (steps["users"] > 0) & steps["complete"] & (steps["requests"] > 0)
     flags = steps["flags"].fillna("")
-    for bad in ("generator_saturated", "users_not_reached", "rate_not_reached", "no_requests", "workers_lost"):
+    for bad in ("generator_saturated", "users_not_reached", "rate_not_reached", "no_requests", "workers_lost",
+                "replicas_lost"):
         ok &= ~flags.str.contains(bad)
     return steps[ok].sort_values("users")
 

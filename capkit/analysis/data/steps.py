@@ -228,6 +228,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
         row["dropped"] = float(gr["dropped"].fillna(0).sum()) if "dropped" in gr and len(gr) else 0.0
         row["users_reached"] = _users_reached(requests, st, warmup_s) if st["users"] > 0 else True
         row["workers_lost"] = _workers_lost(samples, st)
+        row["replicas_lost"] = _replicas_lost(samples, st)
         row["resource_coverage"] = (len(sr) / window if window > 0 and len(res) else np.nan)
         row["generator_samples"] = len(gr)
         row["rate_reached"] = (bool(row["rps"] >= RATE_REACHED_SHARE * row["rate"])
@@ -300,6 +301,23 @@ def _workers_lost(samples: pd.DataFrame, st) -> int:
     return int(max(w.loc[before_end, "value"].max() - during["value"].min(), 0))
 
 
+def _replicas_lost(samples: pd.DataFrame, st) -> int:
+    """Replicas of a fleet gone by the step's end: the most the run had up to then minus the
+    fewest in the step (so every step after a loss is flagged: the fleet is not the one asked
+    for); 0 without the ``replicas_alive`` meter (one service)."""
+    if not len(samples):
+        return 0
+    r = samples[(samples["source"] == "service") & (samples["metric"] == "replicas_alive")]
+    if r.empty:
+        return 0
+    end = st["ended_at"] if pd.notna(st["ended_at"]) else st["started_at"] + st["planned_s"]
+    before_end = r["ts"] <= end
+    during = r[(r["ts"] >= st["started_at"]) & before_end]
+    if during.empty:
+        return 0
+    return int(max(r.loc[before_end, "value"].max() - during["value"].min(), 0))
+
+
 def _flags(row, max_error_rate: float) -> str:
     flags = []
     if not row["complete"]:
@@ -317,6 +335,8 @@ def _flags(row, max_error_rate: float) -> str:
         flags.append("errors")
     if row.get("workers_lost", 0) > 0:
         flags.append("workers_lost")
+    if row.get("replicas_lost", 0) > 0:
+        flags.append("replicas_lost")
     if row["users"] > 0 and row.get("rate_limited_share", 0.0) > RATE_LIMITED_SHARE:
         flags.append("rate_limited")  # its throughput and latency are a rate limiter's, not the service's
     coverage = row.get("resource_coverage", np.nan)
