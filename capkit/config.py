@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     cgroup_root: str = "/sys/fs/cgroup"
     # the load balancer of a --replicas fleet (a name on PATH or a path)
     haproxy_bin: str = "haproxy"
+    # a fleet's shared model backend (--shared-model): its concurrent generations and its rate
+    # limit for all replicas together (the seed's "external API rate limits")
+    shared_model_slots: int = Field(8, ge=1)
+    shared_model_rate_limit: str = "6000/minute"
 
     # reference service: database, cache, auth
     database_url: str = "sqlite:///runs/service.sqlite"

@@ -285,6 +285,8 @@ class FleetSpec(BaseModel):
     pgbouncer: bool = False
     pgbouncer_pool_size: int | None = None
     redis_prefix: str | None = None
+    shared_model_slots: int | None = Field(None, description="--shared-model: the backend's concurrent generations")
+    shared_model_rate_limit: str | None = Field(None, description="--shared-model: its rate limit for the fleet")
 
 
 class RunSpec(BaseModel):

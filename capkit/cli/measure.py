@@ -95,13 +95,13 @@ def chosen_plan(*, search: bool, profile, stages, warmup, soak, seed, budget, st
 @llm_options
 def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, budget, step_seconds, json_path,
          p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit, bandwidth_mbps,
-         replicas, pgbouncer, mix, think, sample_interval, slo, seed, burstiness):
+         replicas, pgbouncer, shared_model, mix, think, sample_interval, slo, seed, burstiness):
     """Measure the reference service and publish its capacity report (the main job).
 
     By default it searches: a ramp until the service stops meeting its limits, then bisection
     around the answer, within --budget. --profile or --stages run a fixed grid instead."""
     slo = check_slo(slo)
-    check_fleet(replicas, pgbouncer, port=port)
+    check_fleet(replicas, pgbouncer or shared_model, port=port)
     crit = criteria(p95_ms=p95_ms, p95_critical_ms=p95_critical_ms, max_error_rate=max_error_rate)
     if profile is None and stages is None and warmup is not None:
         raise ConfigError("--warmup goes with --stages; the search trims a quarter of each step (≤ 3 s)")
@@ -117,7 +117,7 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
                             processes=processes, sample_interval_s=sample_interval, mix=check_mix(mix),
                             think=check_think(think), say=click.echo, planner=planner, slo=slo, criteria=crit,
                             limits=pod_limits(cpu_limit, memory_limit_mib), replicas=replicas, pgbouncer=pgbouncer,
-                            db_connection_limit=db_connection_limit)
+                            shared_model=shared_model, db_connection_limit=db_connection_limit)
     if result.store_failed:
         raise CapkitError(result.reason)
     baseline_md, headline, index = _analyse_and_publish(s, result.run_id, lim, report=not no_report,
@@ -136,12 +136,13 @@ def plan(profile, stages, warmup, port, store_url, processes, no_report, soak, b
         raise CapkitError(f"run {result.run_id} is incomplete: {result.reason}")
 
 
-def check_fleet(replicas: int | None, pgbouncer: bool, *, port: int | None = None) -> None:
-    """``--replicas`` ≥ 1, and ``--pgbouncer`` / ``--port`` only where they mean something."""
+def check_fleet(replicas: int | None, fleet_only: bool, *, port: int | None = None) -> None:
+    """``--replicas`` ≥ 1, and ``--pgbouncer``, ``--shared-model`` (``fleet_only``) and ``--port``
+    only where they mean something."""
     if replicas is not None and replicas < 1:
         raise ConfigError(f"--replicas {replicas}: a fleet has at least 1 replica (1 is the fleet's baseline)")
-    if pgbouncer and replicas is None:
-        raise ConfigError("--pgbouncer puts PgBouncer in front of the fleet's PostgreSQL: give --replicas N with it")
+    if fleet_only and replicas is None:
+        raise ConfigError("--pgbouncer and --shared-model are parts of a fleet: give --replicas N with them")
     if replicas is not None and port is not None:
         raise ConfigError("--port is the single service's; a fleet's replicas and balancer take free ports")
 
@@ -155,7 +156,7 @@ def _search_limits(cpu_limit, memory_limit_mib, replicas) -> dict:
             "memory_limit_mib": n * (memory_limit_mib or DEFAULT_MEMORY_LIMIT_MIB)}
 
 
-def _run_reference(s, plan, *, replicas, pgbouncer, db_connection_limit, **kwargs):
+def _run_reference(s, plan, *, replicas, pgbouncer, shared_model, db_connection_limit, **kwargs):
     """The reference service alone (``replicas`` None) or as a fleet."""
     if replicas is None:
         from capkit.runs.reference import run_reference
@@ -164,7 +165,8 @@ def _run_reference(s, plan, *, replicas, pgbouncer, db_connection_limit, **kwarg
     from capkit.runs.reference import run_fleet
 
     kwargs.pop("port", None)
-    return run_fleet(s, plan, replicas=replicas, pgbouncer=pgbouncer, db_connection_limit=int(db_connection_limit),
+    return run_fleet(s, plan, replicas=replicas, pgbouncer=pgbouncer, shared_model=shared_model,
+                     db_connection_limit=int(db_connection_limit),
                      cgroup_root=s.cgroup_root, haproxy=s.haproxy_bin, **kwargs)
 
 
@@ -287,8 +289,8 @@ def write_answer(path: Path, answer) -> None:
 def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, warmup, processes, master,
                 expect_workers, master_bind_port, store_url, soak, search_mode, limits_, budget, step_seconds,
                 json_path, p95_ms, p95_critical_ms, max_error_rate, cpu_limit, memory_limit_mib, db_connection_limit,
-                bandwidth_mbps, replicas, pgbouncer, scenario, model, prompts, max_tokens, api_key_env, turns,
-                input_tokens, output_tokens, shared_prefix, trace, trace_scale, server, design, mix, think,
+                bandwidth_mbps, replicas, pgbouncer, shared_model, scenario, model, prompts, max_tokens, api_key_env,
+                turns, input_tokens, output_tokens, shared_prefix, trace, trace_scale, server, design, mix, think,
                 sample_interval, slo, seed, burstiness):
     """Run a stage plan (or a capacity search) and store it: against --target with your --locustfile,
     or the reference service."""
@@ -296,7 +298,7 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
 
     prometheus, metrics, server_limits = _server(server, target, prometheus, metrics)
     custom = {**server_limits, **check_limits(limits_, metrics)}
-    check_fleet(replicas, pgbouncer)
+    check_fleet(replicas, pgbouncer or shared_model)
     if replicas is not None and (target or scenario != "reference"):
         raise ConfigError("--replicas runs capkit's reference service as a fleet: leave out --target and --scenario "
                           "(a fleet of your own: run it yourself and give its balancer's URL as --target)")
@@ -352,7 +354,8 @@ def run_command(target, locustfile, pid, prometheus, metrics, profile, stages, w
                                 sample_interval_s=sample_interval, mix=mix, think=think, say=click.echo,
                                 command="capkit run", planner=planner, slo=slo, criteria=crit,
                                 limits=pod_limits(cpu_limit, memory_limit_mib), replicas=replicas,
-                                pgbouncer=pgbouncer, db_connection_limit=db_connection_limit)
+                                pgbouncer=pgbouncer, shared_model=shared_model,
+                                db_connection_limit=db_connection_limit)
     else:
         from capkit.loadgen import SCENARIOS
         from capkit.runs.reference import load_env

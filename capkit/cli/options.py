@@ -34,7 +34,8 @@ def pod_limits(cpu, memory):
 
 
 def fleet_options(fn):
-    """``--replicas``, ``--pgbouncer``: the reference service as a fleet behind a load balancer."""
+    """``--replicas``, ``--pgbouncer``, ``--shared-model``: the reference service as a fleet behind a
+    load balancer."""
     for opt in reversed([
         click.option("--replicas", type=int,
                      help="Run the reference service as N replicas behind HAProxy, sharing one PostgreSQL (a role "
@@ -42,6 +43,9 @@ def fleet_options(fn):
                           "same set-up (docs/fleet.md)."),
         click.option("--pgbouncer", is_flag=True,
                      help="With --replicas: PgBouncer (transaction pooling) between the replicas and PostgreSQL."),
+        click.option("--shared-model", is_flag=True,
+                     help="With --replicas: one model backend for all replicas, with its own concurrency "
+                          "(CAPKIT_SHARED_MODEL_SLOTS) and rate limit (CAPKIT_SHARED_MODEL_RATE_LIMIT)."),
     ]):
         fn = opt(fn)
     return fn

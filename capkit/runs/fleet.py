@@ -121,6 +121,7 @@ class Fleet:
     replicas: list[ServiceProcess] = field(default_factory=list)
     balancer: HAProxyProcess | None = None
     pgbouncer: object | None = None
+    model_backend: ServiceProcess | None = None
     database: FleetDatabase | None = None
     redis_url: str = ""
     redis_prefix: str = ""
@@ -139,12 +140,12 @@ class Fleet:
         database, its role and the Redis keys. Every step runs even when one before it failed."""
         errors = []
         for part in ([self.balancer] if self.balancer else []) + list(self.replicas) + (
-                [self.pgbouncer] if self.pgbouncer else []):
+                [self.pgbouncer] if self.pgbouncer else []) + ([self.model_backend] if self.model_backend else []):
             try:
                 part.stop()
             except Exception as exc:  # noqa: BLE001 - go on stopping the rest
                 errors.append(exc)
-        self.replicas, self.balancer, self.pgbouncer = [], None, None
+        self.replicas, self.balancer, self.pgbouncer, self.model_backend = [], None, None, None
         if self.database is not None:
             try:
                 self.database.drop()
@@ -168,7 +169,7 @@ class Fleet:
 
 def start_fleet(settings: Settings, *, replicas: int, workdir: Path, limits: PodLimits | None = None,
                 db_connection_limit: int = 60, pgbouncer: bool = False, pgbouncer_pool_size: int | None = None,
-                cgroup_root: str = "/sys/fs/cgroup", haproxy: str = "haproxy",
+                cgroup_root: str = "/sys/fs/cgroup", haproxy: str = "haproxy", shared_model: bool = False,
                 say: Callable[[str], None] = print, name: str | None = None) -> Fleet:
     """Start a fleet of the reference service (see the module docstring).
 
@@ -189,6 +190,9 @@ def start_fleet(settings: Settings, *, replicas: int, workdir: Path, limits: Pod
     pgbouncer : bool
         Put PgBouncer (transaction pooling, ``pgbouncer_pool_size`` server connections, default
         ``min(10, db_connection_limit)``) between the replicas and the database.
+    shared_model : bool
+        One model backend for every replica (:func:`start_model_backend`), instead of each
+        replica's own built-in model.
 
     Returns
     -------
@@ -216,7 +220,7 @@ def start_fleet(settings: Settings, *, replicas: int, workdir: Path, limits: Pod
     try:
         _start(fleet, settings, server=server, replicas=replicas, workdir=workdir, cpu=cpu, memory=memory,
                db_connection_limit=db_connection_limit, pgbouncer=pgbouncer, pool_size=pgbouncer_pool_size,
-               cgroup_root=cgroup_root, haproxy=haproxy, say=say)
+               cgroup_root=cgroup_root, haproxy=haproxy, shared_model=shared_model)
     except BaseException:
         fleet.stop()
         raise
@@ -224,7 +228,7 @@ def start_fleet(settings: Settings, *, replicas: int, workdir: Path, limits: Pod
 
 
 def _start(fleet: Fleet, settings: Settings, *, server, replicas, workdir, cpu, memory, db_connection_limit,
-           pgbouncer, pool_size, cgroup_root, haproxy, say) -> None:
+           pgbouncer, pool_size, cgroup_root, haproxy, shared_model) -> None:
     cgroups = []
     if cpu is not None or memory is not None:  # all of them before anything starts: refused, nothing runs
         try:
@@ -246,6 +250,11 @@ def _start(fleet: Fleet, settings: Settings, *, server, replicas, workdir, cpu, 
             pgb_dir = Path(tempfile.mkdtemp(prefix="capkit-pgbouncer-"))
             fleet.pgbouncer = start_pgbouncer(fleet.database.url, pgb_dir, pool_size=pool_size)
             db_url, extra = fleet.pgbouncer.config.url, {"db_pgbouncer": True}
+        fleet.service_cpus, fleet.load_cpus = core_split(replicas * (cpu or 1.0))
+        if shared_model:
+            fleet.model_backend = start_model_backend(settings, workdir, cpus=fleet.service_cpus)
+            extra.update({"model_backends": "openai", "openai_url": fleet.model_backend.url,
+                          "openai_model": settings.model_name, "openai_api_key": None})
         replica_settings = settings.model_copy(update={
             "database_url": db_url, "db_monitor_url": fleet.database.admin_url, "redis_url": fleet.redis_url,
             "redis_prefix": fleet.redis_prefix, "seed_on_start": False, **extra})
@@ -253,7 +262,6 @@ def _start(fleet: Fleet, settings: Settings, *, server, replicas, workdir, cpu, 
 
         env = settings_to_env(replica_settings)
         _seed({**env, "CAPKIT_DATABASE_URL": fleet.database.url, "CAPKIT_DB_PGBOUNCER": "false"}, workdir)
-        fleet.service_cpus, fleet.load_cpus = core_split(replicas * (cpu or 1.0))
         ports = [free_port(HOST) for _ in range(replicas)]
 
         def start(i: int) -> ServiceProcess:
@@ -277,10 +285,29 @@ def _start(fleet: Fleet, settings: Settings, *, server, replicas, workdir, cpu, 
         fleet.monitor_url = fleet.database.admin_url
         fleet.spec = FleetSpec(replicas=replicas, balance=BALANCE, db_connection_limit=db_connection_limit,
                                pgbouncer=pgbouncer, pgbouncer_pool_size=pool_size if pgbouncer else None,
-                               redis_prefix=fleet.redis_prefix)
+                               redis_prefix=fleet.redis_prefix,
+                               shared_model_slots=settings.shared_model_slots if shared_model else None,
+                               shared_model_rate_limit=settings.shared_model_rate_limit if shared_model else None)
     finally:
         for group in cgroups:  # created, never handed to a replica
             group.remove()
+
+
+def start_model_backend(settings: Settings, workdir: Path, *, cpus: set[int] | None = None) -> ServiceProcess:
+    """The fleet's one model backend: a ``capkit serve`` whose built-in model every replica calls
+    through its OpenAI-compatible ``/v1``, with ``settings.shared_model_slots`` concurrent
+    generations (the rest queue) and ``settings.shared_model_rate_limit`` for all replicas together
+    (they all call from 127.0.0.1: one caller to it), like an external model API's limits. Its own
+    SQLite file: it holds no conversations, and it takes no connection of the fleet's database."""
+    from capkit.service.server import settings_to_env
+
+    backend = settings.model_copy(update={
+        "database_url": f"sqlite:///{workdir / 'model-backend.sqlite'}", "db_monitor_url": None, "redis_url": None,
+        "seed_on_start": True, "seed_users": 0, "seed_conversations": 0, "seed_test_accounts": 0,
+        "openai_auth": "none", "response_cache": False, "model_backends": "builtin",
+        "model_max_concurrent": settings.shared_model_slots, "rate_limit_chat": settings.shared_model_rate_limit})
+    return start_service(host=HOST, port=free_port(HOST), env=settings_to_env(backend),
+                         log_path=workdir / "model-backend.log", cpus=cpus)
 
 
 def _seed(env: dict[str, str], workdir: Path) -> None:

@@ -59,7 +59,7 @@ def write_config(servers: list[tuple[str, int]], workdir: Path, *, port: int | N
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "haproxy.cfg"
     path.write_text(f"""global
-    maxconn 20000
+    maxconn 4096
 
 defaults
     mode http

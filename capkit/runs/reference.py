@@ -89,6 +89,10 @@ def fleet_scrapers(fleet) -> list:
         summed = SumOf([reference_metrics(svc.url) for svc in fleet.replicas], source="prometheus")
         out.append(summed)
         out.extend(summed.parts(lambda i: f"replica{i + 1}-metrics"))
+        if fleet.model_backend is not None:  # its queue and slots: the shared backend's own
+            backend = reference_metrics(fleet.model_backend.url)
+            backend.source = "model-backend"
+            out.append(backend)
     except CapkitError:
         for collector in out:
             collector.close()
@@ -192,7 +196,8 @@ def run_reference(settings: Settings, plan: StagePlan, *, port: int | None = Non
 
 
 def run_fleet(settings: Settings, plan: StagePlan, *, replicas: int, pgbouncer: bool = False,
-              db_connection_limit: int = 60, limits: PodLimits | None = None, cgroup_root: str = "/sys/fs/cgroup",
+              shared_model: bool = False, db_connection_limit: int = 60, limits: PodLimits | None = None,
+              cgroup_root: str = "/sys/fs/cgroup",
               say: Callable[[str], None] = print, profile: str = "custom", processes: int = 1,
               sample_interval_s: float = 1.0, mix: str | None = None, think: str | None = None,
               command: str = "capkit plan", planner=None, slo=None, criteria: Criteria = DEFAULT_CRITERIA,
@@ -212,7 +217,7 @@ def run_fleet(settings: Settings, plan: StagePlan, *, replicas: int, pgbouncer: 
     say(f"{command} · run {run_id} · {what} · mix {mix or DEFAULT_MIX}")
     fleet = start_fleet(settings, replicas=replicas, workdir=raw_dir, limits=limits,
                         db_connection_limit=db_connection_limit, pgbouncer=pgbouncer, cgroup_root=cgroup_root,
-                        haproxy=haproxy, say=say)
+                        haproxy=haproxy, shared_model=shared_model, say=say)
     try:
         if limits is not None:
             limits = limits.model_copy(update={"enforced": True})
@@ -221,7 +226,9 @@ def run_fleet(settings: Settings, plan: StagePlan, *, replicas: int, pgbouncer: 
             + (f" · each {limits_text(limits)}" if limits is not None else "")
             + f" · PostgreSQL database {fleet.database.name} (role CONNECTION LIMIT {db_connection_limit})"
             + (f" through PgBouncer (pool {fleet.spec.pgbouncer_pool_size})" if pgbouncer else "")
-            + f" · Redis prefix {fleet.redis_prefix}")
+            + f" · Redis prefix {fleet.redis_prefix}"
+            + (f" · one model backend ({settings.shared_model_slots} slots, {settings.shared_model_rate_limit})"
+               if shared_model else ""))
         per_replica = limits.cpu_cores if limits is not None and limits.cpu_cores else (
             float(len(fleet.service_cpus)) / replicas if fleet.service_cpus else None)
         spec = RunSpec(run_id=run_id, target=fleet.url, scenario="reference", plan=plan, processes=processes,

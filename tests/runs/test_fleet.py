@@ -32,7 +32,11 @@ def _settings(tmp_path: Path, **overrides):
 
 
 def _login(url: str) -> dict:
-    r = httpx.post(f"{url}/api/auth/token", json={"username": "loadtest-0000", "password": "loadtest-password"})
+    return _login_as(url, "loadtest-0000")
+
+
+def _login_as(url: str, user: str) -> dict:
+    r = httpx.post(f"{url}/api/auth/token", json={"username": user, "password": "loadtest-password"})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -42,11 +46,12 @@ def _served(url: str, route: str) -> float:
                if line.startswith("capkit_http_requests_total") and route in line)
 
 
-def test_rate_limit_and_cache_are_fleet_wide_and_the_balancer_spreads_requests(tmp_path):
+def test_rate_limits_and_cache_are_fleet_wide_and_the_balancer_spreads_requests(tmp_path):
     require_fleet_parts()
-    settings = _settings(tmp_path, rate_limit_chat="6/minute")
+    # the chat limit per user, the shared model backend's for the whole fleet
+    settings = _settings(tmp_path, rate_limit_chat="6/minute", shared_model_rate_limit="5/minute")
     with start_fleet(settings, replicas=2, workdir=tmp_path / "fleet", limits=PodLimits(cpu_cores=0.5),
-                     db_connection_limit=20, say=lambda line: None) as fleet:
+                     db_connection_limit=20, shared_model=True, say=lambda line: None) as fleet:
         one, two = (svc.url for svc in fleet.replicas)
         auth = _login(fleet.url)  # a token made by one replica is good at the other: one secret, one database
         first = httpx.post(f"{one}/api/chat/message", json={"message": "the same question"}, headers=auth, timeout=30)
@@ -57,6 +62,12 @@ def test_rate_limit_and_cache_are_fleet_wide_and_the_balancer_spreads_requests(t
                             headers=auth, timeout=30).status_code for i in range(6)]
         # 6/minute for the fleet: 2 above and 4 here pass, whichever replica counts them; the rest are 429
         assert codes == [200] * 4 + [429] * 2, codes
+        # 5 answers generated (one was cached): the model backend's 5/minute is spent for every replica
+        other = _login_as(fleet.url, "loadtest-0001")
+        over = httpx.post(f"{two}/api/chat/message", json={"message": "one more"}, headers=other, timeout=30)
+        assert over.status_code == 503, over.text  # the upstream's 429: no fallback model in the fleet
+        backend = httpx.get(f"{fleet.model_backend.url}/metrics").text
+        assert 'capkit_rate_limit_rejections_total{scope="chat-anonymous"} 1.0' in backend
         for _ in range(20):
             assert httpx.get(f"{fleet.url}/api/auth/validate", headers=auth).status_code == 200
         per_replica = [_served(url, "/api/auth/validate") for url in (one, two)]
@@ -67,7 +78,7 @@ def test_rate_limit_and_cache_are_fleet_wide_and_the_balancer_spreads_requests(t
         with psycopg.connect(fleet.database.admin_url.replace("+psycopg", "")) as conn:
             limit = conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (fleet.name,)).fetchone()[0]
         assert limit == 20
-        pids = [svc.pid for svc in fleet.replicas] + [fleet.balancer.pid]
+        pids = [svc.pid for svc in fleet.replicas] + [fleet.balancer.pid, fleet.model_backend.pid]
         groups = [svc.cgroup for svc in fleet.replicas]
         assert all(g is not None and g.cpu_cores == 0.5 for g in groups)
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
@@ -146,3 +157,16 @@ def test_bad_fleet_input_is_one_line_and_starts_nothing(tmp_path, args, env, nee
 def test_settings_defaults_enforce_nothing():
     s = get_settings()
     assert s.haproxy_bin == "haproxy" and s.cgroup_root == "/sys/fs/cgroup"
+
+
+def test_a_single_service_without_writable_cgroups_runs_pinned_and_says_so(tmp_path):
+    from capkit.errors import ConfigError
+    from capkit.runs.processes import check_limits, limited_cgroup
+
+    group, line = limited_cgroup("capkit-test-x", 0.5, None, root=str(tmp_path), required=False)
+    assert group is None and line.startswith("limits not enforced: ") and "runs pinned" in line
+    assert limited_cgroup("capkit-test-x", None, None, root=str(tmp_path), required=True) == (None, None)
+    with pytest.raises(ConfigError, match="cannot be enforced"):
+        limited_cgroup("capkit-test-x", 0.5, None, root=str(tmp_path), required=True)
+    with pytest.raises(ConfigError, match="this machine's cores"):
+        check_limits(os.cpu_count() + 0.5, None)
