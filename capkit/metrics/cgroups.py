@@ -107,13 +107,16 @@ class Cgroup:
         else:
             paths = {"": Path(root) / name}
         group = cls(name=name, cpu_cores=cpu_cores, memory_mib=memory_mib, root=root, version=version, paths=paths)
+        made: dict[str, Path] = {}
         try:
             if version == 2:
                 _write(Path(root) / "cgroup.subtree_control", "+cpu +memory")
-            for path in paths.values():
+            for controller, path in paths.items():
                 path.mkdir()
+                made[controller] = path
             group._limit()
         except OSError as exc:
+            group.paths = made  # remove what this call made, nothing else
             group.remove()
             raise CgroupError(f"cgroups at {root} are not writable here ({exc.strerror or exc}): --cpu-limit and "
                               f"--memory-limit-mib need root or a delegated cgroup") from None

@@ -30,7 +30,10 @@ def test_an_oom_kill_under_the_memory_limit_ends_the_run_as_a_measured_failure(t
     assert run.meta.spec.limits.memory_mib == 200 and run.meta.spec.limits.enforced
     assert (run.events["kind"] == "oom_kill").sum() == 1
     memory = run.samples[(run.samples["source"] == "service") & (run.samples["metric"] == "cgroup_memory_mib")]
-    assert memory["value"].max() > 150  # it was measured climbing to the limit
+    # the cgroup's charge was sampled up to the kill (at ~30 req/s × 4 MiB the last second's climb is not)
+    assert len(memory) >= 2 and 30 < memory["value"].max() < 200
     assert len(run.steps) == 2 and run.requests["count"].sum() > 0  # what it measured is kept
-    failure = ca.answer.service_failure(run.meta, run.steps) if hasattr(ca, "answer") else None
-    assert failure is None or failure.exited
+    from capkit.analysis.answer.limits import service_failure
+
+    failure = service_failure(run.meta, run.steps)
+    assert failure is not None and failure.exited and failure.users == 4  # the analysis reads it as the failure
