@@ -23,6 +23,9 @@ class Progress:
     rps: float = 0.0
     p95_ms: float | None = None
     cpu_cores: float | None = None
+    throttled_share: float | None = None  # under a CPU quota: the share of periods throttled
+    replicas: str | None = None  # a fleet: "1/2" replicas alive
+    replicas_total: int = 0
     recent: list = field(default_factory=list)
 
     def update(self, *, step: int | None, users: int | None, seconds_left: float | None, new_rows: list,
@@ -37,13 +40,21 @@ class Progress:
         self.rps = sum(r["count"] for r in window) / seconds
         self.p95_ms = (merge_histograms(r["hdr"] for r in window).get_value_at_percentile(95) / 1000
                        if window else None)
-        cpu = [r["value"] for r in samples if r["source"] == "service" and r["metric"] == "cpu_cores"]
-        self.cpu_cores = cpu[0] if cpu else self.cpu_cores
+        service = {r["metric"]: r["value"] for r in samples if r["source"] == "service"}
+        self.cpu_cores = service.get("cpu_cores", self.cpu_cores)
+        self.throttled_share = service.get("cpu_throttled_share", self.throttled_share)
+        if "replicas_alive" in service:
+            self.replicas_total = max(self.replicas_total, int(service["replicas_alive"]))
+            self.replicas = f"{service['replicas_alive']:.0f}/{self.replicas_total}"
 
 
 def format_progress(p: Progress) -> str:
     p95 = f"{p.p95_ms:.0f} ms" if p.p95_ms is not None else "–"
     cpu = f" · service CPU {p.cpu_cores:.2f} cores" if p.cpu_cores is not None else ""
+    if p.throttled_share is not None:
+        cpu += f" · throttled {100 * p.throttled_share:.0f} %"
+    if p.replicas is not None:
+        cpu += f" · replicas {p.replicas}"
     return (f"step {p.step + 1}/{p.steps_total} · {p.users} users · {max(p.seconds_left, 0):.0f} s left · "
             f"{p.rps:.1f} req/s · p95 {p95}{cpu}")
 

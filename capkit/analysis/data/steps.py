@@ -10,6 +10,8 @@ from capkit.records.histograms import moments, new_histogram
 from capkit.schemas import DEFAULT_CRITERIA
 
 SERVICE_METRICS = ("cpu_cores", "rss_mib", "db_connections", "network_kbps", "threads", "fds")
+# pod-like limits (a cgroup's quota and memory limit): what they did, per step; NaN without limits
+LIMIT_METRICS = ("cpu_throttled_share", "cpu_throttled_s_per_s", "cgroup_memory_mib")
 
 # quality gates (DESIGN, measurement rules)
 GENERATOR_SATURATED_CORES = 0.90
@@ -211,7 +213,7 @@ def summarize_steps(steps: pd.DataFrame, requests: pd.DataFrame, samples: pd.Dat
             "bytes_per_s": float(r["bytes"].sum() / window) if count and window > 0 else 0.0,
         }
         sr = res[res["step"] == st["step"]] if not res.empty else res
-        for metric in SERVICE_METRICS:
+        for metric in SERVICE_METRICS + LIMIT_METRICS:
             row[metric] = float(sr[metric].mean()) if metric in sr and sr[metric].notna().any() else np.nan
         gr = gen[gen["step"] == st["step"]] if not gen.empty else gen
         # per Locust process (each saturates at one core); older runs only have the tree's total
