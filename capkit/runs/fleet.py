@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,6 +146,8 @@ class Fleet:
                 part.stop()
             except Exception as exc:  # noqa: BLE001 - go on stopping the rest
                 errors.append(exc)
+        if self.pgbouncer is not None and self.pgbouncer.config is not None:  # its private temp dir
+            shutil.rmtree(self.pgbouncer.config.ini.parent, ignore_errors=True)
         self.replicas, self.balancer, self.pgbouncer, self.model_backend = [], None, None, None
         if self.database is not None:
             try:
