@@ -32,7 +32,7 @@ plan: $(STAMP) ## Search the reference service's capacity and publish the report
 plan-pg: $(STAMP) ## `make plan` on PostgreSQL + Redis; PGBOUNCER=1 behind PgBouncer, PGBOUNCER=compare both + comparison
 	ops/plan-postgres.sh $(if $(filter compare,$(PGBOUNCER)),--compare-pgbouncer,$(if $(PGBOUNCER),--pgbouncer)) $(if $(PROFILE),--profile $(PROFILE))
 
-system-deps: ## Install the missing Debian packages the tests need (Chromium, fonts, pgbouncer), as root
+system-deps: ## Install the missing Debian packages the tests need (Chromium, fonts, pgbouncer, haproxy), as root
 	ops/install-system-deps.sh
 
 test: $(STAMP) system-deps ## Run the whole test suite (unit, service, end-to-end, browser, notebooks under nbmake)
