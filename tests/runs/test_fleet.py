@@ -46,12 +46,13 @@ def _served(url: str, route: str) -> float:
                if line.startswith("capkit_http_requests_total") and route in line)
 
 
-def test_rate_limits_and_cache_are_fleet_wide_and_the_balancer_spreads_requests(tmp_path):
+def test_rate_limits_cache_and_pgbouncer_are_fleet_wide_and_the_balancer_spreads_requests(tmp_path):
     require_fleet_parts()
     # the chat limit per user, the shared model backend's for the whole fleet
     settings = _settings(tmp_path, rate_limit_chat="6/minute", shared_model_rate_limit="5/minute")
     with start_fleet(settings, replicas=2, workdir=tmp_path / "fleet", limits=PodLimits(cpu_cores=0.5),
-                     db_connection_limit=20, shared_model=True, say=lambda line: None) as fleet:
+                     db_connection_limit=20, shared_model=True, pgbouncer=True, pgbouncer_pool_size=1,
+                     say=lambda line: None) as fleet:
         one, two = (svc.url for svc in fleet.replicas)
         auth = _login(fleet.url)  # a token made by one replica is good at the other: one secret, one database
         first = httpx.post(f"{one}/api/chat/message", json={"message": "the same question"}, headers=auth, timeout=30)
@@ -72,13 +73,15 @@ def test_rate_limits_and_cache_are_fleet_wide_and_the_balancer_spreads_requests(
             assert httpx.get(f"{fleet.url}/api/auth/validate", headers=auth).status_code == 200
         per_replica = [_served(url, "/api/auth/validate") for url in (one, two)]
         assert sum(per_replica) == 20 and min(per_replica) >= 5, per_replica  # leastconn spreads them
-        # the role's CONNECTION LIMIT is the database's cap for the whole fleet
+        # the role's CONNECTION LIMIT is the database's cap for the whole fleet; behind PgBouncer both
+        # replicas' pools (each wrote conversations above) reach the database through its one connection
         import psycopg
 
         with psycopg.connect(fleet.database.admin_url.replace("+psycopg", "")) as conn:
             limit = conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (fleet.name,)).fetchone()[0]
-        assert limit == 20
-        pids = [svc.pid for svc in fleet.replicas] + [fleet.balancer.pid, fleet.model_backend.pid]
+            held = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (fleet.name,)).fetchone()[0]
+        assert limit == 20 and held == 1
+        pids = [svc.pid for svc in fleet.replicas] + [fleet.balancer.pid, fleet.model_backend.pid, fleet.pgbouncer.pid]
         groups = [svc.cgroup for svc in fleet.replicas]
         assert all(g is not None and g.cpu_cores == 0.5 for g in groups)
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
