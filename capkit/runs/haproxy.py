@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from capkit.errors import ConfigError, ServiceError
-from capkit.runs.processes import ManagedProcess, free_port, spawn
+from capkit.runs.processes import ManagedProcess, free_port, listening, spawn
 
 HOST = "127.0.0.1"
 BALANCE = "leastconn"
@@ -99,14 +98,6 @@ class HAProxyProcess(ManagedProcess):
         return f"http://{HOST}:{self.config.port}"
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def start_haproxy(servers: list[tuple[str, int]], workdir: Path, *, binary: str = "haproxy",
                   timeout: float = 10.0) -> HAProxyProcess:
     """Check and start HAProxy in the foreground (its own process group; stop it by PID) and wait
@@ -124,7 +115,7 @@ def start_haproxy(servers: list[tuple[str, int]], workdir: Path, *, binary: str 
         while True:
             if not proc.alive():
                 raise ServiceError(f"HAProxy exited while starting: {proc.log_tail()}")
-            if _listening(config.port):
+            if listening(config.port, HOST):
                 try:
                     if httpx.get(f"{proc.url}/healthz", timeout=2.0).status_code == 200:
                         return proc

@@ -16,14 +16,13 @@ import argparse
 import os
 import pwd
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from capkit.errors import ConfigError, ServiceError
-from capkit.runs.processes import ManagedProcess, free_port, spawn
+from capkit.runs.processes import ManagedProcess, free_port, listening, spawn
 
 DEFAULT_POOL_SIZE = 5
 HOST = "127.0.0.1"
@@ -143,14 +142,6 @@ ignore_startup_parameters = extra_float_digits,options
     return PgBouncerConfig(ini=ini, url=through, port=port, pool_size=pool_size, command=command)
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def start_pgbouncer(database_url: str, workdir: Path, *, pool_size: int = DEFAULT_POOL_SIZE,
                     port: int | None = None, timeout: float = 10.0) -> PgBouncerProcess:
     """Write the config (:func:`write_config`), start PgBouncer, wait until it listens.
@@ -162,7 +153,7 @@ def start_pgbouncer(database_url: str, workdir: Path, *, pool_size: int = DEFAUL
     popen = spawn(list(config.command), log_path=log, env=dict(os.environ))
     proc = PgBouncerProcess(popen=popen, log_path=log, config=config)
     deadline = time.monotonic() + timeout
-    while not _listening(config.port):
+    while not listening(config.port, HOST):
         if not proc.alive() or time.monotonic() > deadline:
             proc.stop()
             raise ServiceError(f"PgBouncer did not start on {HOST}:{config.port}: {proc.log_tail()}")
